@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/layercommit/layercommit/compat"
+	"github.com/layercommit/layercommit/diff"
+	"github.com/layercommit/layercommit/internal/atomicfile"
+)
+
+func runDiff(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("diff", stderr)
+	var lowers strList
+	fs.Var(&lowers, "lower", "lower dir, top first (repeatable)")
+	out := fs.String("o", "-", "write the tar to FILE (- for stdout)")
+	profile := fs.String("compat", compat.Default.Name, "whose bytes to reproduce")
+	source := fs.String("source", "overlay", "overlay, aufs or naive")
+	userxattr := fs.Bool("userxattr", false, "read user.overlay.* xattrs (userxattr mounts)")
+	fs.Bool("q", false, "no progress display")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("diff: want one UPPERDIR, got %d arguments", fs.NArg())
+	}
+	p, err := compat.Lookup(*profile)
+	if err != nil {
+		return err
+	}
+	src, err := diffSource(*source, fs.Arg(0), lowers, *userxattr, stderr)
+	if err != nil {
+		return err
+	}
+	return writeDiff(context.Background(), src, p, *out, stdout, stderr)
+}
+
+func diffSource(kind, upper string, lowers []string, userxattr bool, stderr io.Writer) (diff.Source, error) {
+	warn := func(format string, args ...any) { fmt.Fprintf(stderr, "layercommit: warning: "+format+"\n", args...) }
+	if fi, err := os.Stat(upper); err != nil {
+		return nil, fmt.Errorf("reading upper dir: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("upper dir %s is not a directory", upper)
+	}
+	switch kind {
+	case "overlay":
+		opts := []diff.OverlayOption{diff.WithLowers(lowers...), diff.WithWarner(warn)}
+		if userxattr {
+			opts = append(opts, diff.WithUserXattr())
+		}
+		return diff.Overlay(upper, opts...), nil
+	case "aufs":
+		return diff.Aufs(upper, warn), nil
+	case "naive":
+		if len(lowers) != 1 {
+			return nil, fmt.Errorf("naive diff wants exactly one --lower, got %d", len(lowers))
+		}
+		return diff.Naive(lowers[0], upper, warn), nil
+	}
+	return nil, fmt.Errorf("unknown diff source %q (overlay, aufs or naive)", kind)
+}
+
+// writeDiff writes the layer tar to out ("-" for stdout) and prints the
+// diffID last: on stdout after a file, on stderr after a stream.
+func writeDiff(ctx context.Context, src diff.Source, p compat.Profile, out string, stdout, stderr io.Writer) error {
+	if out == "-" {
+		id, _, err := diff.Write(ctx, stdout, src, diff.WithCompat(p))
+		if err != nil {
+			return fmt.Errorf("diff: %w", err)
+		}
+		fmt.Fprintln(stderr, id)
+		return nil
+	}
+	f, err := atomicfile.Create(out, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	id, _, err := diff.Write(ctx, f, src, diff.WithCompat(p))
+	if err != nil {
+		return fmt.Errorf("diff: %w", err)
+	}
+	if err := f.Commit(); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, id)
+	return nil
+}

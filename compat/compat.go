@@ -1,0 +1,81 @@
+// Package compat names whose bytes layercommit reproduces. A Profile is
+// data: every place that writes bytes a peer also writes (tar headers,
+// tar-split, config JSON) asks the profile instead of testing its name.
+//
+// Non-goals: profiles for image stores other than Docker's graphdriver
+// path; each profile added must be tested against the real thing it names.
+package compat
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Profile is one peer's set of byte-level choices. The zero value is not
+// a valid profile; use Lookup or one of the named variables.
+type Profile struct {
+	// Name is the spelling used by --compat.
+	Name string
+	// TypeBits ORs the S_IFMT file-type bits into the tar mode field
+	// (moby's fillGo18FileTypeBits, removed in v24).
+	TypeBits bool
+	// LookupNames fills uname/gname from the host's user and group
+	// databases (Debian's 20.10 build); otherwise they are empty.
+	LookupNames bool
+	// TarSplitTrailingEmpty ends tar-split metadata with an empty segment
+	// (tar-split up to v0.11.4, moby up to v24).
+	TarSplitTrailingEmpty bool
+	// HistoryAuthorFirst orders history keys created, author, created_by
+	// (Docker's own type, up to v24); otherwise the OCI order created,
+	// created_by, author.
+	HistoryAuthorFirst bool
+	// DockerVersion is written as the config's docker_version when the
+	// caller gives none; empty means the key is left out.
+	DockerVersion string
+}
+
+var (
+	// Docker2010 is Docker 20.10 as Debian packages it.
+	Docker2010 = Profile{
+		Name:                  "docker-20.10",
+		TypeBits:              true,
+		LookupNames:           true,
+		TarSplitTrailingEmpty: true,
+		HistoryAuthorFirst:    true,
+		DockerVersion:         "20.10.24+dfsg1",
+	}
+	// Docker24 is Docker 24 to 29 with a graphdriver (moby/go-archive).
+	Docker24 = Profile{
+		Name: "docker-24",
+	}
+	// Default is the profile used when none is named.
+	Default = Docker24
+)
+
+var byName = map[string]Profile{
+	Docker2010.Name: Docker2010,
+	Docker24.Name:   Docker24,
+}
+
+// Lookup returns the profile spelled name, or an error listing the known ones.
+func Lookup(name string) (Profile, error) {
+	if name == "" {
+		return Default, nil
+	}
+	p, ok := byName[name]
+	if !ok {
+		return Profile{}, fmt.Errorf("unknown compat profile %q (known: %s)", name, strings.Join(Names(), ", "))
+	}
+	return p, nil
+}
+
+// Names lists the known profile names, sorted.
+func Names() []string {
+	var n []string
+	for k := range byName {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}

@@ -1,0 +1,15 @@
+// Package diff is the first stage of layercommit: it finds the changes in a
+// container's file system and writes them as a layer tar.
+//
+// A Source (Overlay, Aufs or Naive) walks a change set and reports it as
+// ordered Changes through a ChangeFunc; Write turns those changes into the
+// exact tar bytes of a compat.Profile and returns the diffID computed in the
+// same pass. The two halves meet only at the Change type.
+//
+// Order is part of the contract: changes come depth first, parents before
+// children, and the entries of each directory sorted by the raw bytes of
+// their on-disk names (the order moby's filepath.Walk gives).
+//
+// Non-goals: compression, images and stores (see the export package),
+// applying layers, and following a container while it writes.
+package diff

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Installs and starts the real peers the tests compare against: a private
+# dockerd (Debian's docker.io 20.10, overlay2) with a busybox base image,
+# and the tools skopeo, umoci and attr. Source it: it exports the variables
+# the tests read (LAYERCOMMIT_DOCKER_HOST, LAYERCOMMIT_DOCKER_ROOT,
+# LAYERCOMMIT_DOCKER_BIN, LAYERCOMMIT_BASE_IMAGE) and defines
+# oracles_stop. Nothing here reaches beyond Debian's package mirror.
+set -u
+
+LC_ORACLE_DIR=${LC_ORACLE_DIR:-/tmp/layercommit-oracle}
+LC_PACKAGES="docker.io busybox-static attr skopeo umoci docker-registry"
+
+oracles_install() {
+	local missing=()
+	command -v dockerd >/dev/null || missing+=(docker.io)
+	[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing+=(busybox-static)
+	command -v setfattr >/dev/null || missing+=(attr)
+	command -v skopeo >/dev/null || missing+=(skopeo)
+	command -v umoci >/dev/null || missing+=(umoci)
+	command -v docker-registry >/dev/null || missing+=(docker-registry)
+	if [ ${#missing[@]} -gt 0 ]; then
+		echo "oracles: installing ${missing[*]}" >&2
+		apt-get update -qq >&2 || return 1
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $LC_PACKAGES >&2 || return 1
+	fi
+}
+
+oracles_start_dockerd() {
+	local dir=$LC_ORACLE_DIR sock=$LC_ORACLE_DIR/docker.sock
+	mkdir -p "$dir/root" "$dir/exec"
+	export LAYERCOMMIT_DOCKER_HOST=unix://$sock
+	export LAYERCOMMIT_DOCKER_ROOT=$dir/root
+	export LAYERCOMMIT_DOCKER_BIN=/usr/bin/docker
+	if [ -S "$sock" ] && /usr/bin/docker -H "$LAYERCOMMIT_DOCKER_HOST" version >/dev/null 2>&1; then
+		return 0
+	fi
+	# containerd comes with docker.io; dockerd starts its own when given
+	# none, keeping its state under the exec root.
+	/usr/sbin/dockerd --data-root "$dir/root" --exec-root "$dir/exec" -H "$LAYERCOMMIT_DOCKER_HOST" \
+		--pidfile "$dir/docker.pid" --iptables=false --ip6tables=false --bridge=none \
+		--storage-driver=overlay2 >"$dir/dockerd.log" 2>&1 &
+	local i
+	for i in $(seq 1 60); do
+		if /usr/bin/docker -H "$LAYERCOMMIT_DOCKER_HOST" version >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.5
+	done
+	echo "oracles: dockerd did not start; its log:" >&2
+	tail -20 "$dir/dockerd.log" >&2
+	return 1
+}
+
+# oracles_base_image imports a busybox-static rootfs as the base image.
+oracles_base_image() {
+	export LAYERCOMMIT_BASE_IMAGE=layercommit-base:busybox
+	local d=/usr/bin/docker
+	if $d -H "$LAYERCOMMIT_DOCKER_HOST" image inspect "$LAYERCOMMIT_BASE_IMAGE" >/dev/null 2>&1; then
+		return 0
+	fi
+	local rootfs
+	rootfs=$(mktemp -d)
+	mkdir -p "$rootfs"/{bin,etc,tmp,data,root,var}
+	cp "$(command -v busybox)" "$rootfs/bin/busybox"
+	local a
+	for a in sh ls cat echo mkdir rm mv cp ln touch chmod chown mknod mkfifo stat find sleep true false \
+		printf head dd sync id env seq tr sed xargs truncate; do
+		ln -s busybox "$rootfs/bin/$a"
+	done
+	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$rootfs/etc/passwd"
+	printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+	echo 'base file' >"$rootfs/data/basefile"
+	tar -C "$rootfs" -c . | $d -H "$LAYERCOMMIT_DOCKER_HOST" import - "$LAYERCOMMIT_BASE_IMAGE" >/dev/null
+	local rc=$?
+	rm -rf "$rootfs"
+	return $rc
+}
+
+oracles_stop() {
+	local pidfile=$LC_ORACLE_DIR/docker.pid
+	if [ -f "$pidfile" ]; then
+		kill "$(cat "$pidfile")" 2>/dev/null
+		local i
+		for i in $(seq 1 40); do
+			[ -f "$pidfile" ] || break
+			sleep 0.25
+		done
+	fi
+}
+
+oracles_up() {
+	oracles_install && oracles_start_dockerd && oracles_base_image
+}
