@@ -12,6 +12,8 @@ import (
 	"github.com/layercommit/layercommit/fixtures"
 )
 
+func init() { register(command{"demo", "demo [--compat P] [DIR]", runDemo}) }
+
 // runDemo prepares a real overlay upper dir (fixtures.Demo) and diffs it,
 // listing the changes and the diffID.
 func runDemo(args []string, stdout, stderr io.Writer) error {

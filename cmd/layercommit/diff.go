@@ -11,6 +11,10 @@ import (
 	"github.com/layercommit/layercommit/internal/atomicfile"
 )
 
+func init() {
+	register(command{"diff", "diff [--compat P] [--source overlay|aufs|naive] [--lower DIR]... [--userxattr] [-o FILE|-] UPPERDIR", runDiff})
+}
+
 func runDiff(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("diff", stderr)
 	var lowers strList

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 )
 
@@ -16,11 +17,16 @@ type command struct {
 	run         func(args []string, stdout, stderr io.Writer) error
 }
 
+// registry holds the subcommands; each one's file adds itself in init so
+// that commands are added without editing this file.
+var registry []command
+
+func register(c command) { registry = append(registry, c) }
+
 func commands() []command {
-	return []command{
-		{"diff", "diff [--compat P] [--source overlay|aufs|naive] [--lower DIR]... [--userxattr] [-o FILE|-] UPPERDIR", runDiff},
-		{"demo", "demo [DIR]", runDemo},
-	}
+	cs := append([]command(nil), registry...)
+	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
+	return cs
 }
 
 func main() {

@@ -1,0 +1,99 @@
+// Package oracle gives tests the real peers they compare against: root,
+// overlayfs, a private dockerd started by scripts/oracles.sh, and the
+// command-line tools skopeo, umoci and docker-registry.
+//
+// A missing oracle skips the test on a laptop and fails it in CI: when CI
+// or LAYERCOMMIT_REQUIRE_ORACLES is set, "missing" is an error.
+package oracle
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// Required reports whether missing oracles must fail tests instead of
+// skipping them.
+func Required() bool {
+	return os.Getenv("LAYERCOMMIT_REQUIRE_ORACLES") != "" || os.Getenv("CI") == "true"
+}
+
+// Missing skips the test, or fails it when oracles are required.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("oracle missing (required in CI): "+format, args...)
+	}
+	t.Skipf("oracle missing: "+format, args...)
+}
+
+// Root needs the test to run as root.
+func Root(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "not running as root")
+	}
+}
+
+// Tool needs a program on PATH and returns its path.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Missing(t, "%s not installed (scripts/oracles.sh installs it)", name)
+	}
+	return p
+}
+
+// Docker is a running dockerd the tests may use.
+type Docker struct {
+	Host string // -H value, unix://...
+	Root string // its --data-root
+	Bin  string // the docker client
+	Base string // a busybox base image imported into it
+}
+
+// NewDocker returns the dockerd that scripts/oracles.sh started, checking
+// that it answers.
+func NewDocker(t testing.TB) *Docker {
+	t.Helper()
+	Root(t)
+	d := &Docker{
+		Host: os.Getenv("LAYERCOMMIT_DOCKER_HOST"),
+		Root: os.Getenv("LAYERCOMMIT_DOCKER_ROOT"),
+		Bin:  os.Getenv("LAYERCOMMIT_DOCKER_BIN"),
+		Base: os.Getenv("LAYERCOMMIT_BASE_IMAGE"),
+	}
+	if d.Host == "" || d.Root == "" || d.Base == "" {
+		Missing(t, "dockerd not started: source scripts/oracles.sh and run oracles_up")
+	}
+	if d.Bin == "" {
+		d.Bin = "/usr/bin/docker"
+	}
+	if _, _, err := d.Try("version"); err != nil {
+		Missing(t, "dockerd at %s does not answer: %v", d.Host, err)
+	}
+	return d
+}
+
+// Try runs a docker command and returns its stdout and stderr.
+func (d *Docker) Try(args ...string) (string, string, error) {
+	cmd := exec.Command(d.Bin, append([]string{"-H", d.Host}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// Run runs a docker command, failing the test on error, and returns its
+// trimmed stdout.
+func (d *Docker) Run(t testing.TB, args ...string) string {
+	t.Helper()
+	out, errs, err := d.Try(args...)
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, errs)
+	}
+	return strings.TrimSpace(out)
+}
