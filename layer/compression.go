@@ -1,0 +1,149 @@
+package layer
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+)
+
+// Compression names how a layer blob is compressed.
+type Compression string
+
+const (
+	Gzip Compression = "gzip"
+	Zstd Compression = "zstd"
+	None Compression = "none"
+)
+
+// The pinned parameters. Changing any of them changes every blob digest;
+// TestGoldenDigests guards them.
+const (
+	// DefaultGzipLevel is gzip's default level (6).
+	DefaultGzipLevel = pgzip.DefaultCompression
+	// gzipBlockSize is the size of the blocks pgzip compresses in
+	// parallel. Each block is compressed with the previous block's tail
+	// as its dictionary, so the output depends on the block size but not
+	// on how many blocks are in flight.
+	gzipBlockSize = 1 << 20
+	// DefaultZstdLevel is zstd's default level (3).
+	DefaultZstdLevel = 3
+	// zstdConcurrency is pinned rather than taken from the core count:
+	// with concurrent blocks, the job split and so the bytes may depend
+	// on it.
+	zstdConcurrency = 4
+)
+
+// ParseCompression reads the --compression spelling.
+func ParseCompression(s string) (Compression, error) {
+	switch c := Compression(s); c {
+	case Gzip, Zstd, None:
+		return c, nil
+	case "":
+		return Gzip, nil
+	}
+	return "", fmt.Errorf("unknown compression %q (gzip, zstd or none)", s)
+}
+
+// DefaultLevel is the level used when none is given.
+func (c Compression) DefaultLevel() int {
+	switch c {
+	case Gzip:
+		return DefaultGzipLevel
+	case Zstd:
+		return DefaultZstdLevel
+	}
+	return 0
+}
+
+// checkLevel rejects a level the compressor does not have.
+func (c Compression) checkLevel(level int) error {
+	switch c {
+	case Gzip:
+		if level < pgzip.HuffmanOnly || level > pgzip.BestCompression {
+			return fmt.Errorf("gzip level %d out of range (-2..9)", level)
+		}
+	case Zstd:
+		if level < 1 || level > 22 {
+			return fmt.Errorf("zstd level %d out of range (1..22)", level)
+		}
+	case None:
+		if level != 0 {
+			return fmt.Errorf("compression none takes no level (got %d)", level)
+		}
+	default:
+		return fmt.Errorf("unknown compression %q", c)
+	}
+	return nil
+}
+
+// MediaType is the layer media type of c in the OCI family or, when
+// docker is set, the Docker v2 schema 2 family. Docker's family has no
+// zstd type; the caller must refuse that pair.
+func (c Compression) MediaType(docker bool) (types.MediaType, error) {
+	switch {
+	case c == Gzip && docker:
+		return types.DockerLayer, nil
+	case c == Gzip:
+		return types.OCILayer, nil
+	case c == None && docker:
+		return types.DockerUncompressedLayer, nil
+	case c == None:
+		return types.OCIUncompressedLayer, nil
+	case c == Zstd && docker:
+		return "", fmt.Errorf("zstd layers need an OCI image; the base image uses Docker v2 schema 2 media types")
+	case c == Zstd:
+		return types.OCILayerZStd, nil
+	}
+	return "", fmt.Errorf("unknown compression %q", c)
+}
+
+// nopCloser turns a writer into a WriteCloser whose Close does nothing.
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// compressor wraps w in the pinned compressor. Closing it finishes the
+// stream (it never Flushes midway) and does not close w.
+func (c Compression) compressor(w io.Writer, level int) (io.WriteCloser, error) {
+	switch c {
+	case Gzip:
+		z, err := pgzip.NewWriterLevel(w, level)
+		if err != nil {
+			return nil, err
+		}
+		if err := z.SetConcurrency(gzipBlockSize, runtime.GOMAXPROCS(0)); err != nil {
+			return nil, err
+		}
+		return z, nil
+	case Zstd:
+		return zstd.NewWriter(w,
+			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+			zstd.WithEncoderConcurrency(zstdConcurrency),
+			zstd.WithConcurrentBlocks(true),
+			zstd.WithEncoderCRC(true))
+	case None:
+		return nopCloser{w}, nil
+	}
+	return nil, fmt.Errorf("unknown compression %q", c)
+}
+
+// decompressor reads what compressor wrote. The caller closes it.
+func (c Compression) decompressor(r io.Reader) (io.ReadCloser, error) {
+	switch c {
+	case Gzip:
+		return pgzip.NewReader(r)
+	case Zstd:
+		d, err := zstd.NewReader(r)
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
+	case None:
+		return io.NopCloser(r), nil
+	}
+	return nil, fmt.Errorf("unknown compression %q", c)
+}

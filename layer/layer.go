@@ -1,0 +1,241 @@
+package layer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/layercommit/layercommit/diff"
+	"github.com/layercommit/layercommit/internal/atomicfile"
+)
+
+// Counters are updated while a layer is written, so that a progress
+// display can poll them from another goroutine.
+type Counters struct {
+	Files      atomic.Int64 // changes written
+	TarBytes   atomic.Int64 // uncompressed bytes
+	BlobBytes  atomic.Int64 // compressed bytes written to the blob
+	Uploaded   atomic.Int64 // bytes sent to a registry (set by export)
+	UploadSize atomic.Int64 // bytes to send (set by export)
+}
+
+// Option configures Write.
+type Option func(*options)
+
+type options struct {
+	compression Compression
+	level       *int
+	docker      bool
+	diffOpts    []diff.Option
+	counters    *Counters
+}
+
+// WithCompression picks the compressor and its level; a nil level means
+// the compressor's default. Gzip at its default level when not given.
+func WithCompression(c Compression, level *int) Option {
+	return func(o *options) { o.compression, o.level = c, level }
+}
+
+// WithDockerMediaTypes gives the layer a Docker v2 schema 2 media type
+// instead of an OCI one.
+func WithDockerMediaTypes(docker bool) Option { return func(o *options) { o.docker = docker } }
+
+// WithDiffOptions passes options (profile, mtime clamp) to diff.Write.
+func WithDiffOptions(opts ...diff.Option) Option {
+	return func(o *options) { o.diffOpts = append(o.diffOpts, opts...) }
+}
+
+// WithCounters makes Write update c as it goes.
+func WithCounters(c *Counters) Option { return func(o *options) { o.counters = c } }
+
+// Layer is a layer blob in a file named by its digest. It is a value that
+// can be read any number of times; every read is size-limited and
+// digest-checked.
+type Layer struct {
+	path        string
+	digest      v1.Hash
+	diffID      v1.Hash
+	size        int64
+	tarSize     int64
+	mediaType   types.MediaType
+	compression Compression
+	created     bool
+}
+
+var _ v1.Layer = (*Layer)(nil)
+
+// Write walks src once and writes its compressed layer blob into dir as a
+// file named by the blob digest's hex. The blob is written under a temp
+// name in dir and renamed when complete; if dir already holds a blob of
+// that digest and size, the old file is kept and the new one dropped. On
+// error nothing is left in dir.
+func Write(ctx context.Context, dir string, src diff.Source, opts ...Option) (*Layer, error) {
+	o := options{compression: Gzip}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.counters == nil {
+		o.counters = &Counters{}
+	}
+	level := o.compression.DefaultLevel()
+	if o.level != nil {
+		level = *o.level
+	}
+	if err := o.compression.checkLevel(level); err != nil {
+		return nil, err
+	}
+	mt, err := o.compression.MediaType(o.docker)
+	if err != nil {
+		return nil, err
+	}
+	f, err := atomicfile.Create(filepath.Join(dir, "layer"), 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("creating layer blob: %w", err)
+	}
+	defer f.Abort()
+
+	// tar -> compressor -> MultiWriter(file, digest hash, counter).
+	dh := sha256.New()
+	blob := &counter{n: &o.counters.BlobBytes}
+	zw, err := o.compression.compressor(io.MultiWriter(f, dh, blob), level)
+	if err != nil {
+		return nil, fmt.Errorf("starting %s compressor: %w", o.compression, err)
+	}
+	tarCount := &counter{n: &o.counters.TarBytes}
+	dopts := append(append([]diff.Option(nil), o.diffOpts...),
+		diff.WithProgress(func(diff.Change) { o.counters.Files.Add(1) }))
+	// diff.Write hashes the tar it writes (the diffID) in the same pass.
+	diffID, tarSize, err := diff.Write(ctx, io.MultiWriter(zw, tarCount), src, dopts...)
+	if cerr := zw.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("finishing %s stream: %w", o.compression, cerr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writing layer: %w", err)
+	}
+	l := &Layer{
+		digest:      sum(dh),
+		diffID:      diffID,
+		size:        blob.total,
+		tarSize:     tarSize,
+		mediaType:   mt,
+		compression: o.compression,
+	}
+	l.path = filepath.Join(dir, l.digest.Hex)
+	if fi, err := os.Lstat(l.path); err == nil && fi.Mode().IsRegular() && fi.Size() == l.size {
+		return l, nil // already there: the deferred Abort drops ours
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return nil, fmt.Errorf("writing layer blob %s: %w", l.digest, err)
+	}
+	// Commit renames to f's destination; point it at the digest name.
+	if err := commitAs(f, l.path); err != nil {
+		return nil, fmt.Errorf("writing layer blob %s: %w", l.digest, err)
+	}
+	l.created = true
+	return l, nil
+}
+
+// commitAs syncs f and renames it to dest.
+func commitAs(f *atomicfile.File, dest string) error {
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), dest); err != nil {
+		return err
+	}
+	f.Abort() // closes; the temp name no longer exists
+	return atomicfile.SyncDir(filepath.Dir(dest))
+}
+
+func sum(h hash.Hash) v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
+}
+
+// Path is the blob file.
+func (l *Layer) Path() string { return l.path }
+
+// Created reports whether Write made the blob file (rather than finding it).
+func (l *Layer) Created() bool { return l.created }
+
+// Empty reports whether the layer has no changes (its diffID is that of
+// an empty tar).
+func (l *Layer) Empty() bool { return l.diffID == diff.EmptyDiffID }
+
+// Remove deletes the blob file if Write created it.
+func (l *Layer) Remove() error {
+	if !l.created {
+		return nil
+	}
+	l.created = false
+	if err := os.Remove(l.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing layer blob %s: %w", l.digest, err)
+	}
+	return nil
+}
+
+// Digest is the sha256 of the compressed blob.
+func (l *Layer) Digest() (v1.Hash, error) { return l.digest, nil }
+
+// DiffID is the sha256 of the uncompressed tar.
+func (l *Layer) DiffID() (v1.Hash, error) { return l.diffID, nil }
+
+// Size is the size of the compressed blob.
+func (l *Layer) Size() (int64, error) { return l.size, nil }
+
+// UncompressedSize is the size of the tar.
+func (l *Layer) UncompressedSize() int64 { return l.tarSize }
+
+// MediaType is the layer's media type.
+func (l *Layer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
+
+// Compressed opens the blob. The reader fails with ErrDigestMismatch (or
+// ErrSizeMismatch) at the end if the file no longer holds the blob. The
+// caller closes it.
+func (l *Layer) Compressed() (io.ReadCloser, error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return nil, fmt.Errorf("opening layer blob %s: %w", l.digest, err)
+	}
+	return VerifiedReader(f, l.digest, l.size), nil
+}
+
+// Uncompressed opens the blob and decompresses it, checking both the blob
+// digest and the diffID. The caller closes it.
+func (l *Layer) Uncompressed() (io.ReadCloser, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	d, err := l.compression.decompressor(rc)
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("decompressing layer blob %s: %w", l.digest, err)
+	}
+	v := VerifiedReader(d, l.diffID, l.tarSize).(*verifiedReader)
+	v.closeAlso = rc
+	return v, nil
+}
+
+// counter counts bytes into a total and an optional shared atomic.
+type counter struct {
+	total int64
+	n     *atomic.Int64
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	c.total += int64(len(p))
+	if c.n != nil {
+		c.n.Add(int64(len(p)))
+	}
+	return len(p), nil
+}

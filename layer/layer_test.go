@@ -1,0 +1,183 @@
+package layer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/layercommit/layercommit/diff"
+)
+
+// fixedSource emits a fixed change set whose tar does not depend on who
+// runs the test: owners, modes and times are given, only the contents
+// come from files.
+type fixedSource struct{ dir string }
+
+func newFixedSource(t *testing.T) fixedSource {
+	t.Helper()
+	dir := t.TempDir()
+	rng := rand.New(rand.NewSource(42))
+	// 3 MiB of text-like data: compressible, and more than two pgzip blocks.
+	words := []string{"layer ", "commit ", "overlay ", "upper ", "digest ", "\n", "0123 ", "tar "}
+	var b []byte
+	for len(b) < 3<<20 {
+		b = append(b, words[rng.Intn(len(words))]...)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "big"), b[:3<<20], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "small"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return fixedSource{dir}
+}
+
+func (s fixedSource) Changes(ctx context.Context, fn diff.ChangeFunc) error {
+	const mtime = 1700000000
+	for _, c := range []diff.Change{
+		{Kind: diff.Add, Path: "app", Info: diff.Info{Mode: 0o40755, Mtime: mtime}},
+		{Kind: diff.Add, Path: "app/big", Source: filepath.Join(s.dir, "big"), Info: diff.Info{Mode: 0o100644, Size: 3 << 20, Mtime: mtime}},
+		{Kind: diff.Add, Path: "app/small", Source: filepath.Join(s.dir, "small"), Info: diff.Info{Mode: 0o100600, Uid: 1000, Gid: 1000, Size: 6, Mtime: mtime}},
+	} {
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The pinned compressors must keep giving these digests for the fixed
+// tar: a change here changes every layer digest users have pushed.
+const (
+	goldenDiffID = "sha256:12befa445d70ac994e11d5c24a4e1d43d430bbbab307b3ffe5b048db4b9f3057"
+	goldenGzip   = "sha256:af93d508ad057660c5fef75aaa3ce0b2e3aed5e892a063cb84965dda3ccb8bd1"
+	goldenZstd   = "sha256:d27152aef00898de62cca3fce6a0484451775a868311d8ca0fd657ed397b8e23"
+)
+
+func TestGoldenDigests(t *testing.T) {
+	src := newFixedSource(t)
+	procs := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(procs)
+	for _, tc := range []struct {
+		name  string
+		c     Compression
+		procs int
+		want  string
+	}{
+		{"gzip-1-core", Gzip, 1, goldenGzip},
+		{"gzip-4-cores", Gzip, 4, goldenGzip},
+		{"zstd-1-core", Zstd, 1, goldenZstd},
+		{"zstd-4-cores", Zstd, 4, goldenZstd},
+		{"none", None, 2, goldenDiffID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runtime.GOMAXPROCS(tc.procs)
+			l, err := Write(context.Background(), t.TempDir(), src, WithCompression(tc.c, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := l.diffID.String(); got != goldenDiffID {
+				t.Errorf("diffID = %s, want %s", got, goldenDiffID)
+			}
+			if got := l.digest.String(); got != tc.want {
+				t.Errorf("%s digest = %s, want %s", tc.c, got, tc.want)
+			}
+			checkReadBack(t, l)
+		})
+	}
+}
+
+// checkReadBack reads the layer both ways and checks sizes and digests.
+func checkReadBack(t *testing.T, l *Layer) {
+	t.Helper()
+	rc, err := l.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, rc)
+	rc.Close()
+	if err != nil || n != l.size {
+		t.Fatalf("reading compressed: %d bytes, %v (want %d)", n, err, l.size)
+	}
+	rc, err = l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err = io.Copy(io.Discard, rc)
+	rc.Close()
+	if err != nil || n != l.tarSize {
+		t.Fatalf("reading uncompressed: %d bytes, %v (want %d)", n, err, l.tarSize)
+	}
+	if fi, err := os.Stat(l.Path()); err != nil || fi.Size() != l.size || filepath.Base(l.Path()) != l.digest.Hex {
+		t.Fatalf("blob file %s: %v, %v", l.Path(), fi, err)
+	}
+}
+
+func TestCorruptBlobFailsClosed(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Write(context.Background(), dir, newFixedSource(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(l.Path(), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0xff, 0xff}, l.size/2)
+	f.Close()
+	rc, _ := l.Compressed()
+	_, err = io.Copy(io.Discard, rc)
+	rc.Close()
+	if !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("reading a corrupted blob: %v, want ErrDigestMismatch", err)
+	}
+	os.Truncate(l.Path(), l.size-10)
+	rc, _ = l.Compressed()
+	_, err = io.Copy(io.Discard, rc)
+	rc.Close()
+	if !errors.Is(err, ErrSizeMismatch) {
+		t.Fatalf("reading a truncated blob: %v, want ErrSizeMismatch", err)
+	}
+}
+
+func TestSameBlobTwiceKeepsOne(t *testing.T) {
+	dir := t.TempDir()
+	src := newFixedSource(t)
+	a, err := Write(context.Background(), dir, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Write(context.Background(), dir, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.digest != b.digest || !a.Created() || b.Created() {
+		t.Fatalf("second write: digest %s vs %s, created %v %v", a.digest, b.digest, a.Created(), b.Created())
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Fatalf("dir holds %d entries, want only the blob", len(ents))
+	}
+}
+
+func TestWriteErrorLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	bad := diff.Naive(filepath.Join(dir, "missing-lower"), filepath.Join(dir, "missing"), nil)
+	if _, err := Write(context.Background(), dir, bad); err == nil {
+		t.Fatal("writing a missing source succeeded")
+	}
+	if lvl := 42; true {
+		if _, err := Write(context.Background(), dir, newFixedSource(t), WithCompression(Gzip, &lvl)); err == nil {
+			t.Fatal("gzip level 42 accepted")
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 0 {
+		t.Fatalf("dir holds %d entries after failed writes", len(ents))
+	}
+}
