@@ -22,6 +22,7 @@ import (
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/fixtures"
 	"github.com/layercommit/layercommit/internal/oracle"
+	"github.com/layercommit/layercommit/unpack"
 )
 
 // lowerTree is the content of the image the conformance container runs
@@ -325,6 +326,8 @@ func TestDockerCommitConformance(t *testing.T) {
 	}
 
 	t.Logf("layer: %d bytes, %d entries, diffID %s", len(got), len(tarIndex(got)), gotID)
+	roundTrip(t, inspect(t, d, id, "{{.GraphDriver.Data.LowerDir}}"), merged, got)
+
 	// Sanity: the layer really holds the changes the test made.
 	index := strings.Join(tarIndex(got), "\n")
 	for _, name := range []string{`"lower/.wh.del1"`, `"lower/opq/.wh..wh..opq"`, `"lower/.wh.deldir"`, `"new/sort/a/in"`, `"new/many/f02999"`, `"new/chr"`} {
@@ -334,5 +337,38 @@ func TestDockerCommitConformance(t *testing.T) {
 	}
 	if strings.Contains(index, "new/sock") {
 		t.Errorf("layer holds the socket")
+	}
+}
+
+// roundTrip applies the layer onto a copy of the container's lower dirs
+// and compares the result with the container's merged view.
+func roundTrip(t *testing.T, lowerDirs, merged string, layer []byte) {
+	t.Helper()
+	tmp := t.TempDir()
+	mnt, tree := filepath.Join(tmp, "mnt"), filepath.Join(tmp, "tree")
+	for _, dir := range []string{mnt, tree} {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mount("overlay", mnt, "overlay", unix.MS_RDONLY, "lowerdir="+lowerDirs); err != nil {
+		t.Fatalf("mounting the lower dirs: %v", err)
+	}
+	err := fixtures.CopyTree(mnt, tree)
+	if uerr := unix.Unmount(mnt, 0); uerr != nil {
+		t.Fatal(uerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unpack.Apply(context.Background(), tree, bytes.NewReader(layer)); err != nil {
+		t.Fatalf("applying the layer: %v", err)
+	}
+	diffs, err := fixtures.Compare(tree, merged, fixtures.CompareOptions{DirTimes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(diffs) > 0 {
+		t.Fatalf("round trip: %d differences, first: %s", len(diffs), strings.Join(diffs[:min(5, len(diffs))], "\n"))
 	}
 }
