@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	goarchive "github.com/moby/go-archive"
 	"golang.org/x/sys/unix"
 
@@ -326,6 +327,17 @@ func TestDockerCommitConformance(t *testing.T) {
 	}
 
 	t.Logf("layer: %d bytes, %d entries, diffID %s", len(got), len(tarIndex(got)), gotID)
+	// The chainIDs are the names of dockerd's layerdb directories.
+	var diffIDs []v1.Hash
+	if err := json.Unmarshal([]byte(wantID), &diffIDs); err != nil {
+		t.Fatal(err)
+	}
+	for _, chain := range diff.ChainIDs(diffIDs) {
+		if _, err := os.Stat(filepath.Join(d.Root, "image/overlay2/layerdb", chain.Algorithm, chain.Hex)); err != nil {
+			t.Errorf("chainID %s: %v", chain, err)
+		}
+	}
+
 	roundTrip(t, inspect(t, d, id, "{{.GraphDriver.Data.LowerDir}}"), merged, got)
 
 	// Sanity: the layer really holds the changes the test made.
