@@ -1,0 +1,103 @@
+package export
+
+import (
+	"context"
+	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/layercommit/layercommit/compat"
+	"github.com/layercommit/layercommit/diff"
+	"github.com/layercommit/layercommit/image"
+	"github.com/layercommit/layercommit/layer"
+)
+
+// CommitRequest is one `layercommit commit`.
+type CommitRequest struct {
+	// From is the base image reference ("scratch" for none).
+	From string
+	// Changes is the change set to commit (an upper dir).
+	Changes diff.Source
+	// To is the destination reference.
+	To string
+	// Compat picks whose tar bytes to write (compat.Default if zero).
+	Compat compat.Profile
+	// Compression and Level pick the compressor (gzip at its default
+	// level if zero and nil).
+	Compression layer.Compression
+	Level       *int
+	// Image options: created time, author, message, --change lines...
+	Image []image.Option
+	// Options for opening the base and the destination.
+	Options []Option
+	// Counters receive progress; may be nil.
+	Counters *layer.Counters
+}
+
+// Commit writes the change set as a layer, puts it on the base image by
+// docker commit's rules and writes the result to the destination. It
+// returns the new image ID (the digest of its config). On error the
+// destination is left as it was and the new layer blob is removed.
+func Commit(ctx context.Context, r CommitRequest) (v1.Hash, error) {
+	if r.Compat.Name == "" {
+		r.Compat = compat.Default
+	}
+	if r.Compression == "" {
+		r.Compression = layer.Gzip
+	}
+	opts := append([]Option{WithCounters(r.Counters)}, r.Options...)
+	t, _, err := Parse(r.From)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	dest, err := NewDestination(ctx, r.To, opts...)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	defer dest.Close()
+
+	var base v1.Image
+	var docker bool
+	if _, isScratch := t.(scratch); isScratch {
+		docker = !dest.PrefersOCI() && r.Compression != layer.Zstd
+		base = image.Scratch(!docker)
+	} else {
+		if base, err = Open(ctx, r.From, opts...); err != nil {
+			return v1.Hash{}, err
+		}
+		if docker, err = image.DockerMediaTypes(base); err != nil {
+			return v1.Hash{}, fmt.Errorf("reading %s: %w", r.From, err)
+		}
+	}
+
+	l, err := layer.Write(ctx, dest.BlobDir(), r.Changes,
+		layer.WithCompression(r.Compression, r.Level),
+		layer.WithDockerMediaTypes(docker),
+		layer.WithDiffOptions(diff.WithCompat(r.Compat)),
+		layer.WithCounters(r.Counters))
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	var top v1.Layer = l
+	if l.Empty() {
+		if err := l.Remove(); err != nil {
+			return v1.Hash{}, err
+		}
+		top = nil
+	}
+	iopts := append([]image.Option{image.WithDockerVersion(r.Compat.DockerVersion)}, r.Image...)
+	img, err := image.Commit(base, top, iopts...)
+	if err != nil {
+		l.Remove()
+		return v1.Hash{}, err
+	}
+	if err := dest.Write(ctx, img); err != nil {
+		l.Remove()
+		return v1.Hash{}, fmt.Errorf("writing %s: %w", r.To, err)
+	}
+	id, err := img.ConfigName()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return id, nil
+}

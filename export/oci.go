@@ -1,0 +1,286 @@
+package export
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/layercommit/layercommit/internal/atomicfile"
+	"github.com/layercommit/layercommit/layer"
+)
+
+func init() { register(oci{}) }
+
+// refNameAnnotation tags a manifest in an OCI layout's index.
+const refNameAnnotation = "org.opencontainers.image.ref.name"
+
+// oci is an OCI image layout: oci:DIR[:TAG]. As a source without TAG the
+// layout must hold exactly one image; as a destination TAG defaults to
+// "latest" and replaces only the manifest tagged so.
+type oci struct{}
+
+func (oci) Name() string { return "oci" }
+
+func splitOCI(rest string) (dir, tag string, err error) {
+	dir, tag, _ = strings.Cut(rest, ":")
+	if dir == "" {
+		return "", "", errors.New("oci: wants a directory, as in oci:DIR[:TAG]")
+	}
+	return dir, tag, nil
+}
+
+func (oci) Open(_ context.Context, rest string, o *Options) (v1.Image, error) {
+	dir, tag, err := splitOCI(rest)
+	if err != nil {
+		return nil, err
+	}
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := p.ImageIndex()
+	if err != nil {
+		return nil, err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var found []v1.Descriptor
+	for _, d := range im.Manifests {
+		if tag == "" || d.Annotations[refNameAnnotation] == tag {
+			found = append(found, d)
+		}
+	}
+	switch {
+	case len(found) == 0 && tag != "":
+		return nil, fmt.Errorf("no image tagged %q in the layout (tags: %s)", tag, strings.Join(ociTags(im), ", "))
+	case len(found) == 0:
+		return nil, errors.New("the layout holds no image")
+	case len(found) > 1 && tag == "":
+		return nil, fmt.Errorf("the layout holds %d images; name one by tag (tags: %s)", len(found), strings.Join(ociTags(im), ", "))
+	}
+	d := found[len(found)-1]
+	if d.MediaType.IsIndex() {
+		child, err := idx.ImageIndex(d.Digest)
+		if err != nil {
+			return nil, err
+		}
+		return pickPlatform(child, o.Platform)
+	}
+	img, err := idx.Image(d.Digest)
+	if err != nil {
+		return nil, err
+	}
+	return check(img)
+}
+
+func ociTags(im *v1.IndexManifest) []string {
+	var tags []string
+	for _, d := range im.Manifests {
+		if t := d.Annotations[refNameAnnotation]; t != "" {
+			tags = append(tags, t)
+		}
+	}
+	return tags
+}
+
+// pickPlatform returns the image for p from an index.
+func pickPlatform(idx v1.ImageIndex, p v1.Platform) (v1.Image, error) {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range im.Manifests {
+		if d.Platform != nil && d.Platform.Satisfies(p) {
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				return nil, err
+			}
+			return check(img)
+		}
+	}
+	return nil, fmt.Errorf("no image for platform %s in the index", p.String())
+}
+
+func (oci) Destination(_ context.Context, rest string, _ *Options) (Destination, error) {
+	dir, tag, err := splitOCI(rest)
+	if err != nil {
+		return nil, err
+	}
+	if tag == "" {
+		tag = "latest"
+	}
+	if err := checkLayoutDir(dir); err != nil {
+		return nil, err
+	}
+	blobs := filepath.Join(dir, "blobs", "sha256")
+	if err := os.MkdirAll(blobs, 0o755); err != nil {
+		return nil, fmt.Errorf("creating layout: %w", err)
+	}
+	return &ociDest{dir: dir, tag: tag}, nil
+}
+
+// checkLayoutDir accepts a missing or empty dir, or an OCI layout.
+func checkLayoutDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) || err == nil && len(ents) == 0 {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err != nil {
+		return fmt.Errorf("%s is neither empty nor an OCI layout (no oci-layout file)", dir)
+	}
+	return nil
+}
+
+type ociDest struct {
+	dir, tag string
+}
+
+func (d *ociDest) BlobDir() string  { return filepath.Join(d.dir, "blobs", "sha256") }
+func (d *ociDest) PrefersOCI() bool { return true }
+func (d *ociDest) Close() error     { return nil }
+
+// Write adds every blob of img that the layout lacks, then the image's
+// manifest to index.json under the tag (replacing the entry of the same
+// tag only). Blobs are written under temp names and checked against their
+// digests before being renamed; index.json is replaced atomically last.
+func (d *ociDest) Write(ctx context.Context, img v1.Image) error {
+	if err := d.writeFile("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`), true); err != nil {
+		return err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return fmt.Errorf("listing layers: %w", err)
+	}
+	for _, l := range layers {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		dg, err := l.Digest()
+		if err != nil {
+			return err
+		}
+		size, err := l.Size()
+		if err != nil {
+			return err
+		}
+		if err := d.writeBlob(dg, size, l.Compressed); err != nil {
+			return err
+		}
+	}
+	cfgName, err := img.ConfigName()
+	if err != nil {
+		return err
+	}
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		return err
+	}
+	if err := d.writeBlob(cfgName, int64(len(raw)), bytesOpener(raw)); err != nil {
+		return err
+	}
+	manifest, err := img.RawManifest()
+	if err != nil {
+		return err
+	}
+	desc, err := partial.Descriptor(img)
+	if err != nil {
+		return err
+	}
+	if err := d.writeBlob(desc.Digest, desc.Size, bytesOpener(manifest)); err != nil {
+		return err
+	}
+	return d.tag1(*desc)
+}
+
+func bytesOpener(b []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+}
+
+// writeBlob copies a blob into the layout unless a file of its digest and
+// size is there already.
+func (d *ociDest) writeBlob(dg v1.Hash, size int64, open func() (io.ReadCloser, error)) error {
+	if dg.Algorithm != "sha256" || len(dg.Hex) != 64 || size < 0 {
+		return fmt.Errorf("refusing blob %s of size %d", dg, size)
+	}
+	p := filepath.Join(d.BlobDir(), dg.Hex)
+	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == size {
+		return nil
+	}
+	rc, err := open()
+	if err != nil {
+		return fmt.Errorf("reading blob %s: %w", dg, err)
+	}
+	defer rc.Close()
+	f, err := atomicfile.Create(p, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	if _, err := io.Copy(f, layer.VerifiedReader(rc, dg, size)); err != nil {
+		return fmt.Errorf("writing blob %s: %w", dg, err)
+	}
+	return f.Commit()
+}
+
+// writeFile writes a file at the layout's top, or keeps it if keep is set
+// and it exists.
+func (d *ociDest) writeFile(name string, b []byte, keep bool) error {
+	p := filepath.Join(d.dir, name)
+	if _, err := os.Stat(p); err == nil && keep {
+		return nil
+	}
+	f, err := atomicfile.Create(p, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	if _, err := f.Write(b); err != nil {
+		return fmt.Errorf("writing %s: %w", p, err)
+	}
+	return f.Commit()
+}
+
+// tag1 points the tag at desc in index.json, keeping every other entry.
+func (d *ociDest) tag1(desc v1.Descriptor) error {
+	im := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+	b, err := os.ReadFile(filepath.Join(d.dir, "index.json"))
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &im); err != nil {
+			return fmt.Errorf("reading index.json: %w", err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("reading index.json: %w", err)
+	}
+	kept := im.Manifests[:0]
+	for _, m := range im.Manifests {
+		if m.Annotations[refNameAnnotation] != d.tag {
+			kept = append(kept, m)
+		}
+	}
+	desc.Annotations = map[string]string{refNameAnnotation: d.tag}
+	desc.Platform = nil
+	desc.ArtifactType = ""
+	im.Manifests = append(kept, desc)
+	out, err := json.Marshal(im)
+	if err != nil {
+		return err
+	}
+	return d.writeFile("index.json", out, false)
+}

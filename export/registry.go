@@ -1,0 +1,105 @@
+package export
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+func init() { register(registry{}) }
+
+// registry is an image in a registry: docker://HOST[:PORT]/REPO[:TAG].
+// Loopback and private addresses are spoken to in plain HTTP (ggcr's
+// rule); credentials come from the Docker config and its helpers.
+type registry struct{}
+
+func (registry) Name() string { return "docker" }
+
+func parseRemote(rest string) (name.Reference, error) {
+	ref, err := name.ParseReference(rest, name.StrictValidation)
+	if err != nil {
+		// Allow a missing tag (":latest") but nothing else loose.
+		if ref, err = name.ParseReference(rest); err != nil {
+			return nil, fmt.Errorf("bad registry reference %q: %w", rest, err)
+		}
+	}
+	return ref, nil
+}
+
+func (r registry) options(ctx context.Context, o *Options) []remote.Option {
+	return []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(o.Keychain),
+		remote.WithPlatform(o.Platform),
+	}
+}
+
+func (r registry) Open(ctx context.Context, rest string, o *Options) (v1.Image, error) {
+	ref, err := parseRemote(rest)
+	if err != nil {
+		return nil, err
+	}
+	img, err := remote.Image(ref, r.options(ctx, o)...)
+	if err != nil {
+		return nil, err
+	}
+	return check(img)
+}
+
+func (r registry) Destination(ctx context.Context, rest string, o *Options) (Destination, error) {
+	ref, err := parseRemote(rest)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "layercommit-blobs-")
+	if err != nil {
+		return nil, fmt.Errorf("making temp space: %w", err)
+	}
+	return &registryDest{ref: ref, tmp: tmp, opts: r.options(ctx, o), counters: o}, nil
+}
+
+type registryDest struct {
+	ref      name.Reference
+	tmp      string
+	opts     []remote.Option
+	counters *Options
+}
+
+func (d *registryDest) BlobDir() string  { return d.tmp }
+func (d *registryDest) PrefersOCI() bool { return false }
+
+func (d *registryDest) Close() error {
+	if d.tmp == "" {
+		return nil
+	}
+	err := os.RemoveAll(d.tmp)
+	d.tmp = ""
+	return err
+}
+
+// Write pushes the blobs the registry lacks (it asks first, so a blob is
+// never sent twice), then the manifest under the tag.
+func (d *registryDest) Write(ctx context.Context, img v1.Image) error {
+	opts := append([]remote.Option(nil), d.opts...)
+	if c := d.counters.Counters; c != nil {
+		ch := make(chan v1.Update, 16)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for u := range ch {
+				c.UploadSize.Store(u.Total)
+				c.Uploaded.Store(u.Complete)
+			}
+		}()
+		defer func() { <-done }()
+		opts = append(opts, remote.WithProgress(ch))
+	}
+	if err := remote.Write(d.ref, img, opts...); err != nil {
+		return fmt.Errorf("pushing %s: %w", d.ref, err)
+	}
+	return nil
+}

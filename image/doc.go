@@ -1,0 +1,14 @@
+// Package image is the third stage of layercommit: it puts a layer on top
+// of a base v1.Image the way `docker commit` does. Commit returns a new
+// lazy image; the base is never edited.
+//
+// The config rules are moby's daemon/commit.go (see ../shared/FORMAT.md
+// 6.2 and 6.3): --change lines run on a copy of the container's config as
+// Dockerfile instructions, the result is merged with the container config,
+// and a history entry is always appended (marked empty_layer, with no
+// layer added, when the change set is empty).
+//
+// Non-goals: byte-exact Docker config JSON (key order, container and
+// container_config; the docker-root transport owns that), building
+// Dockerfiles (package builder), and where the image is written (export).
+package image
