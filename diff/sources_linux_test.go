@@ -324,3 +324,26 @@ func TestChainID(t *testing.T) {
 		t.Error("ChainID and ChainIDs disagree")
 	}
 }
+
+// TestUserXattrOpaque reads opacity from user.overlay.opaque on a
+// userxattr mount, and only when asked to.
+func TestUserXattrOpaque(t *testing.T) {
+	c := mountCase(t, smallLower(), []fixtures.Applier{fixtures.Remove("dir"), fixtures.CreateDir("dir", 0o755)}, "userxattr")
+	if v, _ := xattr(filepath.Join(c.upper, "dir"), "user.overlay.opaque"); v != "y" {
+		oracle.Missing(t, "the kernel wrote no user.overlay.opaque on a userxattr mount")
+	}
+	var with, without bytes.Buffer
+	if _, _, err := diff.Write(context.Background(), &with, diff.Overlay(c.upper, diff.WithUserXattr())); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := diff.Write(context.Background(), &without, diff.Overlay(c.upper)); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(entryNames(t, with.Bytes()), " "); got != "dir/ dir/.wh..wh..opq" {
+		t.Errorf("with userxattr: %q", got)
+	}
+	if got := strings.Join(entryNames(t, without.Bytes()), " "); got != "dir/" {
+		t.Errorf("without userxattr: %q", got)
+	}
+	applyAndCompare(t, c.lower, c.merged, with.Bytes())
+}
