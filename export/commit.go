@@ -50,24 +50,27 @@ func Commit(ctx context.Context, r CommitRequest) (v1.Hash, error) {
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	dest, err := NewDestination(ctx, r.To, opts...)
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	defer dest.Close()
-
+	// The base is read before the destination is touched, so that a bad
+	// base leaves nothing behind.
 	var base v1.Image
 	var docker bool
-	if _, isScratch := t.(scratch); isScratch {
-		docker = !dest.PrefersOCI() && r.Compression != layer.Zstd
-		base = image.Scratch(!docker)
-	} else {
+	_, isScratch := t.(scratch)
+	if !isScratch {
 		if base, err = Open(ctx, r.From, opts...); err != nil {
 			return v1.Hash{}, err
 		}
 		if docker, err = image.DockerMediaTypes(base); err != nil {
 			return v1.Hash{}, fmt.Errorf("reading %s: %w", r.From, err)
 		}
+	}
+	dest, err := NewDestination(ctx, r.To, opts...)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	defer dest.Close()
+	if isScratch {
+		docker = !dest.PrefersOCI() && r.Compression != layer.Zstd
+		base = image.Scratch(!docker)
 	}
 
 	l, err := layer.Write(ctx, dest.BlobDir(), r.Changes,

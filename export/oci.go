@@ -125,11 +125,12 @@ func (oci) Destination(_ context.Context, rest string, _ *Options) (Destination,
 	if err := checkLayoutDir(dir); err != nil {
 		return nil, err
 	}
+	_, statErr := os.Stat(dir)
 	blobs := filepath.Join(dir, "blobs", "sha256")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
 		return nil, fmt.Errorf("creating layout: %w", err)
 	}
-	return &ociDest{dir: dir, tag: tag}, nil
+	return &ociDest{dir: dir, tag: tag, fresh: errors.Is(statErr, os.ErrNotExist)}, nil
 }
 
 // checkLayoutDir accepts a missing or empty dir, or an OCI layout.
@@ -149,11 +150,23 @@ func checkLayoutDir(dir string) error {
 
 type ociDest struct {
 	dir, tag string
+	// fresh is set when the layout dir did not exist; Close removes it
+	// again unless an image was written.
+	fresh, written bool
 }
 
 func (d *ociDest) BlobDir() string  { return filepath.Join(d.dir, "blobs", "sha256") }
 func (d *ociDest) PrefersOCI() bool { return true }
-func (d *ociDest) Close() error     { return nil }
+
+// Close removes a layout dir this destination created if no image was
+// written to it.
+func (d *ociDest) Close() error {
+	if d.fresh && !d.written {
+		d.fresh = false
+		return os.RemoveAll(d.dir)
+	}
+	return nil
+}
 
 // Write adds every blob of img that the layout lacks, then the image's
 // manifest to index.json under the tag (replacing the entry of the same
@@ -205,7 +218,11 @@ func (d *ociDest) Write(ctx context.Context, img v1.Image) error {
 	if err := d.writeBlob(desc.Digest, desc.Size, bytesOpener(manifest)); err != nil {
 		return err
 	}
-	return d.tag1(*desc)
+	if err := d.tag1(*desc); err != nil {
+		return err
+	}
+	d.written = true
+	return nil
 }
 
 func bytesOpener(b []byte) func() (io.ReadCloser, error) {

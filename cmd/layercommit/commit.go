@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/layercommit/layercommit/compat"
@@ -74,6 +75,10 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("commit: bad --compression-level %q", *level)
 		}
 		lvl = &n
+	}
+	// Check the --change lines before any work; they are applied later.
+	if _, err := image.ApplyChanges(v1.Config{}, changes); err != nil {
+		return err
 	}
 	iopts := []image.Option{image.WithAuthor(*author), image.WithComment(*msg), image.WithChanges(changes...)}
 	if *created != "" {
