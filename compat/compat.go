@@ -30,6 +30,10 @@ type Profile struct {
 	// (Docker's own type, up to v24); otherwise the OCI order created,
 	// created_by, author.
 	HistoryAuthorFirst bool
+	// LegacyJSONEscapes writes \b and \f in JSON strings as \u0008 and
+	// \u000c, as Go 1.21 and older did (Debian's 20.10 is built with
+	// Go 1.19).
+	LegacyJSONEscapes bool
 	// DockerVersion is written as the config's docker_version when the
 	// caller gives none; empty means the key is left out.
 	DockerVersion string
@@ -43,6 +47,7 @@ var (
 		LookupNames:           true,
 		TarSplitTrailingEmpty: true,
 		HistoryAuthorFirst:    true,
+		LegacyJSONEscapes:     true,
 		DockerVersion:         "20.10.24+dfsg1",
 	}
 	// Docker24 is Docker 24 to 29 with a graphdriver (moby/go-archive).

@@ -1,0 +1,245 @@
+package dockerroot
+
+import (
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/vbatts/tar-split/tar/asm"
+	"github.com/vbatts/tar-split/tar/storage"
+
+	"github.com/layercommit/layercommit/compat"
+	"github.com/layercommit/layercommit/diff"
+)
+
+// Layer is one layer of an image as the data root stores it.
+type Layer struct {
+	DiffID  v1.Hash
+	ChainID v1.Hash
+	// Parent is the chainID of the layer below; zero for the first.
+	Parent v1.Hash
+	// CacheID names the overlay2 directory.
+	CacheID string
+	// Size is layerdb's size file (apparent bytes of the diff dir).
+	Size int64
+	// Link is the short name in overlay2/l/.
+	Link string
+	// Lower is the overlay2 lower file: l/<link> entries, nearest first.
+	Lower []string
+	// DiffDir is overlay2/<cache-id>/diff.
+	DiffDir string
+	// TarSplit is layerdb's tar-split.json.gz, "" when absent.
+	TarSplit string
+}
+
+func (r *Root) layerDir(chain v1.Hash) string {
+	return filepath.Join(r.imageDir(), "layerdb", chain.Algorithm, chain.Hex)
+}
+
+// Layer reads the layerdb entry of chainID and its overlay2 directory,
+// checking that the entry records diffID.
+func (r *Root) Layer(chainID, diffID v1.Hash) (Layer, error) {
+	l := Layer{DiffID: diffID, ChainID: chainID}
+	dir := r.layerDir(chainID)
+	got, err := readSmall(filepath.Join(dir, "diff"))
+	if err != nil {
+		return l, fmt.Errorf("layer %s (diffID %s) is missing from layerdb: %w", chainID, diffID, err)
+	}
+	if got != diffID.String() {
+		return l, fmt.Errorf("%w: layerdb %s records diffID %s, the image says %s", ErrCorrupt, chainID, got, diffID)
+	}
+	if l.CacheID, err = readSmall(filepath.Join(dir, "cache-id")); err != nil {
+		return l, fmt.Errorf("reading cache-id of layer %s: %w", chainID, err)
+	}
+	if !validCacheID(l.CacheID) {
+		return l, fmt.Errorf("%w: layer %s has cache-id %q", ErrCorrupt, chainID, l.CacheID)
+	}
+	if s, err := readSmall(filepath.Join(dir, "size")); err == nil {
+		l.Size, _ = strconv.ParseInt(s, 10, 64)
+	}
+	if p, err := readSmall(filepath.Join(dir, "parent")); err == nil {
+		if l.Parent, err = v1.NewHash(p); err != nil {
+			return l, fmt.Errorf("%w: parent of layer %s: %v", ErrCorrupt, chainID, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tar-split.json.gz")); err == nil {
+		l.TarSplit = filepath.Join(dir, "tar-split.json.gz")
+	}
+	od := r.path("overlay2", l.CacheID)
+	l.DiffDir = filepath.Join(od, "diff")
+	if fi, err := os.Stat(l.DiffDir); err != nil || !fi.IsDir() {
+		return l, fmt.Errorf("layer %s: overlay2 directory %s is missing", chainID, l.DiffDir)
+	}
+	l.Link, _ = readSmall(filepath.Join(od, "link"))
+	if lower, err := readSmall(filepath.Join(od, "lower")); err == nil && lower != "" {
+		l.Lower = strings.Split(lower, ":")
+	}
+	return l, nil
+}
+
+// validCacheID accepts the overlay2 directory names dockerd makes: hex,
+// optionally with "-init".
+func validCacheID(s string) bool {
+	s = strings.TrimSuffix(s, "-init")
+	return len(s) >= 12 && len(s) <= 64 && hexRE.MatchString(s)
+}
+
+// Layers reads every layer of the image whose config lists diffIDs.
+func (r *Root) Layers(diffIDs []v1.Hash) ([]Layer, error) {
+	chains := diff.ChainIDs(diffIDs)
+	out := make([]Layer, len(diffIDs))
+	for i := range diffIDs {
+		l, err := r.Layer(chains[i], diffIDs[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = l
+	}
+	return out, nil
+}
+
+// Open returns the layer's uncompressed tar: reassembled from tar-split
+// and the diff dir when layerdb has tar-split (the exact original bytes),
+// otherwise re-tarred from the diff dir with profile. Either way the
+// stream fails at EOF unless its sha256 is the diffID.
+func (l Layer) Open(ctx context.Context, profile compat.Profile) (io.ReadCloser, error) {
+	if l.TarSplit == "" {
+		rc := diff.Reader(ctx, diff.Overlay(l.DiffDir), diff.WithCompat(profile))
+		return verify(rc, l.DiffID), nil
+	}
+	f, err := os.Open(l.TarSplit)
+	if err != nil {
+		return nil, fmt.Errorf("opening tar-split of layer %s: %w", l.ChainID, err)
+	}
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("reading tar-split of layer %s: %w", l.ChainID, err)
+	}
+	root, err := os.OpenRoot(l.DiffDir)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		err := asm.WriteOutputTarStream(rootGetter{root}, storage.NewJSONUnpacker(zr), pw)
+		root.Close()
+		f.Close()
+		if err != nil {
+			err = fmt.Errorf("reassembling layer %s from tar-split: %w", l.ChainID, err)
+		}
+		pw.CloseWithError(err)
+	}()
+	return verify(pr, l.DiffID), nil
+}
+
+// rootGetter serves tar-split file payloads from inside a diff dir.
+type rootGetter struct{ root *os.Root }
+
+func (g rootGetter) Get(name string) (io.ReadCloser, error) {
+	f, err := g.root.Open(filepath.Clean("/" + name)[1:])
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// ErrDigestMismatch is returned at EOF by a stream whose sha256 is not
+// the digest it should have.
+var ErrDigestMismatch = errors.New("digest mismatch")
+
+type verifier struct {
+	rc   io.ReadCloser
+	h    hash.Hash
+	want v1.Hash
+}
+
+func verify(rc io.ReadCloser, want v1.Hash) io.ReadCloser {
+	return &verifier{rc: rc, h: sha256.New(), want: want}
+}
+
+func (v *verifier) Read(p []byte) (int, error) {
+	n, err := v.rc.Read(p)
+	v.h.Write(p[:n])
+	if err == io.EOF {
+		if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want.Hex {
+			return n, fmt.Errorf("%w: layer stream has sha256:%s, want %s", ErrDigestMismatch, got, v.want)
+		}
+	}
+	return n, err
+}
+
+func (v *verifier) Close() error { return v.rc.Close() }
+
+// ImageConfig is the part of a config the store needs.
+type imageConfig struct {
+	RootFS struct {
+		DiffIDs []v1.Hash `json:"diff_ids"`
+	} `json:"rootfs"`
+}
+
+// Image is an image of the data root as a v1.Image, with its exact config
+// bytes and layers served from the diff dirs.
+func (r *Root) Image(ctx context.Context, id v1.Hash, profile compat.Profile) (v1.Image, error) {
+	raw, err := r.RawConfig(id)
+	if err != nil {
+		return nil, err
+	}
+	var cfg imageConfig
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("%w: config of image %s: %v", ErrCorrupt, id, err)
+	}
+	layers, err := r.Layers(cfg.RootFS.DiffIDs)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", id, err)
+	}
+	byDiff := map[v1.Hash]Layer{}
+	for _, l := range layers {
+		byDiff[l.DiffID] = l
+	}
+	return partial.UncompressedToImage(&rootImage{ctx: ctx, raw: raw, layers: byDiff, profile: profile})
+}
+
+type rootImage struct {
+	ctx     context.Context
+	raw     []byte
+	layers  map[v1.Hash]Layer
+	profile compat.Profile
+}
+
+func (i *rootImage) RawConfigFile() ([]byte, error) { return i.raw, nil }
+
+func (i *rootImage) MediaType() (types.MediaType, error) { return types.DockerManifestSchema2, nil }
+
+func (i *rootImage) LayerByDiffID(h v1.Hash) (partial.UncompressedLayer, error) {
+	l, ok := i.layers[h]
+	if !ok {
+		return nil, fmt.Errorf("image has no layer with diffID %s", h)
+	}
+	return &rootLayer{img: i, l: l}, nil
+}
+
+type rootLayer struct {
+	img *rootImage
+	l   Layer
+}
+
+func (l *rootLayer) DiffID() (v1.Hash, error) { return l.l.DiffID, nil }
+
+func (l *rootLayer) Uncompressed() (io.ReadCloser, error) { return l.l.Open(l.img.ctx, l.img.profile) }
+
+func (l *rootLayer) MediaType() (types.MediaType, error) { return types.DockerLayer, nil }

@@ -1,0 +1,16 @@
+package image
+
+import v1 "github.com/google/go-containerregistry/pkg/v1"
+
+// CommitConfig returns the config docker commit gives a new image: the
+// changes applied to a copy of the container's config, then merged with
+// it (moby's BuildFromConfig followed by merge). container is not
+// modified.
+func CommitConfig(container v1.Config, changes []string) (v1.Config, error) {
+	cfg, err := ApplyChanges(container, changes)
+	if err != nil {
+		return v1.Config{}, err
+	}
+	merge(&cfg, &container)
+	return cfg, nil
+}
