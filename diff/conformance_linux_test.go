@@ -347,6 +347,11 @@ func TestDockerCommitConformance(t *testing.T) {
 			t.Errorf("layer lacks %s", name)
 		}
 	}
+	for _, entry := range []string{`"new/suid" type=0 mode=104755`, `"new/sgid-sticky" type=0 mode=103750`, `"new/a/b/c/" type=5 mode=41777`, `"lower/opq/" type=5 mode=46755`, `"lower/opq/.wh..wh..opq" type=0 mode=755 `} {
+		if !strings.Contains(index, entry) {
+			t.Errorf("layer lacks %s", entry)
+		}
+	}
 	if strings.Contains(index, "new/sock") {
 		t.Errorf("layer holds the socket")
 	}

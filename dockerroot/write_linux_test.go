@@ -1,0 +1,181 @@
+package dockerroot_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/layercommit/layercommit/compat"
+	"github.com/layercommit/layercommit/diff"
+	"github.com/layercommit/layercommit/dockerroot"
+	"github.com/layercommit/layercommit/fixtures"
+	"github.com/layercommit/layercommit/internal/oracle"
+	"github.com/layercommit/layercommit/layer"
+)
+
+// savedLayers returns the layer tars of image from docker save, bottom first.
+func savedLayers(t *testing.T, d *oracle.Docker, image string) [][]byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "save.tar")
+	d.Run(t, "save", "-o", out, image)
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	files := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			b, _ := io.ReadAll(tr)
+			files[h.Name] = b
+		}
+	}
+	var m []struct{ Layers []string }
+	if err := json.Unmarshal(files["manifest.json"], &m); err != nil || len(m) != 1 {
+		t.Fatalf("manifest.json: %v", err)
+	}
+	var layers [][]byte
+	for _, l := range m[0].Layers {
+		layers = append(layers, files[l])
+	}
+	return layers
+}
+
+// TestWriteIntoStoppedDaemon commits a container without dockerd into its
+// data root and checks with the restarted daemon that the image has the
+// ID docker commit gives, lists, runs, saves byte for byte as docker
+// commit's layer, removes cleanly and can be committed on top of.
+func TestWriteIntoStoppedDaemon(t *testing.T) {
+	d := oracle.StartDaemon(t)
+	id := d.Run(t, "run", "-d", "--network", "none", d.Base, "sleep", "3600")
+	if err := fixtures.Apply(d.Run(t, "inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", id),
+		fixtures.CreateFile("data/basefile", []byte("modified\n"), 0o644),
+		fixtures.CreateDir("data/new/deep", 0o750),
+		fixtures.CreateFile("data/new/deep/file", []byte("new file\n"), 0o600),
+		fixtures.Remove("tmp"),
+		fixtures.CreateDir("tmp", 0o1777),
+		fixtures.CreateFile("tmp/x", nil, 0o644),
+		fixtures.Remove("root"),
+		fixtures.Symlink("/data/basefile", "data/link"),
+		fixtures.Link("data/new/deep/file", "data/hard"),
+	); err != nil {
+		t.Fatal(err)
+	}
+	d.Run(t, "stop", "-t", "0", id)
+	// The reference: dockerd's own commit of the same container.
+	refID := d.Run(t, "commit", "-m", "ref", "-a", "me", id, "ref:1")
+	refLayers := savedLayers(t, &d.Docker, "ref:1")
+	ref, err := dockerroot.Open(d.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refCfg, err := ref.RawConfig(mustHash(t, refID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Run(t, "rmi", "ref:1")
+
+	d.Stop(t)
+	root, err := dockerroot.Open(d.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c, err := root.Container(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := root.Image(ctx, c.Image, compat.Docker2010)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := layer.Write(ctx, t.TempDir(), diff.Overlay(c.UpperDir), layer.WithDiffOptions(diff.WithCompat(compat.Docker2010)), layer.WithDockerMediaTypes(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := dockerroot.DecodeContainerConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, ccfg, err := dockerroot.ApplyChanges(cc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffID, _ := l.DiffID()
+	parent, _ := root.RawConfig(c.Image)
+	raw, err := dockerroot.CommitConfig{Parent: parent, ContainerID: c.ID, Container: ccfg, Config: cfg, OS: c.OS,
+		Author: "me", Comment: "ref", Created: dockerCreated(t, refCfg), DockerVersion: compat.Docker2010.DockerVersion,
+		DiffID: diffID}.Encode(compat.Docker2010)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := dockerroot.WithRawConfig(base, l, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := root.Write(ctx, img, dockerroot.WriteOptions{Tag: "ours:1", Parent: c.Image, Profile: compat.Docker2010})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != refID {
+		t.Errorf("image ID %s, docker commit gave %s", got, refID)
+	}
+
+	d.Start(t)
+	if listed := d.Run(t, "images", "--no-trunc", "-q", "ours:1"); listed != refID {
+		t.Fatalf("docker images lists %q for ours:1, want %s\n%s", listed, refID, d.Log())
+	}
+	out := d.Run(t, "run", "--rm", "--network", "none", "ours:1", "sh", "-c",
+		"cat /data/basefile /data/new/deep/file /data/link; ls -A /tmp; stat -c %A /tmp; test -e /root || echo no-root")
+	if want := "modified\nnew file\nmodified\nx\ndrwxrwxrwt\nno-root"; out != want {
+		t.Errorf("docker run shows:\n%s\nwant:\n%s", out, want)
+	}
+	ourLayers := savedLayers(t, &d.Docker, "ours:1")
+	if len(ourLayers) != len(refLayers) || !bytes.Equal(ourLayers[len(ourLayers)-1], refLayers[len(refLayers)-1]) {
+		t.Errorf("docker save of our image: top layer differs from docker commit's (%d vs %d layers)", len(ourLayers), len(refLayers))
+	}
+	// A commit on top of it works.
+	id2 := d.Run(t, "run", "-d", "--network", "none", "ours:1", "sh", "-c", "echo more > /data/more")
+	d.Run(t, "wait", id2)
+	d.Run(t, "commit", id2, "ours:2")
+	if out := d.Run(t, "run", "--rm", "--network", "none", "ours:2", "cat", "/data/more", "/data/basefile"); out != "more\nmodified" {
+		t.Errorf("image committed on top shows %q", out)
+	}
+	d.Run(t, "rm", id2)
+	d.Run(t, "rmi", "ours:2")
+	d.Run(t, "rmi", "ours:1")
+	if _, err := os.Stat(filepath.Join(d.Root, "image/overlay2/imagedb/content/sha256", got.Hex)); !os.IsNotExist(err) {
+		t.Errorf("docker rmi left the config: %v", err)
+	}
+}
+
+// TestWriteRefusesLiveDaemon checks the running-daemon guard.
+func TestWriteRefusesLiveDaemon(t *testing.T) {
+	d := oracle.StartDaemon(t)
+	root, err := dockerroot.Open(d.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := root.Image(context.Background(), mustHash(t, d.Run(t, "images", "--no-trunc", "-q", d.Base)), compat.Docker2010)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = root.Write(context.Background(), img, dockerroot.WriteOptions{Tag: "x:1"})
+	if err == nil || !strings.Contains(err.Error(), "dockerd") || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("want a refusal naming dockerd and --force, got %v", err)
+	}
+}
