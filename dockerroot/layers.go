@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -243,3 +244,45 @@ func (l *rootLayer) DiffID() (v1.Hash, error) { return l.l.DiffID, nil }
 func (l *rootLayer) Uncompressed() (io.ReadCloser, error) { return l.l.Open(l.img.ctx, l.img.profile) }
 
 func (l *rootLayer) MediaType() (types.MediaType, error) { return types.DockerLayer, nil }
+
+// ImageInfo describes an image of the data root for inspect.
+type ImageInfo struct {
+	ID     v1.Hash
+	Tags   []string
+	Config json.RawMessage
+	Layers []Layer
+}
+
+// Describe resolves ref and reads its config and layer chain.
+func (r *Root) Describe(ref string) (*ImageInfo, error) {
+	id, err := r.ResolveImage(ref)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := r.RawConfig(id)
+	if err != nil {
+		return nil, err
+	}
+	var cfg imageConfig
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("%w: config of image %s: %v", ErrCorrupt, id, err)
+	}
+	layers, err := r.Layers(cfg.RootFS.DiffIDs)
+	if err != nil {
+		return nil, err
+	}
+	info := &ImageInfo{ID: id, Config: raw, Layers: layers}
+	repos, err := r.ReadRepositories()
+	if err != nil {
+		return nil, err
+	}
+	for _, refs := range repos.Repositories {
+		for k, v := range refs {
+			if v == id.String() {
+				info.Tags = append(info.Tags, k)
+			}
+		}
+	}
+	sort.Strings(info.Tags)
+	return info, nil
+}

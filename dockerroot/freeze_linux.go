@@ -1,0 +1,96 @@
+package dockerroot
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Freeze freezes the cgroup of the process pid (a container's init) with
+// the cgroup freezer, v1 or v2, and returns a function that thaws it.
+// It is what docker commit's default pause does.
+func Freeze(pid int) (thaw func() error, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return nil, fmt.Errorf("finding the cgroup of pid %d: %w", pid, err)
+	}
+	defer f.Close()
+	var v1Path, v2Path string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			v2Path = parts[2]
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if c == "freezer" {
+				v1Path = parts[2]
+			}
+		}
+	}
+	switch {
+	case v1Path != "":
+		dir := filepath.Join("/sys/fs/cgroup/freezer", filepath.Clean("/"+v1Path))
+		return freeze(filepath.Join(dir, "freezer.state"), "FROZEN", "THAWED", filepath.Join(dir, "freezer.state"), "FROZEN")
+	case v2Path != "":
+		dir := filepath.Join("/sys/fs/cgroup", filepath.Clean("/"+v2Path))
+		return freeze(filepath.Join(dir, "cgroup.freeze"), "1", "0", filepath.Join(dir, "cgroup.events"), "frozen 1")
+	}
+	return nil, fmt.Errorf("pid %d has no freezer cgroup", pid)
+}
+
+func freeze(ctl, on, off, state, frozen string) (func() error, error) {
+	thaw := func() error {
+		if err := os.WriteFile(ctl, []byte(off), 0); err != nil {
+			return fmt.Errorf("thawing %s: %w", filepath.Dir(ctl), err)
+		}
+		return nil
+	}
+	if err := os.WriteFile(ctl, []byte(on), 0); err != nil {
+		return nil, fmt.Errorf("freezing %s: %w", filepath.Dir(ctl), err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(state)
+		if err == nil && strings.Contains(string(b), frozen) {
+			return thaw, nil
+		}
+		if time.Now().After(deadline) {
+			thaw()
+			return nil, fmt.Errorf("freezing %s: still not frozen after 10s", filepath.Dir(ctl))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// FrozenState reads the freezer state of pid's cgroup ("FROZEN",
+// "THAWED", "FREEZING" on v1; "frozen 0/1" on v2), for tests and display.
+func FrozenState(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) == 3 && strings.Contains(","+parts[1]+",", ",freezer,") {
+			s, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/freezer", filepath.Clean("/"+parts[2]), "freezer.state"))
+			return strings.TrimSpace(string(s)), err
+		}
+		if len(parts) == 3 && parts[0] == "0" && parts[1] == "" {
+			s, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", filepath.Clean("/"+parts[2]), "cgroup.events"))
+			for _, l := range strings.Split(string(s), "\n") {
+				if strings.HasPrefix(l, "frozen ") {
+					return l, err
+				}
+			}
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("pid %d has no freezer cgroup", pid)
+}
