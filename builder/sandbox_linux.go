@@ -384,4 +384,3 @@ func etcFiles(dir, hostname string, hostNet bool) (map[string]string, error) {
 	}
 	return binds, nil
 }
-

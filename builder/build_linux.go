@@ -1,0 +1,1117 @@
+package builder
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+
+	"github.com/layercommit/layercommit/compat"
+	"github.com/layercommit/layercommit/diff"
+	"github.com/layercommit/layercommit/export"
+	"github.com/layercommit/layercommit/image"
+	"github.com/layercommit/layercommit/layer"
+)
+
+// Options describe one build.
+type Options struct {
+	// ContextDir is the build context.
+	ContextDir string
+	// Dockerfile is the Dockerfile's path (default ContextDir/Dockerfile).
+	Dockerfile string
+	// BuildArgs are --build-arg values; a nil value takes the variable
+	// from the environment, as docker build does for --build-arg NAME.
+	BuildArgs map[string]*string
+	// BuildContexts maps names used in FROM and COPY --from to image
+	// references (--build-context NAME=REF).
+	BuildContexts map[string]string
+	// Target is the stage to build (default: the last).
+	Target string
+	// NoCache skips cache lookups; results are still stored.
+	NoCache bool
+	// SourceDateEpoch, when set, makes every created time this instant and
+	// clamps file mtimes in new layers to it.
+	SourceDateEpoch *int64
+	// HostNetwork gives RUN the host's network (default: none).
+	HostNetwork bool
+	// Compat picks whose tar bytes to write (compat.Default if zero).
+	Compat compat.Profile
+	// StateDir holds unpacked layers, blobs and the cache
+	// (DefaultStateDir if empty).
+	StateDir string
+	// Output is the destination reference (-o).
+	Output string
+	// ExportOptions are passed to export.Open and export.NewDestination.
+	ExportOptions []export.Option
+	// Progress receives step lines and the output of RUN; may be nil.
+	Progress io.Writer
+}
+
+// StepError is a failed RUN: its exit code, line and output tail.
+type StepError struct {
+	Line     int
+	Cmd      string
+	ExitCode int
+	Tail     string
+}
+
+func (e *StepError) Error() string {
+	return fmt.Sprintf("Dockerfile:%d: the command '%s' returned a non-zero code: %d; last output:\n%s", e.Line, e.Cmd, e.ExitCode, e.Tail)
+}
+
+// defaultPath is what docker adds to a stage's Env when it has no PATH.
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+var defaultShell = []string{"/bin/sh", "-c"}
+
+// Build builds the Dockerfile and writes the target stage's image to
+// o.Output. It returns the image ID (the digest of its config).
+func Build(ctx context.Context, o Options) (v1.Hash, error) {
+	b, err := newBuild(o)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	defer b.close()
+	img, err := b.run(ctx)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if err := b.dest.Write(ctx, img); err != nil {
+		return v1.Hash{}, fmt.Errorf("writing %s: %w", o.Output, err)
+	}
+	return img.ConfigName()
+}
+
+type build struct {
+	o        Options
+	df       *Dockerfile
+	st       *state
+	bctx     *buildContext
+	dest     export.Destination
+	preferOC bool
+	initDir  string
+	progress io.Writer
+	lex      *shell.Lex
+	metaArgs map[string]*string // after --build-arg overrides
+	usedArgs map[string]bool
+	stages   map[int]*stageState
+	images   map[string]v1.Image // FROM and --from references opened
+	dirs     map[v1.Hash]string  // diffID -> overlay-form dir
+	step     int
+	steps    int
+}
+
+func newBuild(o Options) (*build, error) {
+	if o.Compat.Name == "" {
+		o.Compat = compat.Default
+	}
+	if o.StateDir == "" {
+		o.StateDir = DefaultStateDir
+	}
+	if o.Dockerfile == "" {
+		o.Dockerfile = filepath.Join(o.ContextDir, "Dockerfile")
+	}
+	if o.SourceDateEpoch == nil {
+		if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
+			var n int64
+			if _, err := fmt.Sscan(v, &n); err != nil {
+				return nil, fmt.Errorf("bad SOURCE_DATE_EPOCH %q", v)
+			}
+			o.SourceDateEpoch = &n
+		}
+	}
+	b := &build{o: o, progress: o.Progress, usedArgs: map[string]bool{}, stages: map[int]*stageState{},
+		images: map[string]v1.Image{}, dirs: map[v1.Hash]string{}}
+	if b.progress == nil {
+		b.progress = io.Discard
+	}
+	f, err := os.Open(o.Dockerfile)
+	if err != nil {
+		return nil, fmt.Errorf("reading Dockerfile: %w", err)
+	}
+	df, err := Parse(f)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	b.df = df
+	for _, w := range df.Warnings {
+		fmt.Fprintf(b.progress, "[WARNING]: %s\n", w)
+	}
+	b.lex = shell.NewLex(df.EscapeToken)
+	if b.bctx, err = openContext(o.ContextDir); err != nil {
+		return nil, err
+	}
+	if b.st, err = openState(o.StateDir); err != nil {
+		b.bctx.Close()
+		return nil, err
+	}
+	b.initDir = filepath.Join(o.StateDir, "init")
+	if _, err := os.Stat(b.initDir); err != nil {
+		tmp, err := b.st.tempDir("init-")
+		if err == nil {
+			err = initLayer(tmp)
+		}
+		if err == nil {
+			if rerr := os.Rename(tmp, b.initDir); rerr != nil {
+				os.RemoveAll(tmp)
+			}
+		}
+		if err != nil {
+			b.bctx.Close()
+			return nil, fmt.Errorf("making init layer: %w", err)
+		}
+	}
+	if b.dest, err = export.NewDestination(context.Background(), o.Output, o.ExportOptions...); err != nil {
+		b.bctx.Close()
+		return nil, err
+	}
+	b.preferOC = b.dest.PrefersOCI()
+	return b, nil
+}
+
+func (b *build) close() {
+	b.bctx.Close()
+	if b.dest != nil {
+		b.dest.Close()
+	}
+}
+
+// stageState is a stage being built: its image so far and the state that
+// instructions change, as the legacy builder's dispatchState.
+type stageState struct {
+	stage      *Stage
+	img        v1.Image
+	id         v1.Hash // config digest of img
+	cf         *v1.ConfigFile
+	docker     bool // Docker media types (else OCI)
+	args       map[string]*string
+	argOrder   []string
+	maintainer string
+	cmdSet     bool
+	lowers     []string // overlay-form dirs, top first; nil until needed
+}
+
+func (s *stageState) config() *v1.Config { return &s.cf.Config }
+
+// run builds the stages the target needs, in order.
+func (b *build) run(ctx context.Context) (v1.Image, error) {
+	b.metaArgs = map[string]*string{}
+	for _, a := range b.df.MetaArgs {
+		for _, kv := range a.Args {
+			v, err := b.expandMeta(a.Line, kv)
+			if err != nil {
+				return nil, err
+			}
+			b.metaArgs[kv.Key] = v
+		}
+	}
+	target := len(b.df.Stages) - 1
+	if b.o.Target != "" {
+		target = -1
+		for _, s := range b.df.Stages {
+			if s.From.Name == strings.ToLower(b.o.Target) {
+				target = s.Index
+			}
+		}
+		if target < 0 {
+			return nil, fmt.Errorf("target stage %q could not be found", b.o.Target)
+		}
+	}
+	need, err := b.neededStages(target)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i <= target; i++ {
+		if need[i] {
+			b.steps += 1 + len(b.df.Stages[i].Instructions)
+		}
+	}
+	for i := 0; i <= target; i++ {
+		if !need[i] {
+			continue
+		}
+		s, err := b.buildStage(ctx, b.df.Stages[i])
+		if err != nil {
+			return nil, err
+		}
+		b.stages[i] = s
+	}
+	var unused []string
+	for k := range b.o.BuildArgs {
+		if !b.usedArgs[k] {
+			unused = append(unused, k)
+		}
+	}
+	if len(unused) > 0 {
+		sort.Strings(unused)
+		fmt.Fprintf(b.progress, "[Warning] One or more build-args %v were not consumed\n", unused)
+	}
+	return b.stages[target].img, nil
+}
+
+// expandMeta gives a meta ARG its value: --build-arg, else the default
+// expanded with the meta args so far.
+func (b *build) expandMeta(line int, kv KeyValue) (*string, error) {
+	if v, ok := b.buildArg(kv.Key); ok {
+		return v, nil
+	}
+	if kv.Value == nil {
+		return nil, nil
+	}
+	v, _, err := b.lex.ProcessWord(*kv.Value, envGetter(b.metaEnv()))
+	if err != nil {
+		return nil, lineErr(line, "expanding ARG %s: %v", kv.Key, err)
+	}
+	return &v, nil
+}
+
+func (b *build) buildArg(k string) (*string, bool) {
+	v, ok := b.o.BuildArgs[k]
+	if !ok {
+		return nil, false
+	}
+	b.usedArgs[k] = true
+	if v == nil {
+		if e, ok := os.LookupEnv(k); ok {
+			return &e, true
+		}
+		return nil, true
+	}
+	return v, true
+}
+
+func (b *build) metaEnv() []string {
+	var env []string
+	for k, v := range b.metaArgs {
+		if v != nil {
+			env = append(env, k+"="+*v)
+		}
+	}
+	sort.Strings(env)
+	return env
+}
+
+// neededStages marks the stages target depends on through FROM and
+// COPY --from (names or indexes).
+func (b *build) neededStages(target int) (map[int]bool, error) {
+	need := map[int]bool{}
+	var visit func(i int) error
+	visit = func(i int) error {
+		if need[i] {
+			return nil
+		}
+		need[i] = true
+		s := b.df.Stages[i]
+		deps := []string{}
+		img, _, err := b.lex.ProcessWord(s.From.Image, envGetter(b.metaEnv()))
+		if err == nil {
+			deps = append(deps, img)
+		}
+		for _, in := range s.Instructions {
+			if c, ok := in.(*CopyInstr); ok && c.From != "" {
+				deps = append(deps, c.From)
+			}
+		}
+		for _, d := range deps {
+			if j, ok := b.stageIndex(d, i); ok {
+				if err := visit(j); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return need, visit(target)
+}
+
+// stageIndex finds a stage by name, or by index for COPY --from=N, among
+// the stages before "before".
+func (b *build) stageIndex(ref string, before int) (int, bool) {
+	ref = strings.ToLower(ref)
+	for _, s := range b.df.Stages[:before] {
+		if s.From.Name != "" && s.From.Name == ref {
+			return s.Index, true
+		}
+	}
+	var n int
+	if _, err := fmt.Sscanf(ref, "%d", &n); err == nil && fmt.Sprint(n) == ref && n >= 0 && n < before {
+		return n, true
+	}
+	return 0, false
+}
+
+// openImage resolves a FROM or COPY --from image: a --build-context name,
+// a transport reference, or a plain name pulled from a registry.
+func (b *build) openImage(ctx context.Context, ref string) (v1.Image, error) {
+	if img, ok := b.images[ref]; ok {
+		return img, nil
+	}
+	target := ref
+	if r, ok := b.o.BuildContexts[ref]; ok {
+		target = r
+	} else if _, _, err := export.Parse(ref); err != nil {
+		target = "docker://" + ref
+	}
+	img, err := export.Open(ctx, target, b.o.ExportOptions...)
+	if err != nil {
+		return nil, err
+	}
+	b.images[ref] = img
+	return img, nil
+}
+
+func (b *build) stepf(format string, args ...any) {
+	b.step++
+	fmt.Fprintf(b.progress, "Step %d/%d : %s\n", b.step, b.steps, fmt.Sprintf(format, args...))
+}
+
+func (b *build) buildStage(ctx context.Context, st *Stage) (*stageState, error) {
+	from := st.From
+	b.stepf("%s", from.Original)
+	if from.Platform != "" {
+		p, _, err := b.lex.ProcessWord(from.Platform, envGetter(b.metaEnv()))
+		if err != nil {
+			return nil, lineErr(from.Line, "%v", err)
+		}
+		if want := "linux/" + goarch(); p != want && p != "linux" && p != "$BUILDPLATFORM" && p != "$TARGETPLATFORM" {
+			return nil, lineErr(from.Line, "platform %s is not supported (only %s)", p, want)
+		}
+	}
+	name, _, err := b.lex.ProcessWord(from.Image, envGetter(b.metaEnv()))
+	if err != nil {
+		return nil, lineErr(from.Line, "%v", err)
+	}
+	if name == "" {
+		return nil, lineErr(from.Line, "base name (%s) should not be blank", from.Image)
+	}
+	s := &stageState{stage: st, args: map[string]*string{}}
+	if j, ok := b.stageIndex(name, st.Index); ok {
+		prev := b.stages[j]
+		s.img, s.docker, s.lowers = prev.img, prev.docker, prev.lowers
+	} else if name == "scratch" {
+		s.docker = !b.preferOC
+		s.img = image.Scratch(!s.docker)
+	} else {
+		if s.img, err = b.openImage(ctx, name); err != nil {
+			return nil, lineErr(from.Line, "FROM %s: %v", name, err)
+		}
+		if s.docker, err = image.DockerMediaTypes(s.img); err != nil {
+			return nil, lineErr(from.Line, "FROM %s: %v", name, err)
+		}
+	}
+	if s.id, err = s.img.ConfigName(); err != nil {
+		return nil, lineErr(from.Line, "reading %s: %v", name, err)
+	}
+	cf, err := s.img.ConfigFile()
+	if err != nil {
+		return nil, lineErr(from.Line, "reading %s: %v", name, err)
+	}
+	s.cf = cf.DeepCopy()
+	if s.cf.OS == "" {
+		s.cf.OS = "linux"
+	}
+	if s.cf.Architecture == "" {
+		s.cf.Architecture = goarch()
+	}
+	c := s.config()
+	c.OpenStdin, c.StdinOnce = false, false
+	if _, ok := lookupEnv(c.Env, "PATH"); !ok {
+		c.Env = append(c.Env, defaultPath)
+	}
+	fmt.Fprintf(b.progress, " ---> %s\n", short(s.id))
+	// ONBUILD triggers of the base run first, and are not inherited.
+	if triggers := c.OnBuild; len(triggers) > 0 {
+		c.OnBuild = nil
+		for _, t := range triggers {
+			res, err := parser.Parse(strings.NewReader(t + "\n"))
+			if err != nil || len(res.AST.Children) != 1 {
+				return nil, lineErr(from.Line, "bad ONBUILD trigger %q in the base image: %v", t, err)
+			}
+			n := res.AST.Children[0]
+			n.StartLine = from.Line
+			in, err := parseInstruction(n, true)
+			if err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(b.progress, "# Executing build trigger: %s\n", t)
+			if err := b.dispatch(ctx, s, in); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, in := range st.Instructions {
+		b.stepf("%s", in.(interface{ original() string }).original())
+		if err := b.dispatch(ctx, s, in); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (a at) original() string { return a.Original }
+
+func short(h v1.Hash) string {
+	if len(h.Hex) < 12 {
+		return h.Hex
+	}
+	return h.Hex[:12]
+}
+
+// expansionEnv is the environment words are expanded with: the stage's
+// Env, then the build args it declared that Env does not override.
+func (b *build) expansionEnv(s *stageState) []string {
+	return append(append([]string(nil), s.config().Env...), b.allowedArgs(s)...)
+}
+
+// allowedArgs are the stage's declared ARGs that have a value and are not
+// overridden by Env, as "k=v", in declaration order.
+func (b *build) allowedArgs(s *stageState) []string {
+	var out []string
+	for _, k := range s.argOrder {
+		v := s.args[k]
+		if v == nil {
+			continue
+		}
+		if _, ok := lookupEnv(s.config().Env, k); ok {
+			continue
+		}
+		out = append(out, k+"="+*v)
+	}
+	return out
+}
+
+func lookupEnv(env []string, k string) (string, bool) {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], k+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// setEnv replaces or appends k in env, as docker's ENV does.
+func setEnv(env []string, k, v string) []string {
+	for i, e := range env {
+		if strings.HasPrefix(e, k+"=") {
+			env[i] = k + "=" + v
+			return env
+		}
+	}
+	return append(env, k+"="+v)
+}
+
+type envGetter []string
+
+func (e envGetter) Get(k string) (string, bool) { return lookupEnv(e, k) }
+func (e envGetter) Keys() []string {
+	var ks []string
+	for _, kv := range e {
+		k, _, _ := strings.Cut(kv, "=")
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+func (b *build) expand(s *stageState, line int, word string) (string, error) {
+	v, _, err := b.lex.ProcessWord(word, envGetter(b.expansionEnv(s)))
+	if err != nil {
+		return "", lineErr(line, "%v", err)
+	}
+	return v, nil
+}
+
+func (b *build) expandWords(s *stageState, line int, word string) ([]string, error) {
+	v, err := b.lex.ProcessWords(word, envGetter(b.expansionEnv(s)))
+	if err != nil {
+		return nil, lineErr(line, "%v", err)
+	}
+	return v, nil
+}
+
+func (s *stageState) shell() []string {
+	if len(s.config().Shell) > 0 {
+		return append([]string(nil), s.config().Shell...)
+	}
+	return append([]string(nil), defaultShell...)
+}
+
+// nopComment is the legacy builder's created_by for metadata steps:
+// SHELL + "#(nop) " + the instruction (two spaces after "#(nop)").
+func (s *stageState) nopComment(text string) string {
+	return strings.Join(append(s.shell(), "#(nop) ", text), " ")
+}
+
+// nopCommentString is the one-argument form used for WORKDIR, COPY, ADD.
+func (s *stageState) nopCommentString(text string) string {
+	return strings.Join(append(s.shell(), "#(nop) "+text), " ")
+}
+
+// dispatch runs one instruction.
+func (b *build) dispatch(ctx context.Context, s *stageState, in Instruction) error {
+	c := s.config()
+	line := in.Pos()
+	switch in := in.(type) {
+	case *ArgInstr:
+		var parts []string
+		for _, kv := range in.Args {
+			var v *string
+			if kv.Value != nil {
+				x, err := b.expand(s, line, *kv.Value)
+				if err != nil {
+					return err
+				}
+				v = &x
+				parts = append(parts, kv.Key+"="+x)
+			} else {
+				parts = append(parts, kv.Key)
+			}
+			if o, ok := b.buildArg(kv.Key); ok {
+				v = o
+			} else if v == nil {
+				v = b.metaArgs[kv.Key]
+			}
+			if _, seen := s.args[kv.Key]; !seen {
+				s.argOrder = append(s.argOrder, kv.Key)
+			}
+			s.args[kv.Key] = v
+		}
+		return b.commitMeta(ctx, s, line, s.nopComment("ARG "+strings.Join(parts, " ")))
+	case *EnvInstr:
+		var parts []string
+		for _, kv := range in.Pairs {
+			k, err := b.expand(s, line, kv.Key)
+			if err != nil {
+				return err
+			}
+			v, err := b.expand(s, line, *kv.Value)
+			if err != nil {
+				return err
+			}
+			c.Env = setEnv(c.Env, k, v)
+			parts = append(parts, k+"="+v)
+		}
+		return b.commitMeta(ctx, s, line, s.nopComment("ENV "+strings.Join(parts, " ")))
+	case *LabelInstr:
+		var parts []string
+		for _, kv := range in.Pairs {
+			k, err := b.expand(s, line, kv.Key)
+			if err != nil {
+				return err
+			}
+			v, err := b.expand(s, line, *kv.Value)
+			if err != nil {
+				return err
+			}
+			if c.Labels == nil {
+				c.Labels = map[string]string{}
+			}
+			c.Labels[k] = v
+			parts = append(parts, k+"="+v)
+		}
+		return b.commitMeta(ctx, s, line, s.nopComment("LABEL "+strings.Join(parts, " ")))
+	case *MaintainerInstr:
+		v, err := b.expand(s, line, in.Name)
+		if err != nil {
+			return err
+		}
+		s.maintainer = v
+		return b.commitMeta(ctx, s, line, s.nopComment("MAINTAINER "+v))
+	case *UserInstr:
+		v, err := b.expand(s, line, in.User)
+		if err != nil {
+			return err
+		}
+		c.User = v
+		return b.commitMeta(ctx, s, line, s.nopComment("USER "+v))
+	case *StopSignalInstr:
+		v, err := b.expand(s, line, in.Signal)
+		if err != nil {
+			return err
+		}
+		c.StopSignal = v
+		return b.commitMeta(ctx, s, line, s.nopComment("STOPSIGNAL "+v))
+	case *ExposeInstr:
+		var ports, names []string
+		for _, p := range in.Ports {
+			ws, err := b.expandWords(s, line, p)
+			if err != nil {
+				return err
+			}
+			for _, w := range ws {
+				names = append(names, w)
+				if !strings.Contains(w, "/") {
+					w += "/tcp"
+				}
+				ports = append(ports, w)
+			}
+		}
+		if c.ExposedPorts == nil {
+			c.ExposedPorts = map[string]struct{}{}
+		}
+		for _, p := range ports {
+			c.ExposedPorts[p] = struct{}{}
+		}
+		sort.Strings(names)
+		return b.commitMeta(ctx, s, line, s.nopComment("EXPOSE "+strings.Join(names, " ")))
+	case *VolumeInstr:
+		var vols []string
+		for _, p := range in.Paths {
+			v, err := b.expand(s, line, p)
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(v) == "" {
+				return lineErr(line, "VOLUME specified can not be an empty string")
+			}
+			vols = append(vols, v)
+		}
+		if c.Volumes == nil {
+			c.Volumes = map[string]struct{}{}
+		}
+		for _, v := range vols {
+			c.Volumes[v] = struct{}{}
+		}
+		return b.commitMeta(ctx, s, line, s.nopComment(fmt.Sprintf("VOLUME %v", vols)))
+	case *CmdInstr:
+		c.Cmd = s.commandArgs(in.Cmd)
+		s.cmdSet = true
+		return b.commitMeta(ctx, s, line, s.nopComment(fmt.Sprintf("CMD %q", c.Cmd)))
+	case *EntrypointInstr:
+		c.Entrypoint = s.commandArgs(in.Cmd)
+		if !s.cmdSet {
+			c.Cmd = nil
+		}
+		return b.commitMeta(ctx, s, line, s.nopComment(fmt.Sprintf("ENTRYPOINT %q", c.Entrypoint)))
+	case *ShellInstr:
+		c.Shell = append([]string(nil), in.Shell...)
+		return b.commitMeta(ctx, s, line, s.nopComment(fmt.Sprintf("SHELL %v", c.Shell)))
+	case *HealthcheckInstr:
+		h := in.Health
+		h.Test = append([]string(nil), h.Test...)
+		c.Healthcheck = &h
+		return b.commitMeta(ctx, s, line, s.nopComment(fmt.Sprintf("HEALTHCHECK &{%q %q %q %q %%!q(int=%d)}", h.Test, h.Interval.String(), h.Timeout.String(), h.StartPeriod.String(), h.Retries)))
+	case *OnbuildInstr:
+		c.OnBuild = append(c.OnBuild, in.Expression)
+		return b.commitMeta(ctx, s, line, s.nopComment("ONBUILD "+in.Expression))
+	case *WorkdirInstr:
+		v, err := b.expand(s, line, in.Path)
+		if err != nil {
+			return err
+		}
+		if !path.IsAbs(v) {
+			v = path.Join("/", c.WorkingDir, v)
+		}
+		c.WorkingDir = path.Clean(v)
+		return b.workdir(ctx, s, line)
+	case *RunInstr:
+		return b.runStep(ctx, s, in)
+	case *CopyInstr:
+		return b.copyStep(ctx, s, in)
+	}
+	return lineErr(line, "%T is not supported here", in)
+}
+
+// commandArgs is CMD's and ENTRYPOINT's value: the exec form as is, the
+// shell form run by the stage's SHELL.
+func (s *stageState) commandArgs(cl CommandLine) []string {
+	if !cl.ShellForm {
+		return append([]string{}, cl.Args...)
+	}
+	if len(cl.Args) == 0 {
+		return nil
+	}
+	return append(s.shell(), strings.Join(cl.Args, " "))
+}
+
+// stepKey is the cache key of a step: parent, the expanded instruction,
+// the build args it sees, a digest of the files it copies, and what else
+// changes its output bytes.
+func (b *build) stepKey(s *stageState, createdBy string, files string) string {
+	h := sha256.New()
+	cfg, _ := json.Marshal(s.cf.Config)
+	fmt.Fprintf(h, "parent %s\nconfig %s\nstep %q\nargs %q\nfiles %s\ncompat %s\ndocker %t\nmaintainer %q\n",
+		s.id, cfg, createdBy, b.allowedArgs(s), files, b.o.Compat.Name, s.docker, s.maintainer)
+	if e := b.o.SourceDateEpoch; e != nil {
+		fmt.Fprintf(h, "epoch %d\n", *e)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (b *build) created() time.Time {
+	if e := b.o.SourceDateEpoch; e != nil {
+		return time.Unix(*e, 0).UTC()
+	}
+	return time.Now().UTC()
+}
+
+// commitMeta adds a history entry with empty_layer for a metadata step.
+func (b *build) commitMeta(ctx context.Context, s *stageState, line int, createdBy string) error {
+	key := b.stepKey(s, createdBy, "")
+	if b.fromCache(s, key) {
+		return nil
+	}
+	return b.commit(s, key, createdBy, nil, "")
+}
+
+// fromCache applies a cached result for key to s.
+func (b *build) fromCache(s *stageState, key string) bool {
+	if b.o.NoCache {
+		return false
+	}
+	e, ok := b.st.lookup(key)
+	if !ok {
+		return false
+	}
+	var cf v1.ConfigFile
+	if err := json.Unmarshal(e.Config, &cf); err != nil {
+		return false
+	}
+	img := s.img
+	if e.Layer != nil {
+		l, ok := b.st.blobLayer(*e.Layer)
+		if !ok {
+			return false
+		}
+		var err error
+		if img, err = mutate.Append(img, mutate.Addendum{Layer: l}); err != nil {
+			return false
+		}
+		if dir := b.st.layerDir(e.Layer.DiffID); dirExists(dir) {
+			b.dirs[e.Layer.DiffID] = dir
+		}
+		s.lowers = nil
+	}
+	img, err := mutate.ConfigFile(img, &cf)
+	if err != nil {
+		return false
+	}
+	id, err := img.ConfigName()
+	if err != nil {
+		return false
+	}
+	fmt.Fprintf(b.progress, " ---> Using cache\n ---> %s\n", short(id))
+	s.img, s.id, s.cf = img, id, cf.DeepCopy()
+	return true
+}
+
+func dirExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+// commit makes the step's image: the stage's config, a history entry and
+// the layer l (nil for none), stores it in the cache under key and makes
+// it the stage's image. upper, if set, is the layer's overlay-form dir,
+// kept as a lower for later steps.
+func (b *build) commit(s *stageState, key, createdBy string, l *blobLayer, upper string) error {
+	cf := s.cf.DeepCopy()
+	created := b.created()
+	cf.Created = v1.Time{Time: created}
+	cf.Author = s.maintainer
+	cf.Config.Image = s.id.String()
+	cf.DockerVersion = b.o.Compat.DockerVersion
+	cf.Container = ""
+	h := v1.History{Created: cf.Created, CreatedBy: createdBy, Author: s.maintainer}
+	img := s.img
+	var desc *layerDesc
+	if l != nil && l.d.DiffID != diff.EmptyDiffID {
+		var err error
+		if img, err = mutate.Append(img, mutate.Addendum{Layer: l}); err != nil {
+			return fmt.Errorf("appending layer: %w", err)
+		}
+		cf.RootFS.Type = "layers"
+		cf.RootFS.DiffIDs = append(cf.RootFS.DiffIDs, l.d.DiffID)
+		d := l.d
+		desc = &d
+		if upper != "" {
+			if err := b.st.adopt(upper, l.d.DiffID); err != nil {
+				return err
+			}
+			b.dirs[l.d.DiffID] = b.st.layerDir(l.d.DiffID)
+		}
+		s.lowers = nil
+	} else {
+		h.EmptyLayer = true
+		if upper != "" {
+			os.RemoveAll(upper)
+		}
+	}
+	cf.History = append(cf.History, h)
+	img, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		return err
+	}
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		return err
+	}
+	id, err := img.ConfigName()
+	if err != nil {
+		return err
+	}
+	if err := b.st.store(key, &cacheEntry{Config: raw, Layer: desc}); err != nil {
+		return fmt.Errorf("storing build cache: %w", err)
+	}
+	fmt.Fprintf(b.progress, " ---> %s\n", short(id))
+	s.img, s.id, s.cf = img, id, cf
+	return nil
+}
+
+// lowerDirs returns the overlay-form dirs of s's image, top first,
+// unpacking base layers into the state dir once.
+func (b *build) lowerDirs(ctx context.Context, s *stageState) ([]string, error) {
+	if s.lowers != nil {
+		return s.lowers, nil
+	}
+	dirs, err := b.imageDirs(ctx, s.img)
+	if err != nil {
+		return nil, err
+	}
+	s.lowers = dirs
+	return dirs, nil
+}
+
+func (b *build) imageDirs(ctx context.Context, img v1.Image) ([]string, error) {
+	ls, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("reading layers: %w", err)
+	}
+	var dirs []string
+	for _, l := range ls {
+		d, err := l.DiffID()
+		if err != nil {
+			return nil, err
+		}
+		dir, ok := b.dirs[d]
+		if !ok {
+			if dir, err = b.st.unpackLayer(ctx, l); err != nil {
+				return nil, err
+			}
+			b.dirs[d] = dir
+		}
+		dirs = append([]string{dir}, dirs...)
+	}
+	return dirs, nil
+}
+
+// layerOptions are the options of every layer a step writes.
+func (b *build) layerOptions(s *stageState) []layer.Option {
+	dopts := []diff.Option{diff.WithCompat(b.o.Compat)}
+	if e := b.o.SourceDateEpoch; e != nil {
+		dopts = append(dopts, diff.WithMtimeClamp(*e))
+	}
+	return []layer.Option{layer.WithDockerMediaTypes(s.docker), layer.WithDiffOptions(dopts...)}
+}
+
+// newUpper makes a step's upper and work dirs and returns the step dir.
+func (b *build) newStepDir() (dir, upper, work string, err error) {
+	dir, err = b.st.tempDir("step-")
+	if err != nil {
+		return "", "", "", err
+	}
+	upper, work = filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	for _, d := range []string{upper, work, filepath.Join(dir, "merged")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			os.RemoveAll(dir)
+			return "", "", "", err
+		}
+	}
+	return dir, upper, work, nil
+}
+
+// workdir runs WORKDIR: the directory is made in a layer (empty when it
+// already exists), as the legacy builder does.
+func (b *build) workdir(ctx context.Context, s *stageState, line int) error {
+	c := s.config()
+	createdBy := s.nopCommentString("WORKDIR " + c.WorkingDir)
+	key := b.stepKey(s, createdBy, "")
+	if b.fromCache(s, key) {
+		return nil
+	}
+	return b.inOverlay(ctx, s, key, createdBy, line, func(root *os.Root) error {
+		return root.MkdirAll(strings.TrimPrefix(c.WorkingDir, "/"), 0o755)
+	})
+}
+
+// runStep runs RUN in the sandbox and commits its upper dir.
+func (b *build) runStep(ctx context.Context, s *stageState, in *RunInstr) error {
+	c := s.config()
+	var args []string
+	if in.Cmd.ShellForm {
+		cmdline := strings.Join(in.Cmd.Args, " ")
+		if len(in.Heredocs) == 1 && isHeredocOnly(cmdline, in.Heredocs[0].Name) {
+			// RUN <<EOF ... EOF: the heredoc is the script.
+			content := in.Heredocs[0].Content
+			if in.Heredocs[0].Expand {
+				var err error
+				if content, err = b.expand(s, in.Line, content); err != nil {
+					return err
+				}
+			}
+			cmdline = content
+		} else {
+			// Other heredocs are passed to the shell, which reads them.
+			for _, h := range in.Heredocs {
+				cmdline += "\n" + h.Content + h.Name
+			}
+		}
+		args = append(s.shell(), cmdline)
+	} else {
+		args = append([]string(nil), in.Cmd.Args...)
+	}
+	buildArgs := b.allowedArgs(s)
+	saveCmd := args
+	if len(buildArgs) > 0 {
+		sorted := append([]string(nil), buildArgs...)
+		sort.Strings(sorted)
+		saveCmd = append(append([]string{fmt.Sprintf("|%d", len(sorted))}, sorted...), args...)
+	}
+	createdBy := strings.Join(saveCmd, " ")
+	key := b.stepKey(s, createdBy+"\x00network="+in.Network, "")
+	if b.fromCache(s, key) {
+		return nil
+	}
+	lowers, err := b.lowerDirs(ctx, s)
+	if err != nil {
+		return lineErr(in.Line, "%v", err)
+	}
+	dir, upper, work, err := b.newStepDir()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	hostname := key[:12]
+	hostNet := b.o.HostNetwork
+	switch in.Network {
+	case "none":
+		hostNet = false
+	case "host":
+		hostNet = true
+	}
+	binds, err := etcFiles(dir, hostname, hostNet)
+	if err != nil {
+		return err
+	}
+	env := append(append([]string(nil), c.Env...), buildArgs...)
+	spec := sandboxSpec{
+		Lowers: append([]string{b.initDir}, lowers...), Upper: upper, Work: work, Merged: filepath.Join(dir, "merged"),
+		Binds: binds, Hostname: hostname, HostNet: hostNet, Args: args, Env: env, User: c.User, Workdir: c.WorkingDir,
+	}
+	if len(lowers) == 0 {
+		// An overlay needs two lowers without an upper, one with: the
+		// init layer suffices.
+		spec.Lowers = []string{b.initDir}
+	}
+	tail := &tailBuffer{max: 4096}
+	out := io.MultiWriter(b.progress, tail)
+	code, err := runSandbox(ctx, spec, out, out)
+	if err != nil {
+		return lineErr(in.Line, "RUN: %v", err)
+	}
+	if code != 0 {
+		return &StepError{Line: in.Line, Cmd: strings.Join(args, " "), ExitCode: code, Tail: tail.String()}
+	}
+	l, err := b.st.writeLayer(ctx, upper, b.layerOptions(s)...)
+	if err != nil {
+		return lineErr(in.Line, "%v", err)
+	}
+	return b.commit(s, key, createdBy, l, upper)
+}
+
+// inOverlay mounts s's layers with a fresh upper, calls fn with the
+// merged root, unmounts and commits the upper as the step's layer.
+func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy string, line int, fn func(*os.Root) error) error {
+	lowers, err := b.lowerDirs(ctx, s)
+	if err != nil {
+		return lineErr(line, "%v", err)
+	}
+	dir, upper, work, err := b.newStepDir()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	merged := filepath.Join(dir, "merged")
+	ls := lowers
+	if len(ls) == 0 {
+		empty := filepath.Join(dir, "empty")
+		if err := os.Mkdir(empty, 0o755); err != nil {
+			return err
+		}
+		ls = []string{empty}
+	}
+	if err := mountOverlay(ls, upper, work, merged); err != nil {
+		return lineErr(line, "%v", err)
+	}
+	err = func() error {
+		root, err := os.OpenRoot(merged)
+		if err != nil {
+			return err
+		}
+		defer root.Close()
+		return fn(root)
+	}()
+	if uerr := unmount(merged); err == nil && uerr != nil {
+		err = uerr
+	}
+	if err != nil {
+		var le *LineError
+		if errors.As(err, &le) {
+			return err
+		}
+		return lineErr(line, "%v", err)
+	}
+	l, err := b.st.writeLayer(ctx, upper, b.layerOptions(s)...)
+	if err != nil {
+		return lineErr(line, "%v", err)
+	}
+	return b.commit(s, key, createdBy, l, upper)
+}
+
+// tailBuffer keeps the last max bytes written.
+type tailBuffer struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf.Write(p)
+	if t.buf.Len() > 2*t.max {
+		b := append([]byte(nil), t.buf.Bytes()[t.buf.Len()-t.max:]...)
+		t.buf.Reset()
+		t.buf.Write(b)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	b := t.buf.Bytes()
+	if len(b) > t.max {
+		b = b[len(b)-t.max:]
+	}
+	return string(b)
+}
+
+// isHeredocOnly reports whether a RUN command line is just one heredoc
+// marker (<<EOF, <<-EOF, <<'EOF', <<"EOF").
+func isHeredocOnly(cmdline, name string) bool {
+	c := strings.TrimPrefix(strings.TrimSpace(cmdline), "<<")
+	c = strings.TrimPrefix(c, "-")
+	c = strings.Trim(c, `'"`)
+	return c == name
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/layercommit/layercommit/builder"
+	"github.com/layercommit/layercommit/compat"
+	"github.com/layercommit/layercommit/export"
+)
+
+func init() {
+	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--target STAGE] [--no-cache] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] -o DEST CONTEXT", runBuild})
+}
+
+func runBuild(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("build", stderr)
+	dockerfile := fs.String("f", "", "the Dockerfile (default CONTEXT/Dockerfile)")
+	var buildArgs, buildContexts strList
+	fs.Var(&buildArgs, "build-arg", "K=V, or K to take it from the environment (repeatable)")
+	fs.Var(&buildContexts, "build-context", "NAME=REF: an image for FROM NAME and COPY --from=NAME (repeatable)")
+	target := fs.String("target", "", "the stage to build (default the last)")
+	noCache := fs.Bool("no-cache", false, "do not use the build cache")
+	epoch := fs.String("source-date-epoch", "", "created times and mtimes clamped to this Unix time (default $SOURCE_DATE_EPOCH)")
+	network := fs.String("network", "none", "network for RUN: none or host")
+	profile := fs.String("compat", compat.Default.Name, "whose bytes to reproduce")
+	stateDir := fs.String("state-dir", builder.DefaultStateDir, "unpacked layers and the build cache")
+	dockerRoot := fs.String("docker-root", "/var/lib/docker", "Docker data root")
+	quiet := fs.Bool("q", false, "no progress display")
+	out := fs.String("o", "", "destination reference")
+	// Flags may follow CONTEXT, as with docker build.
+	var pos []string
+	for {
+		if err := parse(fs, args, stderr); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("build: want one CONTEXT directory, got %d arguments", len(pos))
+	}
+	if *out == "" {
+		return fmt.Errorf("build: -o DEST is required")
+	}
+	if fi, err := os.Stat(pos[0]); err != nil || !fi.IsDir() {
+		return fmt.Errorf("build: context %s is not a directory", pos[0])
+	}
+	p, err := compat.Lookup(*profile)
+	if err != nil {
+		return err
+	}
+	o := builder.Options{
+		ContextDir: pos[0], Dockerfile: *dockerfile, Target: *target, NoCache: *noCache,
+		Compat: p, StateDir: *stateDir, Output: *out,
+		BuildArgs:     map[string]*string{},
+		BuildContexts: map[string]string{},
+		ExportOptions: []export.Option{export.WithDockerRoot(*dockerRoot)},
+	}
+	for _, a := range buildArgs {
+		k, v, ok := strings.Cut(a, "=")
+		if k == "" {
+			return fmt.Errorf("build: bad --build-arg %q", a)
+		}
+		if ok {
+			o.BuildArgs[k] = &v
+		} else {
+			o.BuildArgs[k] = nil
+		}
+	}
+	for _, c := range buildContexts {
+		k, v, ok := strings.Cut(c, "=")
+		if !ok || k == "" || v == "" {
+			return fmt.Errorf("build: bad --build-context %q (want NAME=REF)", c)
+		}
+		o.BuildContexts[k] = v
+	}
+	if *epoch != "" {
+		n, err := strconv.ParseInt(*epoch, 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("build: bad --source-date-epoch %q", *epoch)
+		}
+		o.SourceDateEpoch = &n
+	}
+	switch *network {
+	case "none", "default", "":
+	case "host":
+		o.HostNetwork = true
+	default:
+		return fmt.Errorf("build: bad --network %q (none or host)", *network)
+	}
+	if !*quiet {
+		o.Progress = stderr
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
+	defer stop()
+	id, err := builder.Build(ctx, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, id)
+	return nil
+}
