@@ -32,7 +32,7 @@ func busyboxRoot(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(dir, "bin/busybox"), data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{"sh", "echo", "cat", "sleep", "id", "hostname", "ls", "touch", "rm", "mkdir", "pwd", "ip", "ps", "mount"} {
+	for _, a := range []string{"sh", "echo", "cat", "sleep", "id", "hostname", "ls", "touch", "rm", "mkdir", "pwd", "ip", "ps", "mount", "stat", "date", "test"} {
 		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
 			t.Fatal(err)
 		}
