@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"compress/bzip2"
@@ -701,10 +702,37 @@ func (c *copier) extract(src copySource, dest string) error {
 		return err
 	}
 	defer d.Close()
-	if _, err := unpack.Apply(c.ctx, fmt.Sprintf("/proc/self/fd/%d", d.Fd()), r); err != nil {
-		return err
+	// The archive's root entry is skipped, as docker's untar does: dest
+	// keeps its own owner and mode.
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(withoutRootEntry(r, pw)) }()
+	_, err = unpack.Apply(c.ctx, fmt.Sprintf("/proc/self/fd/%d", d.Fd()), pr)
+	pr.CloseWithError(errors.New("unpack stopped"))
+	return err
+}
+
+// withoutRootEntry copies the tar stream r to w, leaving out "." and "./".
+func withoutRootEntry(r io.Reader, w io.Writer) error {
+	tr := tar.NewReader(r)
+	tw := tar.NewWriter(w)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return tw.Close()
+		}
+		if err != nil {
+			return err
+		}
+		if path.Clean(h.Name) == "." || path.Clean(h.Name) == "/" {
+			continue
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return err
+		}
 	}
-	return nil
 }
 
 // fetchURL downloads an ADD URL. The file is named after the URL's last

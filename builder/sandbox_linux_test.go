@@ -103,7 +103,7 @@ func TestSandboxRun(t *testing.T) {
 	if code, err := runSandbox(context.Background(), spec, &out, &out); err != nil || code != 0 {
 		t.Fatalf("runSandbox as nobody: %d %v\n%s", code, err, out.String())
 	}
-	if want := "uid=65534(nobody) gid=65534(nogroup) groups=50(staff)\n/nonexistent\n"; out.String() != want {
+	if want := "uid=65534(nobody) gid=65534(nogroup) groups=50(staff),65534(nogroup)\n/nonexistent\n"; out.String() != want {
 		t.Errorf("as nobody: %q, want %q", out.String(), want)
 	}
 	// The mount namespace is gone with the sandbox: merged is empty.

@@ -75,8 +75,12 @@ func resolveUser(fsys fs.FS, spec string) (Identity, error) {
 			}
 			id.GID = uint32(gid)
 		}
+		id.Groups = []uint32{id.GID}
 		return id, nil
 	}
+	// The primary group comes first in the supplementary list, as with
+	// docker run.
+	id.Groups = []uint32{id.GID}
 	if name != "" {
 		for _, g := range groups {
 			if len(g) < 4 {
