@@ -1,0 +1,65 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/layercommit/layercommit/internal/oracle"
+)
+
+func TestBuildCommand(t *testing.T) {
+	oracle.Root(t)
+	ctx := t.TempDir()
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM scratch\nARG WHO\nCOPY f /f\nLABEL who=$WHO\nCMD [\"x\"]\n"), 0o644)
+	os.WriteFile(filepath.Join(ctx, "f"), []byte("data\n"), 0o644)
+	state := t.TempDir()
+	out := filepath.Join(t.TempDir(), "layout")
+	// Flags may follow CONTEXT; the last line on stdout is the image ID.
+	code, stdout, stderr := cli("build", "--state-dir", state, "--source-date-epoch", "0", ctx, "--build-arg", "WHO=me", "-o", "oci:"+out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	id := lines[len(lines)-1]
+	if !regexp.MustCompile(`^sha256:[0-9a-f]{64}$`).MatchString(id) {
+		t.Fatalf("last line %q is not an image ID", id)
+	}
+	if !strings.Contains(stderr, "Step 3/5 : COPY f /f") {
+		t.Errorf("no progress on stderr:\n%s", stderr)
+	}
+	// Same inputs and epoch, no cache: the same ID.
+	code, stdout2, stderr := cli("build", "-q", "--no-cache", "--state-dir", state, "--source-date-epoch", "0", "--build-arg", "WHO=me", "-o", "oci:"+out, ctx)
+	if code != 0 || strings.TrimSpace(stdout2) != id {
+		t.Errorf("rebuild: exit %d, %q, want %s: %s", code, stdout2, id, stderr)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{ctx}, "layercommit: build: -o DEST is required\n"},
+		{[]string{"-o", "oci:" + out, "--network", "bridge", ctx}, "layercommit: build: bad --network \"bridge\" (none or host)\n"},
+		{[]string{"-o", "oci:" + out, "--source-date-epoch", "soon", ctx}, "layercommit: build: bad --source-date-epoch \"soon\"\n"},
+		{[]string{"-o", "oci:" + out, "-f", filepath.Join(ctx, "nope"), ctx}, "layercommit: reading Dockerfile: open " + filepath.Join(ctx, "nope") + ": no such file or directory\n"},
+	} {
+		code, _, stderr := cli(append([]string{"build", "--state-dir", state}, tc.args...)...)
+		if code == 0 || stderr != tc.want {
+			t.Errorf("build %v: exit %d, stderr %q, want %q", tc.args, code, stderr, tc.want)
+		}
+	}
+
+	// A Dockerfile error names its line, and nothing is written.
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, "Dockerfile"), []byte("FROM scratch\nBOGUS x\n"), 0o644)
+	dest := filepath.Join(t.TempDir(), "never")
+	code, _, stderr = cli("build", "--state-dir", state, "-o", "oci:"+dest, bad)
+	if code == 0 || stderr != "layercommit: Dockerfile:2: unknown instruction: BOGUS\n" {
+		t.Errorf("bad Dockerfile: exit %d, %q", code, stderr)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Errorf("a failed build left %s behind", dest)
+	}
+}
