@@ -100,9 +100,10 @@ same=yes
 printf '%-4s %10s %12s %8s %9s %10s\n' run docker_s layercommit_s gzip_s lc_gzip_s rss_MiB
 for i in $(seq 1 "$runs"); do
 	start_registry "d$i"
+	dref=$reg/bench:docker
 	t0=$(now)
-	docker commit "$ctr" "$reg/bench:docker" >/dev/null
-	docker push "$reg/bench:docker" >/dev/null
+	docker commit "$ctr" "$dref" >/dev/null
+	docker push "$dref" >/dev/null
 	t1=$(now)
 	stop_registry
 	sync
@@ -110,10 +111,10 @@ for i in $(seq 1 "$runs"); do
 	t2=$(now)
 	/usr/bin/time -f '%M' -o "$work/time" "$lc" commit -q --from "docker-archive:$work/base.tar" --upper "$upper" -o "docker://$reg/bench:lc" >/dev/null
 	t3=$(now)
-	ddiff=$(docker image inspect -f '{{range .RootFS.Layers}}{{.}} {{end}}' "$reg/bench:docker" | awk '{print $NF}')
+	ddiff=$(docker image inspect -f '{{range .RootFS.Layers}}{{.}} {{end}}' "$dref" | awk '{print $NF}')
 	ldiff=$("$lc" inspect --json "docker://$reg/bench:lc" | python3 -c 'import json,sys; print(json.load(sys.stdin)["layers"][-1]["diffID"])')
 	[ "$ddiff" = "$ldiff" ] || { same=no; echo "run $i: diffIDs differ: docker $ddiff, layercommit $ldiff" >&2; }
-	docker rmi -f "$reg/bench:docker" >/dev/null
+	docker rmi -f "$dref" >/dev/null
 	stop_registry
 	sync
 	t4=$(now)
