@@ -2,26 +2,96 @@ package export
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/layercommit/layercommit/dockerroot"
 )
 
 func init() { register(dockerRoot{}) }
 
-// errDockerRoot is returned until the docker-root transport (reading and
-// writing a Docker data root without a daemon) is written; replace this
-// file with it.
-var errDockerRoot = errors.New("docker-root: not supported yet")
-
+// dockerRoot is the docker-root: transport: a Docker data root read and
+// written on disk, with no daemon (package dockerroot).
 type dockerRoot struct{}
 
 func (dockerRoot) Name() string { return "docker-root" }
 
-func (dockerRoot) Open(context.Context, string, *Options) (v1.Image, error) {
-	return nil, errDockerRoot
+func (dockerRoot) Open(ctx context.Context, rest string, o *Options) (v1.Image, error) {
+	if rest == "" {
+		return nil, fmt.Errorf("docker-root: wants NAME[:TAG] or an image ID")
+	}
+	root, err := dockerroot.Open(o.DockerRoot)
+	if err != nil {
+		return nil, err
+	}
+	id, err := root.ResolveImage(rest)
+	if err != nil {
+		return nil, err
+	}
+	return root.Image(ctx, id, o.Compat)
 }
 
-func (dockerRoot) Destination(context.Context, string, *Options) (Destination, error) {
-	return nil, errDockerRoot
+var idLike = regexp.MustCompile(`^(sha256:)?[0-9a-f]{12,64}$`)
+
+func (dockerRoot) Destination(_ context.Context, rest string, o *Options) (Destination, error) {
+	if rest != "" && idLike.MatchString(rest) {
+		return nil, fmt.Errorf("docker-root: destination %q looks like an image ID; give NAME[:TAG]", rest)
+	}
+	if rest != "" {
+		if _, _, err := dockerroot.Familiar(rest); err != nil {
+			return nil, err
+		}
+	}
+	root, err := dockerroot.Open(o.DockerRoot)
+	if err != nil {
+		return nil, err
+	}
+	if !o.Force {
+		if pid, ok := dockerroot.DaemonUsing(root.Dir); ok {
+			return nil, fmt.Errorf("dockerd (pid %d) is running on %s: stop it first, or pass --force", pid, root.Dir)
+		}
+	}
+	// New layer blobs wait in the data root's tmp dir, which gc cleans.
+	tmpRoot := filepath.Join(root.Dir, "tmp")
+	if err := os.MkdirAll(tmpRoot, 0o700); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(tmpRoot, dockerroot.TempPrefix)
+	if err != nil {
+		return nil, err
+	}
+	return &rootDest{root: root, tag: rest, tmp: tmp, o: o}, nil
 }
+
+type rootDest struct {
+	root *dockerroot.Root
+	tag  string
+	tmp  string
+	o    *Options
+}
+
+func (d *rootDest) BlobDir() string  { return d.tmp }
+func (d *rootDest) PrefersOCI() bool { return false }
+func (d *rootDest) Close() error {
+	if d.tmp == "" {
+		return nil
+	}
+	err := os.RemoveAll(d.tmp)
+	d.tmp = ""
+	return err
+}
+
+func (d *rootDest) Write(ctx context.Context, img v1.Image) error {
+	_, err := d.root.Write(ctx, img, dockerroot.WriteOptions{
+		Tag: d.tag, Parent: d.o.Parent, Profile: d.o.Compat, Force: d.o.Force,
+	})
+	return err
+}
+
+// isDockerRoot reports whether ref names the docker-root transport.
+func isDockerRoot(ref string) bool { return strings.HasPrefix(ref, "docker-root:") }

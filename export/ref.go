@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/layer"
 )
 
@@ -50,6 +51,13 @@ type Options struct {
 	Platform v1.Platform
 	// DockerRoot is the Docker data root for docker-root: references.
 	DockerRoot string
+	// Compat is the profile for bytes a transport writes itself
+	// (docker-root: tar-split, re-tarred layers).
+	Compat compat.Profile
+	// Force writes into a Docker data root a live dockerd uses.
+	Force bool
+	// Parent is recorded as the parent image of a docker-root: write.
+	Parent v1.Hash
 	// Counters receive upload progress.
 	Counters *layer.Counters
 }
@@ -59,6 +67,15 @@ type Option func(*Options)
 
 // WithKeychain sets how registry credentials are found.
 func WithKeychain(k authn.Keychain) Option { return func(o *Options) { o.Keychain = k } }
+
+// WithCompat sets the profile for bytes transports write themselves.
+func WithCompat(p compat.Profile) Option { return func(o *Options) { o.Compat = p } }
+
+// WithForce lets a docker-root: write go ahead while dockerd runs.
+func WithForce(force bool) Option { return func(o *Options) { o.Force = force } }
+
+// WithParent records the parent image of a docker-root: write.
+func WithParent(id v1.Hash) Option { return func(o *Options) { o.Parent = id } }
 
 // WithDockerRoot sets the Docker data root.
 func WithDockerRoot(dir string) Option { return func(o *Options) { o.DockerRoot = dir } }
@@ -71,6 +88,7 @@ func newOptions(opts []Option) *Options {
 		Keychain:   authn.DefaultKeychain,
 		Platform:   v1.Platform{OS: "linux", Architecture: runtime.GOARCH},
 		DockerRoot: "/var/lib/docker",
+		Compat:     compat.Default,
 	}
 	for _, opt := range opts {
 		opt(o)

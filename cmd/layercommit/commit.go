@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -45,20 +46,21 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&lowers, "lower", "lower dir, top first (repeatable)")
 	dockerRoot := fs.String("docker-root", "/var/lib/docker", "Docker data root")
 	fs.String("state-dir", "/var/lib/layercommit", "state dir")
+	pause := fs.Bool("pause", true, "with --container: freeze a running container while reading it (docker commit's default)")
+	force := fs.Bool("force", false, "write into a docker-root a live dockerd uses")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("commit: unexpected argument %q", fs.Arg(0))
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *out == "" {
 		return fmt.Errorf("commit: -o DEST is required")
 	}
-	if *container != "" {
-		return fmt.Errorf("commit --container: needs the docker-root transport; docker-root: not supported yet")
-	}
-	if *upper == "" {
-		return fmt.Errorf("commit: --upper DIR is required")
+	if (*container == "") == (*upper == "") {
+		return fmt.Errorf("commit: give exactly one of --upper DIR and --container ID")
 	}
 	p, err := compat.Lookup(*profile)
 	if err != nil {
@@ -95,13 +97,37 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	if *dockerVersion != "" {
 		dv = *dockerVersion
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
+	defer stop()
+	counters := &layer.Counters{}
+	eopts := []export.Option{export.WithDockerRoot(*dockerRoot), export.WithForce(*force)}
+	if *container != "" {
+		req := export.ContainerRequest{
+			Container: *container, To: *out, Changes: changes, Author: *author, Comment: *msg,
+			Pause: *pause, Compat: p, Compression: comp, Level: lvl, Options: eopts, Counters: counters,
+		}
+		if set["from"] {
+			req.From = *from
+		}
+		if set["docker-version"] {
+			req.DockerVersion = dockerVersion
+		}
+		if *created != "" {
+			req.Created, _ = time.Parse(time.RFC3339Nano, *created)
+		}
+		done := showProgress(stderr, counters, *quiet)
+		id, err := export.CommitContainer(ctx, req)
+		done()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, id)
+		return nil
+	}
 	src, err := diffSource(*source, *upper, lowers, false, stderr)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
-	defer stop()
-	counters := &layer.Counters{}
 	done := showProgress(stderr, counters, *quiet)
 	id, err := export.Commit(ctx, export.CommitRequest{
 		From:        *from,
@@ -111,7 +137,7 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 		Compression: comp,
 		Level:       lvl,
 		Image:       append(iopts, image.WithDockerVersion(dv)),
-		Options:     []export.Option{export.WithDockerRoot(*dockerRoot)},
+		Options:     eopts,
 		Counters:    counters,
 	})
 	done()

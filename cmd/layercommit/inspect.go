@@ -48,6 +48,9 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return fmt.Errorf("inspect: want one REF, got %d arguments", fs.NArg())
 	}
+	if ref, ok := strings.CutPrefix(fs.Arg(0), "docker-root:"); ok {
+		return inspectDockerRoot(ref, *dockerRoot, *asJSON, stdout)
+	}
 	img, err := export.Open(context.Background(), fs.Arg(0), export.WithDockerRoot(*dockerRoot))
 	if err != nil {
 		return err
