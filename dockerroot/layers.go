@@ -212,8 +212,56 @@ func (r *Root) Image(ctx context.Context, id v1.Hash, profile compat.Profile) (v
 	for _, l := range layers {
 		byDiff[l.DiffID] = l
 	}
-	return partial.UncompressedToImage(&rootImage{ctx: ctx, raw: raw, layers: byDiff, profile: profile})
+	core := &rootImage{ctx: ctx, raw: raw, layers: byDiff, profile: profile}
+	img, err := partial.UncompressedToImage(core)
+	if err != nil {
+		return nil, err
+	}
+	out := &dirImage{Image: img, diffIDs: cfg.RootFS.DiffIDs, layers: map[v1.Hash]v1.Layer{}}
+	for _, l := range layers {
+		pl, err := partial.UncompressedToLayer(&rootLayer{img: core, l: l})
+		if err != nil {
+			return nil, err
+		}
+		out.layers[l.DiffID] = &dirLayer{Layer: pl, dir: l.DiffDir}
+	}
+	return out, nil
 }
+
+// dirImage serves the layers of a data-root image as dirLayers, so that
+// consumers that can use an overlay-form directory as is (the builder's
+// lowers) find it by type assertion.
+type dirImage struct {
+	v1.Image
+	diffIDs []v1.Hash
+	layers  map[v1.Hash]v1.Layer
+}
+
+func (i *dirImage) Layers() ([]v1.Layer, error) {
+	out := make([]v1.Layer, len(i.diffIDs))
+	for n, d := range i.diffIDs {
+		out[n] = i.layers[d]
+	}
+	return out, nil
+}
+
+func (i *dirImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
+	if l, ok := i.layers[h]; ok {
+		return l, nil
+	}
+	return nil, fmt.Errorf("image has no layer with diffID %s", h)
+}
+
+// dirLayer is a layer that also exists unpacked, in overlay form, in
+// Docker's overlay2/<cache-id>/diff.
+type dirLayer struct {
+	v1.Layer
+	dir string
+}
+
+// OverlayDir returns the layer's overlay2 diff dir. Callers must only
+// read it: it belongs to dockerd.
+func (l *dirLayer) OverlayDir() (string, error) { return l.dir, nil }
 
 type rootImage struct {
 	ctx     context.Context
