@@ -36,6 +36,7 @@ oracles_start_dockerd() {
 	fi
 	# containerd comes with docker.io; dockerd starts its own when given
 	# none, keeping its state under the exec root.
+	LC_STARTED_DOCKERD=1
 	/usr/sbin/dockerd --data-root "$dir/root" --exec-root "$dir/exec" -H "$LAYERCOMMIT_DOCKER_HOST" \
 		--pidfile "$dir/docker.pid" --iptables=false --ip6tables=false --bridge=none \
 		--storage-driver=overlay2 >"$dir/dockerd.log" 2>&1 &
@@ -76,7 +77,10 @@ oracles_base_image() {
 	return $rc
 }
 
+# oracles_stop stops the dockerd this shell started (one found running is
+# left alone).
 oracles_stop() {
+	[ -n "${LC_STARTED_DOCKERD:-}" ] || return 0
 	local pidfile=$LC_ORACLE_DIR/docker.pid
 	if [ -f "$pidfile" ]; then
 		kill "$(cat "$pidfile")" 2>/dev/null
