@@ -49,7 +49,7 @@ func TestFixtureBuildsMatchDocker(t *testing.T) {
 			}
 			d.Run(t, "load", "-i", out)
 			theirs := "dk-fixture/" + name + ":test"
-			d.Run(t, "build", "-q", "--network", "none", "-t", theirs, dir)
+			d.Run(t, "build", "-q", "--no-cache", "--network", "none", "-t", theirs, dir)
 			t.Cleanup(func() { d.Try("rmi", "-f", ours, theirs) })
 			if got := d.Run(t, "image", "inspect", "--format", "{{.Id}}", ours); got != id.String() {
 				t.Errorf("docker load gave %s, Build returned %s", got, id)
