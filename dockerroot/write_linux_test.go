@@ -15,6 +15,7 @@ import (
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/dockerroot"
 	"github.com/layercommit/layercommit/fixtures"
+	"github.com/layercommit/layercommit/image"
 	"github.com/layercommit/layercommit/internal/oracle"
 	"github.com/layercommit/layercommit/layer"
 )
@@ -123,7 +124,7 @@ func TestWriteIntoStoppedDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := dockerroot.WithRawConfig(base, l, raw)
+	img, err := image.WithRawConfig(base, l, raw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/dockerroot"
+	"github.com/layercommit/layercommit/image"
 	"github.com/layercommit/layercommit/layer"
 )
 
@@ -129,7 +130,7 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 		l.Remove()
 		return v1.Hash{}, err
 	}
-	img, err := dockerroot.WithRawConfig(base, top, raw)
+	img, err := image.WithRawConfig(base, top, raw)
 	if err != nil {
 		l.Remove()
 		return v1.Hash{}, err

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/layercommit/layercommit/image"
 	"github.com/layercommit/layercommit/internal/atomicfile"
 	"github.com/layercommit/layercommit/layer"
 )
@@ -173,6 +174,11 @@ func (d *ociDest) Close() error {
 // tag only). Blobs are written under temp names and checked against their
 // digests before being renamed; index.json is replaced atomically last.
 func (d *ociDest) Write(ctx context.Context, img v1.Image) error {
+	// skopeo and umoci read only OCI-typed manifests from a layout.
+	img, err := image.OCI(img)
+	if err != nil {
+		return fmt.Errorf("converting to OCI media types: %w", err)
+	}
 	if err := d.writeFile("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`), true); err != nil {
 		return err
 	}

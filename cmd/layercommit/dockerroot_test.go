@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -141,6 +142,14 @@ func TestDockerRootCLI(t *testing.T) {
 		t.Errorf("copy printed %s, want %s", copied, got)
 	}
 	checkImage(t, "oci:"+layout+":copied")
+	// A Docker-typed image lands in the layout with OCI types, which the
+	// real peers read.
+	if raw, err := exec.Command(oracle.Tool(t, "skopeo"), "inspect", "--raw", "oci:"+layout+":copied").CombinedOutput(); err != nil || !strings.Contains(string(raw), "application/vnd.oci.image.manifest.v1+json") {
+		t.Errorf("skopeo inspect: %v\n%s", err, raw)
+	}
+	if out, err := exec.Command(oracle.Tool(t, "umoci"), "stat", "--image", layout+":copied").CombinedOutput(); err != nil {
+		t.Errorf("umoci stat: %v\n%s", err, out)
+	}
 
 	d.Start(t)
 	if listed := d.Run(t, "images", "--no-trunc", "-q", "ours:1"); listed != got {

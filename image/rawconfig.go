@@ -1,4 +1,4 @@
-package dockerroot
+package image
 
 import (
 	"bytes"
@@ -9,7 +9,9 @@ import (
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // WithRawConfig returns base with l appended (l nil or empty: nothing
@@ -84,4 +86,52 @@ func (i *rawConfigImage) Digest() (v1.Hash, error) {
 func (i *rawConfigImage) Size() (int64, error) {
 	i.compute()
 	return int64(len(i.rawMan)), i.err
+}
+
+// OCI returns img with OCI media types for its manifest, config and layers,
+// keeping the config bytes (and so the image ID) and the layer blobs, as
+// skopeo copy does when it writes an OCI layout. skopeo and umoci do not
+// read Docker-typed manifests from an OCI layout. An image that already
+// has OCI types is returned as it is.
+func OCI(img v1.Image) (v1.Image, error) {
+	mt, err := img.MediaType()
+	if err != nil {
+		return nil, err
+	}
+	if mt == types.OCIManifestSchema1 {
+		return img, nil
+	}
+	if mt != types.DockerManifestSchema2 {
+		return nil, fmt.Errorf("cannot convert a %s image to OCI", mt)
+	}
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	var adds []mutate.Addendum
+	for _, l := range layers {
+		lmt, err := l.MediaType()
+		if err != nil {
+			return nil, err
+		}
+		switch lmt {
+		case types.DockerLayer:
+			lmt = types.OCILayer
+		case types.DockerUncompressedLayer:
+			lmt = types.OCIUncompressedLayer
+		case types.DockerForeignLayer:
+			lmt = types.OCIRestrictedLayer
+		}
+		adds = append(adds, mutate.Addendum{Layer: l, MediaType: lmt})
+	}
+	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	out, err := mutate.Append(base, adds...)
+	if err != nil {
+		return nil, err
+	}
+	return &rawConfigImage{Image: out, raw: raw}, nil
 }
