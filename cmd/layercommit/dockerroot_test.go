@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,7 +69,8 @@ func TestCommitContainerSameIDAsDockerd(t *testing.T) {
 // while its upper dir is read.
 func TestCommitContainerPause(t *testing.T) {
 	d := oracle.NewDocker(t)
-	id := d.Run(t, "run", "-d", "--network", "none", d.Base, "sh", "-c", "while true; do date > /data/now; done")
+	name := fmt.Sprintf("lc-pause-%d", time.Now().UnixNano())
+	id := d.Run(t, "run", "-d", "--name", name, "--network", "none", d.Base, "sh", "-c", "while true; do date > /data/now; done")
 	t.Cleanup(func() { d.Try("rm", "-f", id) })
 	root, err := dockerroot.Open(d.Root)
 	if err != nil {
@@ -98,7 +100,8 @@ func TestCommitContainerPause(t *testing.T) {
 		t.Errorf("after thaw the cgroup is %q", s)
 	}
 	dir := filepath.Join(t.TempDir(), "layout")
-	lc(t, false, "commit", "--docker-root", d.Root, "--container", id, "--pause", "-q", "-o", "oci:"+dir+":p")
+	// By name, as docker commit takes it.
+	lc(t, false, "commit", "--docker-root", d.Root, "--container", name, "--pause", "-q", "-o", "oci:"+dir+":p")
 	if s, _ := dockerroot.FrozenState(c.Pid); s == "FROZEN" || s == "frozen 1" {
 		t.Errorf("commit left the container %q", s)
 	}
@@ -149,6 +152,23 @@ func TestDockerRootCLI(t *testing.T) {
 	}
 	if out, err := exec.Command(oracle.Tool(t, "umoci"), "stat", "--image", layout+":copied").CombinedOutput(); err != nil {
 		t.Errorf("umoci stat: %v\n%s", err, out)
+	}
+
+	// The image resolves by full ID and by a 12-digit prefix too, and is
+	// a base for a build, whose RUN uses dockerd's own diff dirs as lowers.
+	for _, ref := range []string{got, strings.TrimPrefix(got, "sha256:")[:12]} {
+		if out, _ := lcOut(t, "inspect", "--docker-root", d.Root, "docker-root:"+ref); !strings.Contains(out, got) {
+			t.Errorf("inspect docker-root:%s:\n%s", ref, out)
+		}
+	}
+	ctxDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM docker-root:ours:1\nRUN cat /data/cli > /data/built\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	built, _ := lc(t, false, "build", "-q", "--docker-root", d.Root, "--state-dir", t.TempDir(), "-o", "oci:"+layout+":built", ctxDir)
+	bimg := checkImage(t, "oci:"+layout+":built")
+	if cf, err := bimg.ConfigFile(); err != nil || len(cf.RootFS.DiffIDs) != 3 {
+		t.Errorf("built image %s: %v layers, %v", built, cf.RootFS.DiffIDs, err)
 	}
 
 	d.Start(t)
