@@ -2,17 +2,19 @@ package unpack
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/layercommit/layercommit/internal/safepath"
 )
 
 const (
@@ -20,6 +22,40 @@ const (
 	whiteoutMetaPrefix = ".wh..wh."
 	whiteoutOpaqueDir  = ".wh..wh..opq"
 )
+
+// Errors of Apply. Each is wrapped with the entry it is about; test with
+// errors.Is. All of them are found from the tar header alone, before any
+// file system call is made for the entry, except ErrDuplicate's
+// companions from the kernel (ENOENT, ENOTDIR, EEXIST, ELOOP), which are
+// wrapped as they come.
+var (
+	// ErrUnsafePath: a name or hard-link target that leaves the root
+	// ("../x", "/../x"), holds a NUL byte, or an entry that would change
+	// the type of the root directory itself.
+	ErrUnsafePath = errors.New("unsafe path in layer")
+	// ErrInvalidWhiteout: ".wh.", ".wh..", ".wh...", a whiteout-named
+	// directory with entries below it, or a hard link to a whiteout name.
+	ErrInvalidWhiteout = errors.New("invalid whiteout in layer")
+	// ErrInvalidDevice: a device number the kernel cannot hold (major
+	// above 4095 or minor above 1048575, or negative), or a character
+	// device 0/0, which an overlay lower would silently read as a
+	// whiteout.
+	ErrInvalidDevice = errors.New("invalid device in layer")
+	// ErrUnsupportedType: a tar entry type that is not a file,
+	// directory, link, device or fifo (GNU volume and multi-volume
+	// headers, contiguous files, vendor letters), or an aufs hard link.
+	ErrUnsupportedType = errors.New("unsupported tar entry type in layer")
+	// ErrDuplicate: a second entry for one path ("./a" and "a" are one
+	// path). The OCI spec forbids them and Docker's layer store refuses
+	// them (tar-split), so Apply does too.
+	ErrDuplicate = errors.New("duplicate path in layer")
+	// ErrLimit: the layer breaks a limit (see WithLimits).
+	ErrLimit = errors.New("layer exceeds a limit")
+)
+
+// ErrTooManyLinks is wrapped when a path goes through more than
+// safepath.MaxSymlinks (40, as the kernel) symlinks.
+var ErrTooManyLinks = safepath.ErrTooManyLinks
 
 // Option configures Apply.
 type Option func(*options)
@@ -30,6 +66,7 @@ type options struct {
 	maxBytes    int64
 	maxEntries  int64
 	maxDepth    int
+	noOpenat2   bool
 }
 
 // WithOverlayForm keeps deletions as overlay wants them in a layer dir
@@ -37,8 +74,10 @@ type options struct {
 // ".wh..wh..opq" the xattr trusted.overlay.opaque=y on its directory.
 func WithOverlayForm() Option { return func(o *options) { o.overlay = true } }
 
-// WithLimits bounds the uncompressed bytes of file data, the number of
-// entries and the depth of paths; zero keeps a default.
+// WithLimits bounds the uncompressed bytes (file data as the tar declares
+// it, holes of sparse entries included, plus whatever follows the end of
+// the archive), the number of entries and the depth of paths; zero keeps
+// a default.
 func WithLimits(maxBytes, maxEntries int64, maxDepth int) Option {
 	return func(o *options) {
 		if maxBytes > 0 {
@@ -53,9 +92,13 @@ func WithLimits(maxBytes, maxEntries int64, maxDepth int) Option {
 	}
 }
 
-// Default limits: generous for real images, small enough to stop a bomb.
+// withoutOpenat2 resolves with the O_NOFOLLOW walk only (tests).
+func withoutOpenat2() Option { return func(o *options) { o.noOpenat2 = true } }
+
+// Default limits: generous for real images, small enough to stop a bomb
+// before it fills a disk.
 const (
-	DefaultMaxBytes   = 1 << 40
+	DefaultMaxBytes   = 256 << 30
 	DefaultMaxEntries = 10_000_000
 	DefaultMaxDepth   = 512
 )
@@ -63,23 +106,48 @@ const (
 // Stats says what Apply did.
 type Stats struct {
 	Entries int64
-	Bytes   int64 // file data written
+	Bytes   int64 // file data as declared, holes included
 }
 
 // Apply reads the layer tar r and applies it to the tree at root, which
-// must exist. Entries whose names leave the root, link outside it or break
-// a limit are errors; on error the tree is left part-applied.
+// must exist. It reads r to its end, past the end-of-archive blocks, so
+// that a hash teed from r covers the whole blob. It does not close r.
+//
+// Every name is resolved inside root with chroot semantics (see
+// internal/safepath): ".." and absolute symlinks met on the way stay in the
+// root, so nothing outside it is read, written or linked to. Leading
+// slashes of names are dropped; names that climb above the root are
+// ErrUnsafePath. Symlinks are created as they are written. Hard-link
+// targets are paths in the root (absolute ones too, as kaniko writes
+// them) and link to the target itself, a symlink included.
+//
+// Entries replace what is in their way (a directory by a directory keeps
+// its contents). A regular file as the parent of a later entry is an
+// ENOTDIR error (moby's choice, not umoci's replacement). Whiteouts and
+// opaque markers hide only what the tree had before this layer, whatever
+// their place in the stream. Hard links need their target in the tree:
+// to a file of a lower layer they fail unless root is the merged tree.
+//
+// Directory modes and times are applied at the end, so a directory of mode
+// 0500 can still be filled. Only security.capability and user.* xattrs are
+// applied; trusted.* never is.
+//
+// On error the tree is left part-applied; the caller removes it.
 func Apply(ctx context.Context, root string, r io.Reader, opts ...Option) (Stats, error) {
 	o := options{opaqueXattr: "trusted.overlay.opaque", maxBytes: DefaultMaxBytes, maxEntries: DefaultMaxEntries, maxDepth: DefaultMaxDepth}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	rt, err := os.OpenRoot(root)
+	var ropts []safepath.Option
+	if o.noOpenat2 {
+		ropts = append(ropts, safepath.WithoutOpenat2())
+	}
+	rt, err := safepath.Open(root, ropts...)
 	if err != nil {
 		return Stats{}, fmt.Errorf("opening unpack root: %w", err)
 	}
 	defer rt.Close()
-	a := &applier{root: rt, o: o, created: map[string]bool{}, buf: make([]byte, 1<<20)}
+	a := &applier{root: rt, o: o, keep: map[string]bool{}, seen: map[string]bool{}, buf: make([]byte, 1<<20)}
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -94,336 +162,496 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...Option) (Stats
 		}
 		a.stats.Entries++
 		if a.stats.Entries > o.maxEntries {
-			return a.stats, fmt.Errorf("layer has more than %d entries", o.maxEntries)
+			return a.stats, fmt.Errorf("%w: more than %d entries", ErrLimit, o.maxEntries)
 		}
 		if err := a.entry(h, tr); err != nil {
-			return a.stats, err
+			return a.stats, fmt.Errorf("applying %q: %w", h.Name, err)
 		}
 	}
-	// Directory times last, deepest first, since creating entries in a
-	// directory changes its mtime.
-	sort.Slice(a.dirTimes, func(i, j int) bool { return a.dirTimes[i].name > a.dirTimes[j].name })
-	for _, d := range a.dirTimes {
-		if err := a.setTimes(d.name, d.mtime); err != nil {
-			return a.stats, err
+	// Directory modes and times last, deepest first: creating entries
+	// changes a directory's mtime, and a read-only mode would stop them.
+	sort.Slice(a.dirs, func(i, j int) bool { return a.dirs[i].name > a.dirs[j].name })
+	for _, d := range a.dirs {
+		if err := a.dirMeta(d); err != nil {
+			return a.stats, fmt.Errorf("applying %q: %w", d.name, err)
 		}
+	}
+	// Drain what follows the archive (padding, or junk) in constant
+	// memory, counting it against the byte budget.
+	left := o.maxBytes - a.stats.Bytes
+	n, err := io.CopyBuffer(io.Discard, io.LimitReader(r, left+1), a.buf)
+	if err != nil {
+		return a.stats, fmt.Errorf("reading layer: %w", err)
+	}
+	if n > left {
+		return a.stats, fmt.Errorf("%w: more than %d bytes (after the end of the archive)", ErrLimit, o.maxBytes)
 	}
 	return a.stats, nil
 }
 
-type dirTime struct {
+// dirMode is the mode and mtime of a directory, applied at the end.
+type dirMode struct {
 	name  string
+	mode  uint32
 	mtime unix.Timespec
 }
 
 type applier struct {
-	root     *os.Root
-	o        options
-	stats    Stats
-	created  map[string]bool // paths this layer made (opaque keeps them)
-	dirTimes []dirTime
-	buf      []byte
+	root  *safepath.Root
+	o     options
+	stats Stats
+	// keep holds the paths this layer made and their parents: whiteouts
+	// and opaque markers leave them alone.
+	keep map[string]bool
+	seen map[string]bool // every cleaned name, for duplicates
+	dirs []dirMode
+	buf  []byte
 }
 
-// ErrUnsafePath is wrapped by errors for names that leave the root or are
-// otherwise not a plain relative path.
-var ErrUnsafePath = errors.New("unsafe path in layer")
+// entryKind is what a name asks for, decided from the header alone.
+type entryKind int
 
-// cleanName turns a tar name into a clean relative path, or an error.
-func (a *applier) cleanName(name string) (string, error) {
-	if strings.ContainsRune(name, 0) {
-		return "", fmt.Errorf("%w: %q has a NUL byte", ErrUnsafePath, name)
+const (
+	plainEntry entryKind = iota
+	rootEntry
+	whiteoutEntry
+	opaqueEntry
+	skipEntry // aufs metadata (.wh..wh.plnk, .wh..wh.aufs, ...)
+)
+
+// check makes every decision that needs only the header: the clean name,
+// its kind, and the errors for bad names, types, devices and limits.
+func (a *applier) check(h *tar.Header) (string, entryKind, error) {
+	name, err := safepath.Clean(h.Name)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: %w", ErrUnsafePath, err)
 	}
-	n := strings.TrimSuffix(name, "/")
-	for strings.HasPrefix(n, "./") {
-		n = n[2:]
+	if name == "." {
+		if h.Typeflag != tar.TypeDir {
+			return "", 0, fmt.Errorf("%w: refusing to change the type of the root directory (entry type %q)", ErrUnsafePath, h.Typeflag)
+		}
+		return name, rootEntry, nil
 	}
-	if n == "" || n == "." {
-		return ".", nil
+	if strings.Count(name, "/")+1 > a.o.maxDepth {
+		return "", 0, fmt.Errorf("%w: deeper than %d", ErrLimit, a.o.maxDepth)
 	}
-	if path.IsAbs(n) {
-		return "", fmt.Errorf("%w: %q is absolute", ErrUnsafePath, name)
+	if a.seen[name] {
+		return "", 0, ErrDuplicate
 	}
-	c := path.Clean(n)
-	if c == ".." || strings.HasPrefix(c, "../") {
-		return "", fmt.Errorf("%w: %q leaves the root", ErrUnsafePath, name)
+	a.seen[name] = true
+	dir, base := safepath.Split(name)
+	if dir != "." {
+		for _, c := range strings.Split(dir, "/") {
+			switch {
+			case strings.HasPrefix(c, whiteoutMetaPrefix):
+				return name, skipEntry, nil
+			case strings.HasPrefix(c, whiteoutPrefix):
+				return "", 0, fmt.Errorf("%w: %q is a whiteout name and cannot be a directory", ErrInvalidWhiteout, c)
+			}
+		}
 	}
-	if strings.Count(c, "/")+1 > a.o.maxDepth {
-		return "", fmt.Errorf("%w: %q is deeper than %d", ErrUnsafePath, name, a.o.maxDepth)
+	switch {
+	case base == whiteoutOpaqueDir:
+		return name, opaqueEntry, nil
+	case strings.HasPrefix(base, whiteoutMetaPrefix):
+		return name, skipEntry, nil
+	case strings.HasPrefix(base, whiteoutPrefix):
+		// Only the name counts: a whiteout of any type is a whiteout.
+		if t := base[len(whiteoutPrefix):]; t == "" || t == "." || t == ".." {
+			return "", 0, fmt.Errorf("%w: %q names no entry", ErrInvalidWhiteout, base)
+		}
+		return name, whiteoutEntry, nil
 	}
-	return c, nil
+	switch h.Typeflag {
+	case tar.TypeDir, tar.TypeSymlink, tar.TypeFifo:
+	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		if h.Size < 0 {
+			return "", 0, fmt.Errorf("%w: negative size %d", tar.ErrHeader, h.Size)
+		}
+		if h.Size > a.o.maxBytes-a.stats.Bytes {
+			return "", 0, fmt.Errorf("%w: more than %d bytes of file data", ErrLimit, a.o.maxBytes)
+		}
+	case tar.TypeLink:
+		target, err := safepath.Clean(h.Linkname)
+		if err != nil {
+			return "", 0, fmt.Errorf("%w: hard link target: %w", ErrUnsafePath, err)
+		}
+		if target == "." {
+			return "", 0, fmt.Errorf("%w: hard link to the root directory", ErrUnsafePath)
+		}
+		for _, c := range strings.Split(target, "/") {
+			switch {
+			case strings.HasPrefix(c, whiteoutMetaPrefix):
+				return "", 0, fmt.Errorf("%w: aufs hard link to %q", ErrUnsupportedType, h.Linkname)
+			case strings.HasPrefix(c, whiteoutPrefix):
+				return "", 0, fmt.Errorf("%w: hard link to whiteout name %q", ErrInvalidWhiteout, h.Linkname)
+			}
+		}
+	case tar.TypeChar, tar.TypeBlock:
+		if h.Devmajor < 0 || h.Devminor < 0 || h.Devmajor > 0xfff || h.Devminor > 0xfffff {
+			return "", 0, fmt.Errorf("%w: device numbers %d/%d out of range", ErrInvalidDevice, h.Devmajor, h.Devminor)
+		}
+		if h.Typeflag == tar.TypeChar && h.Devmajor == 0 && h.Devminor == 0 {
+			return "", 0, fmt.Errorf("%w: character device 0/0 is an overlay whiteout; layers write whiteouts as .wh. names", ErrInvalidDevice)
+		}
+	default:
+		return "", 0, fmt.Errorf("%w: %q", ErrUnsupportedType, h.Typeflag)
+	}
+	return name, plainEntry, nil
+}
+
+// made records that this layer made name (and so its parents).
+func (a *applier) made(name string) {
+	for name != "." && !a.keep[name] {
+		a.keep[name] = true
+		name, _ = safepath.Split(name)
+	}
 }
 
 func (a *applier) entry(h *tar.Header, r io.Reader) error {
-	name, err := a.cleanName(h.Name)
+	if h.Typeflag == tar.TypeXGlobalHeader {
+		return nil // global PAX records: nothing to create
+	}
+	name, kind, err := a.check(h)
 	if err != nil {
 		return err
 	}
-	if name == "." {
-		// The root's own entry: only its metadata.
-		if h.Typeflag != tar.TypeDir {
-			return fmt.Errorf("%w: root entry %q is not a directory", ErrUnsafePath, h.Name)
-		}
-		return a.meta(".", h)
-	}
-	dir, base := path.Split(name)
-	dir = strings.TrimSuffix(dir, "/")
-	if dir == "" {
-		dir = "."
-	}
-	if strings.HasPrefix(base, whiteoutPrefix) {
-		return a.whiteout(dir, base, h)
-	}
-	if err := a.mkParents(dir); err != nil {
-		return err
-	}
-	// Whatever is in the way goes, except a directory replaced by a
-	// directory, which keeps its contents.
-	if fi, err := a.root.Lstat(name); err == nil {
-		if !(fi.IsDir() && h.Typeflag == tar.TypeDir) {
-			if err := a.root.RemoveAll(name); err != nil {
-				return fmt.Errorf("replacing %s: %w", name, err)
-			}
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("applying %s: %w", name, err)
-	}
-	a.created[name] = true
-	switch h.Typeflag {
-	case tar.TypeDir:
-		if err := a.root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("creating %s: %w", name, err)
-		}
-	case tar.TypeReg, tar.TypeRegA:
-		if err := a.file(name, h, r); err != nil {
+	dir, base := safepath.Split(name)
+	switch kind {
+	case skipEntry:
+		return nil
+	case rootEntry:
+		d, err := a.root.OpenDir(".")
+		if err != nil {
 			return err
 		}
+		defer d.Close()
+		return a.fdMeta(int(d.Fd()), ".", h, true)
+	case whiteoutEntry:
+		return a.whiteout(dir, base[len(whiteoutPrefix):], h)
+	case opaqueEntry:
+		return a.opaque(dir)
+	}
+	parent, err := a.root.MkdirAll(dir, 0o755)
+	if err != nil {
+		return fmt.Errorf("parent directory: %w", err)
+	}
+	defer parent.Close()
+	pfd := int(parent.Fd())
+	a.made(name)
+	// Whatever is in the way goes, except a directory replaced by a
+	// directory, which keeps its contents. A symlink in the way is
+	// removed itself, never followed.
+	var st unix.Stat_t
+	switch err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); {
+	case err == nil:
+		if !(st.Mode&unix.S_IFMT == unix.S_IFDIR && h.Typeflag == tar.TypeDir) {
+			if err := safepath.RemoveAllAt(pfd, base); err != nil {
+				return fmt.Errorf("replacing: %w", err)
+			}
+		}
+	case err != unix.ENOENT:
+		return &os.PathError{Op: "fstatat", Path: name, Err: err}
+	}
+	switch h.Typeflag {
+	case tar.TypeDir:
+		if err := unix.Mkdirat(pfd, base, 0o700); err != nil && err != unix.EEXIST {
+			return &os.PathError{Op: "mkdirat", Path: name, Err: err}
+		}
+		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return &os.PathError{Op: "openat", Path: name, Err: err}
+		}
+		defer unix.Close(fd)
+		return a.fdMeta(fd, name, h, true)
+	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		return a.file(pfd, name, base, h, r)
 	case tar.TypeSymlink:
-		if err := a.root.Symlink(h.Linkname, name); err != nil {
-			return fmt.Errorf("creating symlink %s: %w", name, err)
+		if err := unix.Symlinkat(h.Linkname, pfd, base); err != nil {
+			return &os.PathError{Op: "symlinkat", Path: name, Err: err}
 		}
+		return a.atMeta(pfd, name, base, h, true)
 	case tar.TypeLink:
-		target, err := a.cleanName(h.Linkname)
-		if err != nil || target == "." {
-			return fmt.Errorf("%w: hard link %s to %q", ErrUnsafePath, name, h.Linkname)
-		}
-		if fi, err := a.root.Lstat(target); err != nil {
-			return fmt.Errorf("hard link %s: target %s: %w", name, target, err)
-		} else if fi.IsDir() {
-			return fmt.Errorf("%w: hard link %s to directory %s", ErrUnsafePath, name, target)
-		}
-		if err := a.root.Link(target, name); err != nil {
-			return fmt.Errorf("creating hard link %s: %w", name, err)
-		}
-		return nil // a link shares its target's metadata
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		return a.link(pfd, name, base, h)
+	default: // char, block, fifo (check allows no others)
 		mode := uint32(unix.S_IFIFO)
 		if h.Typeflag == tar.TypeChar {
 			mode = unix.S_IFCHR
 		} else if h.Typeflag == tar.TypeBlock {
 			mode = unix.S_IFBLK
 		}
-		if h.Devmajor < 0 || h.Devminor < 0 || h.Devmajor > 0xfff || h.Devminor > 0xfffff {
-			return fmt.Errorf("%w: %s has device numbers %d/%d out of range", ErrUnsafePath, name, h.Devmajor, h.Devminor)
+		dev := unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor))
+		if err := unix.Mknodat(pfd, base, mode|0o600, int(dev)); err != nil {
+			return &os.PathError{Op: "mknodat", Path: name, Err: err}
 		}
-		if err := a.at(dir, func(fd int) error {
-			return unix.Mknodat(fd, base, mode|0o600, int(unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor))))
-		}); err != nil {
-			return fmt.Errorf("creating %s: %w", name, err)
-		}
-	default:
-		return fmt.Errorf("%s: unsupported tar entry type %q", name, h.Typeflag)
+		return a.atMeta(pfd, name, base, h, false)
 	}
-	return a.meta(name, h)
 }
 
-// whiteout applies ".wh.NAME" and ".wh..wh..opq" in dir.
-func (a *applier) whiteout(dir, base string, h *tar.Header) error {
-	switch {
-	case base == whiteoutOpaqueDir:
-		if err := a.mkParents(dir); err != nil {
-			return err
-		}
-		if a.o.overlay {
-			return a.at(dir, func(fd int) error {
-				return unix.Fsetxattr(fd, a.o.opaqueXattr, []byte("y"), 0)
-			})
-		}
-		return a.clearDir(dir)
-	case strings.HasPrefix(base, whiteoutMetaPrefix):
-		return nil // aufs internals
+// link makes name a hard link to the entry the header's Linkname names
+// in the root: to a symlink itself, never to what it points at.
+func (a *applier) link(pfd int, name, base string, h *tar.Header) error {
+	target, _ := safepath.Clean(h.Linkname) // check accepted it
+	tdir, tbase := safepath.Split(target)
+	td, err := a.root.OpenDir(tdir)
+	if err != nil {
+		return fmt.Errorf("hard link target %q: %w", h.Linkname, err)
 	}
-	target := path.Join(dir, strings.TrimPrefix(base, whiteoutPrefix))
-	if t := strings.TrimPrefix(base, whiteoutPrefix); t == "" || t == "." || t == ".." {
-		return fmt.Errorf("%w: whiteout %q names no entry", ErrUnsafePath, h.Name)
+	defer td.Close()
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(td.Fd()), tbase, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("hard link target %q: %w", h.Linkname, err)
 	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return fmt.Errorf("hard link target %q is a directory: %w", h.Linkname, unix.EPERM)
+	}
+	if err := unix.Linkat(int(td.Fd()), tbase, pfd, base, 0); err != nil {
+		return &os.PathError{Op: "linkat", Path: name, Err: err}
+	}
+	return nil // a link shares its target's metadata
+}
+
+// whiteout applies ".wh.<target>" in dir.
+func (a *applier) whiteout(dir, target string, h *tar.Header) error {
+	full := path.Join(dir, target)
 	if !a.o.overlay {
-		if err := a.root.RemoveAll(target); err != nil {
-			return fmt.Errorf("applying whiteout %s: %w", h.Name, err)
+		if a.keep[full] {
+			return nil // made by this layer: the whiteout hides only lowers
 		}
-		return nil
-	}
-	if err := a.mkParents(dir); err != nil {
-		return err
-	}
-	if err := a.root.RemoveAll(target); err != nil {
-		return fmt.Errorf("applying whiteout %s: %w", h.Name, err)
-	}
-	name := path.Base(target)
-	return a.at(dir, func(fd int) error {
-		if err := unix.Mknodat(fd, name, unix.S_IFCHR, 0); err != nil {
+		d, err := a.root.OpenDir(dir)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return nil // nothing there to hide
+		}
+		if err != nil {
 			return err
 		}
-		if err := unix.Fchownat(fd, name, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return err
-		}
-		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: h.ModTime.Unix()}}
-		return unix.UtimesNanoAt(fd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
-	})
-}
-
-// clearDir removes what dir holds that this layer did not create.
-func (a *applier) clearDir(dir string) error {
-	f, err := a.root.Open(dir)
+		defer d.Close()
+		return safepath.RemoveAllAt(int(d.Fd()), target)
+	}
+	d, err := a.root.MkdirAll(dir, 0o755)
 	if err != nil {
-		return fmt.Errorf("applying opaque %s: %w", dir, err)
-	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("applying opaque %s: %w", dir, err)
-	}
-	for _, n := range names {
-		p := path.Join(dir, n)
-		if a.created[p] {
-			continue
-		}
-		if err := a.root.RemoveAll(p); err != nil {
-			return fmt.Errorf("applying opaque %s: %w", dir, err)
-		}
-	}
-	return nil
-}
-
-// mkParents makes missing parent directories (0755, root-owned, as
-// moby does).
-func (a *applier) mkParents(dir string) error {
-	if dir == "." {
-		return nil
-	}
-	fi, err := a.root.Lstat(dir)
-	if err == nil {
-		if fi.IsDir() {
-			return nil
-		}
-		return fmt.Errorf("%w: parent %s is not a directory", ErrUnsafePath, dir)
-	}
-	if err := a.root.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating parent %s: %w", dir, err)
-	}
-	return nil
-}
-
-func (a *applier) file(name string, h *tar.Header, r io.Reader) error {
-	if h.Size < 0 {
-		return fmt.Errorf("%s: negative size %d", name, h.Size)
-	}
-	if a.stats.Bytes+h.Size > a.o.maxBytes {
-		return fmt.Errorf("layer holds more than %d bytes of file data", a.o.maxBytes)
-	}
-	f, err := a.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return fmt.Errorf("creating %s: %w", name, err)
-	}
-	n, err := io.CopyBuffer(f, io.LimitReader(r, h.Size), a.buf)
-	a.stats.Bytes += n
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && n != h.Size {
-		err = io.ErrUnexpectedEOF
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	return nil
-}
-
-// meta sets owner, xattrs, mode and times of name, in that order (chown
-// clears setuid bits, so mode comes after it).
-func (a *applier) meta(name string, h *tar.Header) error {
-	dir, base := path.Split(name)
-	dir = strings.TrimSuffix(dir, "/")
-	if dir == "" {
-		dir = "."
-	}
-	if name == "." {
-		dir, base = ".", "."
-	}
-	isLink := h.Typeflag == tar.TypeSymlink
-	err := a.at(dir, func(fd int) error {
-		if err := unix.Fchownat(fd, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fmt.Errorf("chown: %w", err)
-		}
-		if !isLink {
-			for k, v := range h.PAXRecords {
-				key, ok := strings.CutPrefix(k, "SCHILY.xattr.")
-				if !ok || !(key == "security.capability" || strings.HasPrefix(key, "user.")) {
-					continue
-				}
-				var err error
-				if base == "." {
-					err = unix.Fsetxattr(fd, key, []byte(v), 0)
-				} else {
-					// The magic link names the directory; base is
-					// one component and is not followed.
-					err = unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", fd, base), key, []byte(v), 0)
-				}
-				if err != nil {
-					return fmt.Errorf("setting xattr %s: %w", key, err)
-				}
-			}
-			if err := unix.Fchmodat(fd, base, uint32(h.Mode&0o7777), 0); err != nil {
-				return fmt.Errorf("chmod: %w", err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("applying %s: %w", name, err)
-	}
-	ts := unix.Timespec{Sec: h.ModTime.Unix(), Nsec: int64(h.ModTime.Nanosecond())}
-	if h.Typeflag == tar.TypeDir {
-		a.dirTimes = append(a.dirTimes, dirTime{name, ts})
-		return nil
-	}
-	return a.setTimes(name, ts)
-}
-
-func (a *applier) setTimes(name string, mtime unix.Timespec) error {
-	dir, base := path.Split(name)
-	dir = strings.TrimSuffix(dir, "/")
-	if dir == "" {
-		dir = "."
-	}
-	if name == "." {
-		base = "."
-	}
-	return a.at(dir, func(fd int) error {
-		ts := []unix.Timespec{mtime, mtime}
-		if err := unix.UtimesNanoAt(fd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fmt.Errorf("setting times of %s: %w", name, err)
-		}
-		return nil
-	})
-}
-
-// at runs fn with a descriptor of dir opened inside the root.
-func (a *applier) at(dir string, fn func(fd int) error) error {
-	d, err := a.root.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
-	if err != nil {
-		return err
+		return fmt.Errorf("parent directory: %w", err)
 	}
 	defer d.Close()
-	return fn(int(d.Fd()))
+	if a.keep[full] {
+		return nil
+	}
+	a.made(dir)
+	fd := int(d.Fd())
+	if err := safepath.RemoveAllAt(fd, target); err != nil {
+		return err
+	}
+	if err := unix.Mknodat(fd, target, unix.S_IFCHR, 0); err != nil {
+		return &os.PathError{Op: "mknodat", Path: full, Err: err}
+	}
+	if err := unix.Fchownat(fd, target, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &os.PathError{Op: "fchownat", Path: full, Err: err}
+	}
+	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, mtime(h)}
+	if err := unix.UtimesNanoAt(fd, target, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &os.PathError{Op: "utimensat", Path: full, Err: err}
+	}
+	return nil
+}
+
+// opaque applies "dir/.wh..wh..opq": in a tree, it removes what dir holds
+// that this layer did not make; in overlay form, it marks dir opaque.
+func (a *applier) opaque(dir string) error {
+	d, err := a.root.MkdirAll(dir, 0o755)
+	if err != nil {
+		return fmt.Errorf("opaque directory: %w", err)
+	}
+	defer d.Close()
+	if a.o.overlay {
+		a.made(dir)
+		if err := unix.Fsetxattr(int(d.Fd()), a.o.opaqueXattr, []byte("y"), 0); err != nil {
+			return fmt.Errorf("marking %s opaque: %w", dir, err)
+		}
+		return nil
+	}
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", dir, err)
+	}
+	for _, n := range names {
+		if a.keep[path.Join(dir, n)] {
+			continue
+		}
+		if err := safepath.RemoveAllAt(int(d.Fd()), n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// zeros is compared against to find holes.
+var zeros [64 << 10]byte
+
+func (a *applier) file(pfd int, name, base string, h *tar.Header, r io.Reader) error {
+	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return &os.PathError{Op: "openat", Path: name, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), name)
+	err = a.fill(f, h.Size, r)
+	if err == nil {
+		err = a.fdMeta(fd, name, h, false)
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return err
+}
+
+// fill writes size bytes of r to f, leaving holes where whole blocks of
+// zeros come, so a sparse entry stays sparse.
+func (a *applier) fill(f *os.File, size int64, r io.Reader) error {
+	var off int64
+	for off < size {
+		want := min(int64(len(a.buf)), size-off)
+		n, err := io.ReadFull(r, a.buf[:want])
+		b := a.buf[:n]
+		for len(b) > 0 {
+			blk := b[:min(len(b), len(zeros))]
+			if !bytes.Equal(blk, zeros[:len(blk)]) {
+				if _, werr := f.WriteAt(blk, off); werr != nil {
+					return werr
+				}
+			}
+			off += int64(len(blk))
+			b = b[len(blk):]
+		}
+		a.stats.Bytes += int64(n)
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("reading file data: %w", err)
+		}
+	}
+	return f.Truncate(size)
+}
+
+// fdMeta sets owner and xattrs of the open file or directory fd, then its
+// mode and times (a directory's at the end of Apply).
+func (a *applier) fdMeta(fd int, name string, h *tar.Header, isDir bool) error {
+	if err := unix.Fchown(fd, h.Uid, h.Gid); err != nil {
+		return &os.PathError{Op: "fchown", Path: name, Err: err}
+	}
+	if err := setXattrs(h, true, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) }); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	mode := uint32(h.Mode & 0o7777)
+	if isDir {
+		a.dirs = append(a.dirs, dirMode{name: name, mode: mode, mtime: mtime(h)})
+		return nil
+	}
+	// After chown, which clears setuid and setgid.
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return &os.PathError{Op: "fchmod", Path: name, Err: err}
+	}
+	ts := []unix.Timespec{mtime(h), mtime(h)}
+	if err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH); err != nil {
+		return &os.PathError{Op: "utimensat", Path: name, Err: err}
+	}
+	return nil
+}
+
+// atMeta sets the metadata of base in the directory pfd, which is a
+// symlink or a node Apply just made, without following it.
+func (a *applier) atMeta(pfd int, name, base string, h *tar.Header, isLink bool) error {
+	if err := unix.Fchownat(pfd, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &os.PathError{Op: "fchownat", Path: name, Err: err}
+	}
+	if !isLink {
+		// The magic link names the directory; base is one component and
+		// is not followed.
+		p := fmt.Sprintf("/proc/self/fd/%d/%s", pfd, base)
+		if err := setXattrs(h, false, func(k string, v []byte) error { return unix.Lsetxattr(p, k, v, 0) }); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		mode := uint32(h.Mode & 0o7777)
+		err := unix.Fchmodat(pfd, base, mode, unix.AT_SYMLINK_NOFOLLOW)
+		if err == unix.EOPNOTSUPP {
+			// No fchmodat2 (Linux < 6.6): base is the node just made.
+			err = unix.Fchmodat(pfd, base, mode, 0)
+		}
+		if err != nil {
+			return &os.PathError{Op: "fchmodat", Path: name, Err: err}
+		}
+	}
+	ts := []unix.Timespec{mtime(h), mtime(h)}
+	if err := unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &os.PathError{Op: "utimensat", Path: name, Err: err}
+	}
+	return nil
+}
+
+// setXattrs applies the xattrs of h that a layer may carry:
+// security.capability and user.*. trusted.* (overlay's redirect, metacopy
+// and opaque among them) and every other namespace are never applied.
+// user.* on a node that is not a file or directory is refused by the
+// kernel (EPERM) and skipped, as containerd does; so is ENOTSUP for user.*.
+func setXattrs(h *tar.Header, fileOrDir bool, set func(string, []byte) error) error {
+	keys := make([]string, 0, len(h.PAXRecords))
+	for k := range h.PAXRecords {
+		if key, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok && (key == "security.capability" || strings.HasPrefix(key, "user.")) {
+			keys = append(keys, key)
+		}
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		err := set(key, []byte(h.PAXRecords["SCHILY.xattr."+key]))
+		if err != nil && strings.HasPrefix(key, "user.") && (err == unix.ENOTSUP || (err == unix.EPERM && !fileOrDir)) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("setting xattr %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// dirMeta applies a directory's mode and times at the end of Apply. A
+// directory removed since (by a later entry) is skipped.
+func (a *applier) dirMeta(d dirMode) error {
+	var fd int
+	if d.name == "." {
+		f, err := a.root.OpenDir(".")
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fd = int(f.Fd())
+	} else {
+		dir, base := safepath.Split(d.name)
+		p, err := a.root.OpenDir(dir)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		fd, err = unix.Openat(int(p.Fd()), base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == unix.ENOENT || err == unix.ENOTDIR || err == unix.ELOOP {
+			return nil
+		}
+		if err != nil {
+			return &os.PathError{Op: "openat", Path: d.name, Err: err}
+		}
+		defer unix.Close(fd)
+	}
+	if err := unix.Fchmod(fd, d.mode); err != nil {
+		return &os.PathError{Op: "fchmod", Path: d.name, Err: err}
+	}
+	ts := []unix.Timespec{d.mtime, d.mtime}
+	if err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH); err != nil {
+		return &os.PathError{Op: "utimensat", Path: d.name, Err: err}
+	}
+	return nil
+}
+
+func mtime(h *tar.Header) unix.Timespec {
+	return unix.Timespec{Sec: h.ModTime.Unix(), Nsec: int64(h.ModTime.Nanosecond())}
 }
