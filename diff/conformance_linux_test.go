@@ -173,46 +173,6 @@ func inspect(t *testing.T, d *oracle.Docker, id, format string) string {
 	return d.Run(t, "inspect", "-f", format, id)
 }
 
-// savedTopLayer returns the bytes of the top layer of image from docker save.
-func savedTopLayer(t *testing.T, d *oracle.Docker, image string) []byte {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "save.tar")
-	d.Run(t, "save", "-o", out, image)
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	files := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg && (h.Name == "manifest.json" || strings.HasSuffix(h.Name, "/layer.tar")) {
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			files[h.Name] = b
-		}
-	}
-	var manifest []struct{ Layers []string }
-	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil || len(manifest) != 1 {
-		t.Fatalf("reading manifest.json of docker save: %v", err)
-	}
-	layers := manifest[0].Layers
-	top, ok := files[layers[len(layers)-1]]
-	if !ok {
-		t.Fatalf("docker save has no %s", layers[len(layers)-1])
-	}
-	return top
-}
-
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(s[:])
@@ -299,7 +259,8 @@ func TestDockerCommitConformance(t *testing.T) {
 	committed := tag + "-commit"
 	d.Run(t, "commit", "-m", "conformance", id, committed)
 	t.Cleanup(func() { d.Try("rmi", "-f", committed) })
-	want := savedTopLayer(t, d, committed)
+	saved := d.SavedLayers(t, committed)
+	want := saved[len(saved)-1]
 	wantID := d.Run(t, "inspect", "-f", "{{json .RootFS.Layers}}", committed)
 
 	got, gotID := writeLayer(t, diff.Overlay(upper), diff.WithCompat(compat.Docker2010))

@@ -1,11 +1,8 @@
 package dockerroot_test
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,42 +16,6 @@ import (
 	"github.com/layercommit/layercommit/internal/oracle"
 	"github.com/layercommit/layercommit/layer"
 )
-
-// savedLayers returns the layer tars of image from docker save, bottom first.
-func savedLayers(t *testing.T, d *oracle.Docker, image string) [][]byte {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "save.tar")
-	d.Run(t, "save", "-o", out, image)
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	files := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			b, _ := io.ReadAll(tr)
-			files[h.Name] = b
-		}
-	}
-	var m []struct{ Layers []string }
-	if err := json.Unmarshal(files["manifest.json"], &m); err != nil || len(m) != 1 {
-		t.Fatalf("manifest.json: %v", err)
-	}
-	var layers [][]byte
-	for _, l := range m[0].Layers {
-		layers = append(layers, files[l])
-	}
-	return layers
-}
 
 // TestWriteIntoStoppedDaemon commits a container without dockerd into its
 // data root and checks with the restarted daemon that the image has the
@@ -79,7 +40,7 @@ func TestWriteIntoStoppedDaemon(t *testing.T) {
 	d.Run(t, "stop", "-t", "0", id)
 	// The reference: dockerd's own commit of the same container.
 	refID := d.Run(t, "commit", "-m", "ref", "-a", "me", id, "ref:1")
-	refLayers := savedLayers(t, &d.Docker, "ref:1")
+	refLayers := d.SavedLayers(t, "ref:1")
 	ref, err := dockerroot.Open(d.Root)
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +106,7 @@ func TestWriteIntoStoppedDaemon(t *testing.T) {
 	if want := "modified\nnew file\nmodified\nx\ndrwxrwxrwt\nno-root"; out != want {
 		t.Errorf("docker run shows:\n%s\nwant:\n%s", out, want)
 	}
-	ourLayers := savedLayers(t, &d.Docker, "ours:1")
+	ourLayers := d.SavedLayers(t, "ours:1")
 	if len(ourLayers) != len(refLayers) || !bytes.Equal(ourLayers[len(ourLayers)-1], refLayers[len(refLayers)-1]) {
 		t.Errorf("docker save of our image: top layer differs from docker commit's (%d vs %d layers)", len(ourLayers), len(refLayers))
 	}

@@ -7,9 +7,13 @@
 package oracle
 
 import (
+	"archive/tar"
 	"bytes"
+	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -96,4 +100,48 @@ func (d *Docker) Run(t testing.TB, args ...string) string {
 		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, errs)
 	}
 	return strings.TrimSpace(out)
+}
+
+// SavedLayers runs docker save on image and returns its layer tars, bottom
+// first, as manifest.json lists them.
+func (d *Docker) SavedLayers(t testing.TB, image string) [][]byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "save.tar")
+	d.Run(t, "save", "-o", out, image)
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	files := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading docker save of %s: %v", image, err)
+		}
+		if h.Typeflag == tar.TypeReg && (h.Name == "manifest.json" || strings.HasSuffix(h.Name, "/layer.tar")) {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[h.Name] = b
+		}
+	}
+	var m []struct{ Layers []string }
+	if err := json.Unmarshal(files["manifest.json"], &m); err != nil || len(m) != 1 {
+		t.Fatalf("reading manifest.json of docker save of %s: %v", image, err)
+	}
+	var layers [][]byte
+	for _, l := range m[0].Layers {
+		b, ok := files[l]
+		if !ok {
+			t.Fatalf("docker save of %s has no %s", image, l)
+		}
+		layers = append(layers, b)
+	}
+	return layers
 }
