@@ -193,20 +193,29 @@ type imageConfig struct {
 	} `json:"rootfs"`
 }
 
-// Image is an image of the data root as a v1.Image, with its exact config
-// bytes and layers served from the diff dirs.
-func (r *Root) Image(ctx context.Context, id v1.Hash, profile compat.Profile) (v1.Image, error) {
+// imageLayers reads image id's verified config and its layer chain.
+func (r *Root) imageLayers(id v1.Hash) ([]byte, []Layer, error) {
 	raw, err := r.RawConfig(id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var cfg imageConfig
 	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return nil, fmt.Errorf("%w: config of image %s: %v", ErrCorrupt, id, err)
+		return nil, nil, fmt.Errorf("%w: config of image %s: %v", ErrCorrupt, id, err)
 	}
 	layers, err := r.Layers(cfg.RootFS.DiffIDs)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", id, err)
+		return nil, nil, fmt.Errorf("image %s: %w", id, err)
+	}
+	return raw, layers, nil
+}
+
+// Image is an image of the data root as a v1.Image, with its exact config
+// bytes and layers served from the diff dirs.
+func (r *Root) Image(ctx context.Context, id v1.Hash, profile compat.Profile) (v1.Image, error) {
+	raw, layers, err := r.imageLayers(id)
+	if err != nil {
+		return nil, err
 	}
 	byDiff := map[v1.Hash]Layer{}
 	for _, l := range layers {
@@ -217,8 +226,9 @@ func (r *Root) Image(ctx context.Context, id v1.Hash, profile compat.Profile) (v
 	if err != nil {
 		return nil, err
 	}
-	out := &dirImage{Image: img, diffIDs: cfg.RootFS.DiffIDs, layers: map[v1.Hash]v1.Layer{}}
+	out := &dirImage{Image: img, layers: map[v1.Hash]v1.Layer{}}
 	for _, l := range layers {
+		out.diffIDs = append(out.diffIDs, l.DiffID)
 		pl, err := partial.UncompressedToLayer(&rootLayer{img: core, l: l})
 		if err != nil {
 			return nil, err
@@ -307,15 +317,7 @@ func (r *Root) Describe(ref string) (*ImageInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := r.RawConfig(id)
-	if err != nil {
-		return nil, err
-	}
-	var cfg imageConfig
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return nil, fmt.Errorf("%w: config of image %s: %v", ErrCorrupt, id, err)
-	}
-	layers, err := r.Layers(cfg.RootFS.DiffIDs)
+	raw, layers, err := r.imageLayers(id)
 	if err != nil {
 		return nil, err
 	}
