@@ -50,6 +50,11 @@ type WriteOptions struct {
 // place; gc removes leftovers.
 const TempPrefix = ".layercommit-tmp-"
 
+// PendingMarker is a file in an overlay2/<cache-id> dir that Write made
+// but has not yet named in layerdb; gc removes such a dir when no layerdb
+// entry names it.
+const PendingMarker = ".layercommit-pending"
+
 // Write stores img in the data root as dockerd would after a commit or a
 // load, so that a (re)started dockerd lists and runs it: layerdb and
 // overlay2 entries for each missing layer (the layer unpacked in overlay
@@ -69,7 +74,7 @@ func (r *Root) Write(ctx context.Context, img v1.Image, o WriteOptions) (v1.Hash
 			return v1.Hash{}, fmt.Errorf("dockerd (pid %d) is running on %s: stop it first, or pass --force", pid, r.Dir)
 		}
 	}
-	unlock, err := r.lock()
+	unlock, err := r.Lock()
 	if err != nil {
 		return v1.Hash{}, err
 	}
@@ -220,6 +225,12 @@ func (r *Root) writeLayer(ctx context.Context, l v1.Layer, diffID, chain v1.Hash
 		return Layer{}, err
 	}
 	defer os.RemoveAll(tmp)
+	// The marker names the dir as ours until its layerdb entry exists, so
+	// that gc removes it after a crash between the two renames (dockerd's
+	// BuildKit keeps overlay2 dirs that no layerdb entry names, too).
+	if err := writeFile(filepath.Join(tmp, PendingMarker), nil, 0o600); err != nil {
+		return Layer{}, err
+	}
 	diffDir := filepath.Join(tmp, "diff")
 	if err := os.Mkdir(diffDir, 0o755); err != nil {
 		return Layer{}, err
@@ -296,6 +307,12 @@ func (r *Root) writeLayer(ctx context.Context, l v1.Layer, diffID, chain v1.Hash
 		return Layer{}, err
 	}
 	cp("layerdb-renamed")
+	if err := os.Remove(filepath.Join(final, PendingMarker)); err != nil {
+		return Layer{}, err
+	}
+	if err := atomicfile.SyncDir(final); err != nil {
+		return Layer{}, err
+	}
 	return r.Layer(chain, diffID)
 }
 
@@ -402,9 +419,10 @@ func syncTree(dir string) error {
 	})
 }
 
-// lock takes an exclusive flock on the image store directory for the
-// duration of a write; a second writer waits up to lockWait.
-func (r *Root) lock() (func(), error) {
+// Lock takes the exclusive flock on the image store directory that Write
+// holds for the duration of a write (and gc while it cleans); a second
+// holder waits up to lockWait. Call the returned func to release it.
+func (r *Root) Lock() (func(), error) {
 	if err := os.MkdirAll(r.imageDir(), 0o700); err != nil {
 		return nil, err
 	}

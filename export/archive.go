@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/layercommit/layercommit/internal/atomicfile"
+	"github.com/layercommit/layercommit/internal/crashpoint"
 )
 
 func init() { register(dockerArchive{}) }
@@ -63,17 +64,25 @@ func (dockerArchive) Destination(_ context.Context, rest string, _ *Options) (De
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("no directory for %s: %v", file, err)
 	}
-	tmp, err := os.MkdirTemp(dir, atomicfile.TempPrefix+"blobs-")
+	// Temp names start with TempPrefix and the file's name, so that gc
+	// of docker-archive:FILE finds them; each is flocked while in use.
+	tmp, err := os.MkdirTemp(dir, atomicfile.TempPrefix+filepath.Base(file)+"-blobs-")
 	if err != nil {
 		return nil, fmt.Errorf("making temp space beside %s: %w", file, err)
 	}
-	return &archiveDest{file: file, tag: tag, tmp: tmp}, nil
+	hold, err := holdEntry(tmp)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	return &archiveDest{file: file, tag: tag, tmp: tmp, hold: hold}, nil
 }
 
 type archiveDest struct {
 	file string
 	tag  *name.Tag
 	tmp  string
+	hold *lockedDir
 }
 
 func (d *archiveDest) BlobDir() string  { return d.tmp }
@@ -85,6 +94,7 @@ func (d *archiveDest) Close() error {
 	}
 	err := os.RemoveAll(d.tmp)
 	d.tmp = ""
+	d.hold.unlock()
 	return err
 }
 
@@ -110,8 +120,18 @@ func (d *archiveDest) Write(ctx context.Context, img v1.Image) error {
 		return err
 	}
 	defer f.Abort()
+	hold, err := holdEntry(f.Name())
+	if err != nil {
+		return err
+	}
+	defer hold.unlock()
 	if err := tarball.Write(ref, img, f); err != nil {
 		return fmt.Errorf("writing %s: %w", d.file, err)
 	}
-	return f.Commit()
+	crashpoint.At("archive-temp-written")
+	if err := f.Commit(); err != nil {
+		return err
+	}
+	crashpoint.At("archive-renamed")
+	return nil
 }

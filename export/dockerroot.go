@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/layercommit/layercommit/dockerroot"
+	"github.com/layercommit/layercommit/internal/crashpoint"
 )
 
 func init() { register(dockerRoot{}) }
@@ -65,13 +66,20 @@ func (dockerRoot) Destination(_ context.Context, rest string, o *Options) (Desti
 	if err != nil {
 		return nil, err
 	}
-	return &rootDest{root: root, tag: rest, tmp: tmp, o: o}, nil
+	// gc leaves a temp dir alone while its writer holds this.
+	hold, err := holdEntry(tmp)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	return &rootDest{root: root, tag: rest, tmp: tmp, hold: hold, o: o}, nil
 }
 
 type rootDest struct {
 	root *dockerroot.Root
 	tag  string
 	tmp  string
+	hold *lockedDir
 	o    *Options
 }
 
@@ -83,12 +91,14 @@ func (d *rootDest) Close() error {
 	}
 	err := os.RemoveAll(d.tmp)
 	d.tmp = ""
+	d.hold.unlock()
 	return err
 }
 
 func (d *rootDest) Write(ctx context.Context, img v1.Image) error {
 	_, err := d.root.Write(ctx, img, dockerroot.WriteOptions{
 		Tag: d.tag, Parent: d.o.Parent, Profile: d.o.Compat, Force: d.o.Force,
+		Checkpoint: func(name string) { crashpoint.At("docker-root-" + name) },
 	})
 	return err
 }

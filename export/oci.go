@@ -17,7 +17,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/layercommit/layercommit/image"
+	"golang.org/x/sys/unix"
+
 	"github.com/layercommit/layercommit/internal/atomicfile"
+	"github.com/layercommit/layercommit/internal/crashpoint"
 	"github.com/layercommit/layercommit/layer"
 )
 
@@ -131,7 +134,19 @@ func (oci) Destination(_ context.Context, rest string, _ *Options) (Destination,
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
 		return nil, fmt.Errorf("creating layout: %w", err)
 	}
-	return &ociDest{dir: dir, tag: tag, fresh: errors.Is(statErr, os.ErrNotExist)}, nil
+	// Make the new directories durable before anything is renamed in.
+	for _, d := range []string{filepath.Join(dir, "blobs"), dir, filepath.Dir(filepath.Clean(dir))} {
+		if err := atomicfile.SyncDir(d); err != nil {
+			return nil, err
+		}
+	}
+	// Blobs written from now on may be unreferenced until Write tags
+	// them: hold the use lock so that gc leaves them alone.
+	use, err := lockDir(filepath.Join(dir, "blobs"), unix.LOCK_SH, "OCI layout "+dir)
+	if err != nil {
+		return nil, err
+	}
+	return &ociDest{dir: dir, tag: tag, fresh: errors.Is(statErr, os.ErrNotExist), use: use}, nil
 }
 
 // checkLayoutDir accepts a missing or empty dir, or an OCI layout.
@@ -154,17 +169,22 @@ type ociDest struct {
 	// fresh is set when the layout dir did not exist; Close removes it
 	// again unless an image was written.
 	fresh, written bool
+	// use is the layout's use lock (shared), held until Close.
+	use *lockedDir
 }
 
 func (d *ociDest) BlobDir() string  { return filepath.Join(d.dir, "blobs", "sha256") }
 func (d *ociDest) PrefersOCI() bool { return true }
 
 // Close removes a layout dir this destination created if no image was
-// written to it.
+// written to it and no other writer uses it, and releases the use lock.
 func (d *ociDest) Close() error {
+	defer d.use.unlock()
 	if d.fresh && !d.written {
 		d.fresh = false
-		return os.RemoveAll(d.dir)
+		if d.use != nil && d.use.tryUpgrade() {
+			return os.RemoveAll(d.dir)
+		}
 	}
 	return nil
 }
@@ -198,9 +218,19 @@ func (d *ociDest) Write(ctx context.Context, img v1.Image) error {
 		if err != nil {
 			return err
 		}
+		// A layer blob that layer.Write just put under its digest in
+		// this layout was hashed as it was written: no second read.
+		p := filepath.Join(d.BlobDir(), dg.Hex)
+		if own, ok := l.(interface {
+			Path() string
+			Created() bool
+		}); ok && own.Created() && own.Path() == p {
+			continue
+		}
 		if err := d.writeBlob(dg, size, l.Compressed); err != nil {
 			return err
 		}
+		crashpoint.At("oci-layer-blob")
 	}
 	cfgName, err := img.ConfigName()
 	if err != nil {
@@ -224,6 +254,7 @@ func (d *ociDest) Write(ctx context.Context, img v1.Image) error {
 	if err := d.writeBlob(desc.Digest, desc.Size, bytesOpener(manifest)); err != nil {
 		return err
 	}
+	crashpoint.At("oci-before-index")
 	if err := d.tag1(*desc); err != nil {
 		return err
 	}
@@ -236,13 +267,15 @@ func bytesOpener(b []byte) func() (io.ReadCloser, error) {
 }
 
 // writeBlob copies a blob into the layout unless a file of its digest and
-// size is there already.
+// size is there already and holds those bytes (two writers of one digest
+// both succeed). A file under the blob's name that does not verify is
+// replaced.
 func (d *ociDest) writeBlob(dg v1.Hash, size int64, open func() (io.ReadCloser, error)) error {
 	if dg.Algorithm != "sha256" || len(dg.Hex) != 64 || size < 0 {
 		return fmt.Errorf("refusing blob %s of size %d", dg, size)
 	}
 	p := filepath.Join(d.BlobDir(), dg.Hex)
-	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == size {
+	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == size && blobVerifies(p, dg, size) {
 		return nil
 	}
 	rc, err := open()
@@ -258,7 +291,21 @@ func (d *ociDest) writeBlob(dg v1.Hash, size int64, open func() (io.ReadCloser, 
 	if _, err := io.Copy(f, layer.VerifiedReader(rc, dg, size)); err != nil {
 		return fmt.Errorf("writing blob %s: %w", dg, err)
 	}
+	crashpoint.At("oci-blob-temp")
 	return f.Commit()
+}
+
+// blobVerifies reports whether the file p holds the blob dg of size bytes.
+// A blob just renamed into place by layer.Write is rehashed too: a second
+// read of a layer is the price of never trusting a name.
+func blobVerifies(p string, dg v1.Hash, size int64) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, layer.VerifiedReader(f, dg, size))
+	return err == nil
 }
 
 // writeFile writes a file at the layout's top, or keeps it if keep is set
@@ -280,7 +327,14 @@ func (d *ociDest) writeFile(name string, b []byte, keep bool) error {
 }
 
 // tag1 points the tag at desc in index.json, keeping every other entry.
+// It holds the index lock from reading index.json to replacing it, so
+// that concurrent writers of other tags lose none.
 func (d *ociDest) tag1(desc v1.Descriptor) error {
+	lk, err := lockDir(d.dir, unix.LOCK_EX, "OCI layout "+d.dir)
+	if err != nil {
+		return err
+	}
+	defer lk.unlock()
 	im := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
 	b, err := os.ReadFile(filepath.Join(d.dir, "index.json"))
 	switch {

@@ -3,7 +3,9 @@ package export
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -31,10 +33,17 @@ func parseRemote(rest string) (name.Reference, error) {
 }
 
 func (r registry) options(ctx context.Context, o *Options) []remote.Option {
+	base := remote.DefaultTransport.(*http.Transport).Clone()
+	// A registry that accepts the connection but never answers is a
+	// timeout, retried like one, not a hang.
+	base.ResponseHeaderTimeout = 2 * time.Minute
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(o.Keychain),
 		remote.WithPlatform(o.Platform),
+		remote.WithTransport(resumingTransport{inner: base}),
+		remote.WithRetryBackoff(RegistryRetry.Backoff),
+		remote.WithRetryStatusCodes(retryStatusCodes...),
 	}
 }
 
@@ -100,6 +109,19 @@ func (d *registryDest) Write(ctx context.Context, img v1.Image) error {
 	}
 	if err := remote.Write(d.ref, img, opts...); err != nil {
 		return fmt.Errorf("pushing %s: %w", d.ref, err)
+	}
+	// ggcr does not compare the Docker-Content-Digest of the manifest
+	// PUT with what it sent: ask the registry what the tag now names.
+	want, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	desc, err := remote.Head(d.ref, d.opts...)
+	if err != nil {
+		return fmt.Errorf("checking %s after the push: %w", d.ref, err)
+	}
+	if desc.Digest != want {
+		return fmt.Errorf("pushing %s: the registry names %s, not the pushed manifest %s", d.ref, desc.Digest, want)
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/internal/atomicfile"
+	"github.com/layercommit/layercommit/internal/crashpoint"
 )
 
 // Counters are updated while a layer is written, so that a progress
@@ -77,7 +78,7 @@ var _ v1.Layer = (*Layer)(nil)
 // Write walks src once and writes its compressed layer blob into dir as a
 // file named by the blob digest's hex. The blob is written under a temp
 // name in dir and renamed when complete; if dir already holds a blob of
-// that digest and size, the old file is kept and the new one dropped. On
+// that digest, the old file is kept and the new one dropped. On
 // error nothing is left in dir.
 func Write(ctx context.Context, dir string, src diff.Source, opts ...Option) (*Layer, error) {
 	o := options{compression: Gzip}
@@ -131,7 +132,8 @@ func Write(ctx context.Context, dir string, src diff.Source, opts ...Option) (*L
 		compression: o.compression,
 	}
 	l.path = filepath.Join(dir, l.digest.Hex)
-	if fi, err := os.Lstat(l.path); err == nil && fi.Mode().IsRegular() && fi.Size() == l.size {
+	crashpoint.At("layer-blob-temp")
+	if fi, err := os.Lstat(l.path); err == nil && fi.Mode().IsRegular() && fi.Size() == l.size && verifies(l.path, l.digest, l.size) {
 		return l, nil // already there: the deferred Abort drops ours
 	}
 	if err := f.Chmod(0o644); err != nil {
@@ -142,7 +144,20 @@ func Write(ctx context.Context, dir string, src diff.Source, opts ...Option) (*L
 		return nil, fmt.Errorf("writing layer blob %s: %w", l.digest, err)
 	}
 	l.created = true
+	crashpoint.At("layer-blob-renamed")
 	return l, nil
+}
+
+// verifies reports whether the file p holds the blob dg of size bytes; a
+// file under a digest name that does not is replaced, never trusted.
+func verifies(p string, dg v1.Hash, size int64) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, VerifiedReader(f, dg, size))
+	return err == nil
 }
 
 // commitAs syncs f and renames it to dest.
