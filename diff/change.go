@@ -79,6 +79,18 @@ type Change struct {
 	// Opaque marks an added directory that hides everything the layers
 	// below had in it.
 	Opaque bool
+
+	// sourceIno is the inode of Source when it is not Info's (a metacopy
+	// file whose data is in a lower); 0 means Info.Ino.
+	sourceIno uint64
+}
+
+// dataIno is the inode the file at Source must have when its data is read.
+func (c Change) dataIno() uint64 {
+	if c.sourceIno != 0 {
+		return c.sourceIno
+	}
+	return c.Info.Ino
 }
 
 // ChangeFunc receives the changes of a walk, one at a time and in order.

@@ -163,8 +163,20 @@ const xattrCapability = "security.capability"
 // It uses the raw descriptor rather than an os.File: a regular file gains
 // nothing from the runtime poller, and skipping it saves a syscall and a
 // finalizer per file.
-func copyFile(w io.Writer, space func() ([]byte, error), p string, size int64) (err error) {
-	fd, err := ignoringEINTR(func() (int, error) { return unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0) })
+//
+// The file is opened with O_NOFOLLOW (and O_NONBLOCK, which a regular file
+// ignores, so that a fifo swapped in cannot block the walk) and must be the
+// regular file with inode ino that the walk's lstat saw (ino 0 skips that
+// comparison): if a process swapped the path for a symlink or another file
+// in between, the error is ErrFileChanged and nothing of the other file is
+// written.
+func copyFile(w io.Writer, space func() ([]byte, error), p string, size int64, ino uint64) (err error) {
+	fd, err := ignoringEINTR(func() (int, error) {
+		return unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	})
+	if err == unix.ELOOP {
+		return fmt.Errorf("%w: %s is now a symlink", ErrFileChanged, p)
+	}
 	if err != nil {
 		return &os.PathError{Op: "open", Path: p, Err: err}
 	}
@@ -173,6 +185,13 @@ func copyFile(w io.Writer, space func() ([]byte, error), p string, size int64) (
 			err = &os.PathError{Op: "close", Path: p, Err: cerr}
 		}
 	}()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return &os.PathError{Op: "fstat", Path: p, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || (ino != 0 && st.Ino != ino) {
+		return fmt.Errorf("%w: %s is no longer the regular file the walk saw", ErrFileChanged, p)
+	}
 	var n int64
 	for {
 		buf, err := space()

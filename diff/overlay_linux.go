@@ -2,11 +2,17 @@ package diff
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"path/filepath"
 	"strings"
 )
+
+// ErrOverlayFeature is wrapped by the errors of an Overlay walk that meets
+// an overlayfs feature it cannot turn into layer entries: a redirect or
+// metacopy without the lower dirs, or an xattr whiteout.
+var ErrOverlayFeature = errors.New("overlayfs feature not supported here")
 
 // OverlayOption configures an Overlay source.
 type OverlayOption func(*overlay)
@@ -80,6 +86,12 @@ func (o *overlay) walk(ctx context.Context, rel, dir string, fn ChangeFunc) erro
 		case info.Mode&sIFMT == sIFSOCK:
 			o.warn("skipping socket %s", r)
 			continue
+		case info.IsRegular() && xs.has(o.prefix+"whiteout"):
+			// An xattr whiteout (Linux 6.7+ "xwhiteout"): the kernel
+			// reads them in lower layers but never writes them in an
+			// upper dir, and moby does not know them. Exporting the
+			// empty file would undo the deletion; fail instead.
+			return fmt.Errorf("%w: %s is an xattr whiteout (%swhiteout)", ErrOverlayFeature, r, o.prefix)
 		case info.IsRegular() && xs.has(o.prefix+"metacopy"):
 			if err := o.resolveMetacopy(&c, xs); err != nil {
 				return err
@@ -132,7 +144,7 @@ func (o *overlay) isOpaque(dir string, xs xattrs) (bool, error) {
 // the directories of the lowers it merges with, top first.
 func (o *overlay) redirectLowers(rel, p string) ([]string, error) {
 	if len(o.lowers) == 0 {
-		return nil, fmt.Errorf("%s: directory renamed by overlayfs redirect_dir (%sredirect): give the lower dirs (--lower) to resolve it", rel, o.prefix)
+		return nil, fmt.Errorf("%s: directory renamed by overlayfs redirect_dir (%sredirect): give the lower dirs (--lower) to resolve it: %w", rel, o.prefix, ErrOverlayFeature)
 	}
 	target, err := getXattr(p, o.prefix+"redirect")
 	if err != nil {
@@ -176,7 +188,7 @@ func (o *overlay) lowerDirs(rel string) ([]string, error) {
 // metacopy upper file.
 func (o *overlay) resolveMetacopy(c *Change, xs xattrs) error {
 	if len(o.lowers) == 0 {
-		return fmt.Errorf("%s: file copied up with overlayfs metacopy (%smetacopy) has its data in a lower layer: give the lower dirs (--lower) to resolve it", c.Path, o.prefix)
+		return fmt.Errorf("%s: file copied up with overlayfs metacopy (%smetacopy) has its data in a lower layer: give the lower dirs (--lower) to resolve it: %w", c.Path, o.prefix, ErrOverlayFeature)
 	}
 	origin := "/" + c.Path
 	if xs.has(o.prefix + "redirect") {
@@ -200,6 +212,7 @@ func (o *overlay) resolveMetacopy(c *Change, xs xattrs) error {
 			return fmt.Errorf("%s: metacopy data in lower %s is not a regular file of %d bytes", c.Path, p, c.Info.Size)
 		}
 		c.Source = p
+		c.sourceIno = info.Ino
 		return nil
 	}
 	return fmt.Errorf("%s: metacopy data not found in any lower dir", c.Path)

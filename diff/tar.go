@@ -23,7 +23,15 @@ type writeOptions struct {
 	profile compat.Profile
 	clamp   *int64
 	onEntry func(Change)
+	maxFile int64
 }
+
+// WithMaxFileSize makes a regular file larger than n bytes an
+// ErrFileTooLarge error instead of writing it. archive/tar cannot write
+// sparse entries, so a sparse file (1 TB apparent, a few blocks on disk)
+// would become a layer of its full size; this is the opt-in guard. Off by
+// default, as docker commit has none.
+func WithMaxFileSize(n int64) Option { return func(o *writeOptions) { o.maxFile = n } }
 
 // WithCompat picks the profile whose bytes Write reproduces (compat.Default
 // when not given).
@@ -58,11 +66,19 @@ func Write(ctx context.Context, w io.Writer, src Source, opts ...Option) (v1.Has
 	rules := headerRules{profile: o.profile, seen: map[uint64]string{}, clamp: o.clamp}
 	err := src.Changes(ctx, func(c Change) error {
 		hdr, marker := rules.headers(c)
+		if o.maxFile > 0 && hdr.Typeflag == tar.TypeReg && hdr.Size > o.maxFile {
+			return fmt.Errorf("%w: %s has %d bytes, more than %d", ErrFileTooLarge, c.Path, hdr.Size, o.maxFile)
+		}
+		if (hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock) && (hdr.Devmajor > maxOctal7 || hdr.Devminor > maxOctal7) {
+			// Only GNU base-256 holds these, and GNU cannot carry the
+			// PAX records (xattrs, long names) a layer may need.
+			return fmt.Errorf("%w: %s has device numbers %d/%d, above %d", ErrUnrepresentable, c.Path, hdr.Devmajor, hdr.Devminor, maxOctal7)
+		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("writing header of %s: %w", c.Path, err)
 		}
 		if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
-			if err := copyFile(tw, out.space, c.Source, hdr.Size); err != nil {
+			if err := copyFile(tw, out.space, c.Source, hdr.Size, c.dataIno()); err != nil {
 				return fmt.Errorf("writing %s: %w", c.Path, err)
 			}
 		}
@@ -92,6 +108,22 @@ func Write(ctx context.Context, w io.Writer, src Source, opts ...Option) (v1.Has
 // ErrSizeChanged is returned when a file's size differs from what lstat
 // said while its data is being written.
 var ErrSizeChanged = errors.New("file changed size while being read")
+
+// ErrFileTooLarge is returned for a file over the WithMaxFileSize limit.
+var ErrFileTooLarge = errors.New("file too large for the layer")
+
+// ErrUnrepresentable is returned for an entry a PAX layer tar cannot hold,
+// such as device numbers above 2097151.
+var ErrUnrepresentable = errors.New("entry cannot be represented in a layer tar")
+
+// maxOctal7 is the largest number seven octal digits (a USTAR device
+// field) hold.
+const maxOctal7 = 1<<21 - 1
+
+// ErrFileChanged is returned when the path of a file, opened to write its
+// data, no longer names the regular file the walk saw (it was replaced by
+// a symlink, a fifo or another file in between).
+var ErrFileChanged = errors.New("file replaced while being read")
 
 // The writer side of Write: chunks of the stream travel from the walk to
 // the goroutine that hashes and writes them. pipeChunks buffers of
