@@ -48,4 +48,3 @@ func runGC(args []string, stdout, stderr io.Writer) error {
 	}
 	return export.GC(context.Background(), r)
 }
-
