@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/dockerroot"
@@ -97,6 +99,8 @@ func TestWriteIntoStoppedDaemon(t *testing.T) {
 		t.Errorf("image ID %s, docker commit gave %s", got, refID)
 	}
 
+	assertModesLikeDockers(t, root, base, got)
+
 	d.Start(t)
 	if listed := d.Run(t, "images", "--no-trunc", "-q", "ours:1"); listed != refID {
 		t.Fatalf("docker images lists %q for ours:1, want %s\n%s", listed, refID, d.Log())
@@ -139,5 +143,57 @@ func TestWriteRefusesLiveDaemon(t *testing.T) {
 	_, err = root.Write(context.Background(), img, dockerroot.WriteOptions{Tag: "x:1"})
 	if err == nil || !strings.Contains(err.Error(), "dockerd") || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("want a refusal naming dockerd and --force, got %v", err)
+	}
+}
+
+// assertModesLikeDockers compares the modes (and the absence of trailing
+// newlines) of what Write made with those dockerd made for the base layer,
+// and with FORMAT.md where the base has no counterpart (lower, work).
+func assertModesLikeDockers(t *testing.T, root *dockerroot.Root, base v1.Image, id v1.Hash) {
+	t.Helper()
+	info, err := root.Describe(id.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dockers, ours := info.Layers[0], info.Layers[len(info.Layers)-1]
+	mode := func(p string) os.FileMode {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode()
+	}
+	layerdb := func(l dockerroot.Layer) string {
+		return filepath.Join(root.Dir, "image/overlay2/layerdb", l.ChainID.Algorithm, l.ChainID.Hex)
+	}
+	overlay := func(l dockerroot.Layer) string { return filepath.Dir(l.DiffDir) }
+	for _, name := range []string{"", "diff", "size", "cache-id", "tar-split.json.gz"} {
+		if a, b := mode(filepath.Join(layerdb(ours), name)), mode(filepath.Join(layerdb(dockers), name)); a != b {
+			t.Errorf("layerdb %q: mode %v, dockerd's %v", name, a, b)
+		}
+	}
+	for _, name := range []string{"", "diff", "link"} {
+		if a, b := mode(filepath.Join(overlay(ours), name)), mode(filepath.Join(overlay(dockers), name)); a != b {
+			t.Errorf("overlay2 %q: mode %v, dockerd's %v", name, a, b)
+		}
+	}
+	for name, want := range map[string]os.FileMode{"lower": 0o644, "work": os.ModeDir | 0o700} {
+		if got := mode(filepath.Join(overlay(ours), name)); got != want {
+			t.Errorf("overlay2 %q: mode %v, want %v", name, got, want)
+		}
+	}
+	if got := mode(filepath.Join(layerdb(ours), "parent")); got != 0o644 {
+		t.Errorf("layerdb parent: mode %v", got)
+	}
+	for _, p := range []string{filepath.Join(layerdb(ours), "diff"), filepath.Join(layerdb(ours), "parent"), filepath.Join(overlay(ours), "link"), filepath.Join(overlay(ours), "lower")} {
+		if b, _ := os.ReadFile(p); strings.HasSuffix(string(b), "\n") {
+			t.Errorf("%s ends in a newline", p)
+		}
+	}
+	if target, err := os.Readlink(filepath.Join(root.Dir, "overlay2/l", ours.Link)); err != nil || target != "../"+filepath.Base(overlay(ours))+"/diff" {
+		t.Errorf("l/%s -> %q, %v", ours.Link, target, err)
+	}
+	if _, err := os.Stat(filepath.Join(overlay(dockers), "committed")); err != nil {
+		t.Errorf("the parent layer has no committed file: %v", err)
 	}
 }
