@@ -146,20 +146,32 @@ func (oci) Destination(_ context.Context, rest string, _ *Options) (Destination,
 	if err != nil {
 		return nil, err
 	}
-	return &ociDest{dir: dir, tag: tag, fresh: errors.Is(statErr, os.ErrNotExist), use: use}, nil
+	d := &ociDest{dir: dir, tag: tag, fresh: errors.Is(statErr, os.ErrNotExist), use: use}
+	// oci-layout first, so that the dir is a layout to other writers.
+	if err := d.writeFile("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`), true); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
 }
 
-// checkLayoutDir accepts a missing or empty dir, or an OCI layout.
+// checkLayoutDir accepts a missing or empty dir, an OCI layout, or a
+// layout another writer is creating (only blobs/ and temp files yet).
 func checkLayoutDir(dir string) error {
 	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) || err == nil && len(ents) == 0 {
+	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err != nil {
-		return fmt.Errorf("%s is neither empty nor an OCI layout (no oci-layout file)", dir)
+	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err == nil {
+		return nil
+	}
+	for _, e := range ents {
+		if e.Name() != "blobs" && !strings.HasPrefix(e.Name(), atomicfile.TempPrefix) {
+			return fmt.Errorf("%s is neither empty nor an OCI layout (no oci-layout file)", dir)
+		}
 	}
 	return nil
 }
