@@ -2,6 +2,8 @@ package export
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 func init() { register(registry{}) }
@@ -56,7 +59,39 @@ func (r registry) Open(ctx context.Context, rest string, o *Options) (v1.Image, 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkManifestType(img); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", ref, err)
+	}
 	return check(img)
+}
+
+// checkManifestType rejects an ambiguous manifest (CVE-2021-41190): one
+// whose mediaType field disagrees with the type the registry served it
+// as, or that has both layers and manifests.
+func checkManifestType(img v1.Image) error {
+	raw, err := img.RawManifest()
+	if err != nil {
+		return fmt.Errorf("reading manifest: %w", err)
+	}
+	served, err := img.MediaType()
+	if err != nil {
+		return err
+	}
+	var m struct {
+		MediaType types.MediaType `json:"mediaType"`
+		Layers    json.RawMessage `json:"layers"`
+		Manifests json.RawMessage `json:"manifests"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("reading manifest: %w", err)
+	}
+	if m.Layers != nil && m.Manifests != nil {
+		return errors.New("the manifest has both layers and manifests")
+	}
+	if m.MediaType != "" && m.MediaType != served {
+		return fmt.Errorf("the manifest says it is %s but was served as %s", m.MediaType, served)
+	}
+	return nil
 }
 
 func (r registry) Destination(ctx context.Context, rest string, o *Options) (Destination, error) {

@@ -104,24 +104,40 @@ func (b *resumingBody) resume() error {
 	case <-b.req.Context().Done():
 		return b.req.Context().Err()
 	}
-	req := b.req.Clone(b.req.Context())
-	req.Header.Set("Range", "bytes="+strconv.FormatInt(b.n, 10)+"-")
-	resp, err := b.t.RoundTrip(req)
-	if err != nil {
-		return err
+	// Ask for the rest; a registry that refuses the range (416, or
+	// anything but a matching 206 or a 200) is asked for the whole body,
+	// and what was read already is skipped.
+	rng := "bytes=" + strconv.FormatInt(b.n, 10) + "-"
+	if b.size > 0 {
+		rng += strconv.FormatInt(b.size-1, 10)
 	}
-	switch {
-	case resp.StatusCode == http.StatusPartialContent && strings.HasPrefix(resp.Header.Get("Content-Range"), "bytes "+strconv.FormatInt(b.n, 10)+"-"):
-	case resp.StatusCode == http.StatusOK:
-		if _, err := io.CopyN(io.Discard, resp.Body, b.n); err != nil {
-			resp.Body.Close()
+	for _, ranged := range []bool{true, false} {
+		req := b.req.Clone(b.req.Context())
+		if ranged {
+			req.Header.Set("Range", rng)
+		}
+		resp, err := b.t.RoundTrip(req)
+		if err != nil {
 			return err
 		}
-	default:
+		switch {
+		case resp.StatusCode == http.StatusPartialContent && ranged &&
+			strings.HasPrefix(resp.Header.Get("Content-Range"), "bytes "+strconv.FormatInt(b.n, 10)+"-"):
+			b.body = resp.Body
+			return nil
+		case resp.StatusCode == http.StatusOK:
+			if _, err := io.CopyN(io.Discard, resp.Body, b.n); err != nil {
+				resp.Body.Close()
+				return err
+			}
+			b.body = resp.Body
+			return nil
+		}
 		resp.Body.Close()
-		return fmt.Errorf("registry answered %s", resp.Status)
+		if !ranged {
+			return fmt.Errorf("registry answered %s", resp.Status)
+		}
 	}
-	b.body = resp.Body
 	return nil
 }
 
