@@ -302,6 +302,8 @@ func TestRegistryPushFaults(t *testing.T) {
 	}
 	want, _ := stored.Digest()
 	var firstPut atomic.Bool
+	var putsMu sync.Mutex
+	putsOf := map[string]int{} // DIGEST_INVALID answers per blob
 
 	for _, tc := range []struct {
 		id, name string
@@ -321,13 +323,16 @@ func TestRegistryPushFaults(t *testing.T) {
 		}, "", [2]int{2, 100}},
 		{"F21", "DIGEST_INVALID is a hard error", func(w http.ResponseWriter, r *http.Request, n int, _ http.Handler) bool {
 			if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") {
+				putsMu.Lock()
+				putsOf[r.URL.Query().Get("digest")]++
+				putsMu.Unlock()
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusBadRequest)
 				io.WriteString(w, `{"errors":[{"code":"DIGEST_INVALID","message":"digest did not match"}]}`)
 				return true
 			}
 			return false
-		}, "DIGEST_INVALID", [2]int{1, 1}},
+		}, "DIGEST_INVALID", [2]int{1, 2}}, // the config and the layer upload at once
 		{"F23", "the tag names another manifest", func(w http.ResponseWriter, r *http.Request, n int, next http.Handler) bool {
 			if r.Method == http.MethodHead && strings.HasSuffix(r.URL.Path, "/manifests/pushed") {
 				rec := recorded(next, r)
@@ -368,6 +373,13 @@ func TestRegistryPushFaults(t *testing.T) {
 			if puts < tc.puts[0] || puts > tc.puts[1] {
 				t.Errorf("%d blob PUTs, want %d to %d", puts, tc.puts[0], tc.puts[1])
 			}
+			putsMu.Lock()
+			for dg, n := range putsOf {
+				if n > 1 {
+					t.Errorf("blob %s was PUT %d times", dg, n)
+				}
+			}
+			putsMu.Unlock()
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("push: error %v, want one with %q", err, tc.wantErr)
