@@ -423,3 +423,47 @@ func TestKillCommit(t *testing.T) {
 		}
 	})
 }
+
+// TestCommitDiskFullDockerRoot fills a small tmpfs holding a data root
+// (HOSTILE.md F1, F2): the blob fits but its unpacked layer does not; the
+// commit fails with one line, the root is as it was (no temp dir, no
+// half-made overlay2 dir, no write set), gc finds nothing, and a smaller
+// commit then succeeds.
+func TestCommitDiskFullDockerRoot(t *testing.T) {
+	oracle.Root(t)
+	stage1, _ := commitUppers(t)
+	big := t.TempDir()
+	data := make([]byte, 1200<<10)
+	rand.New(rand.NewSource(1)).Read(data)
+	must(t, fixtures.Apply(big, fixtures.CreateFile("random", data, 0o644)))
+	full := t.TempDir()
+	if err := syscall.Mount("tmpfs", full, "tmpfs", 0, "size=2m"); err != nil {
+		oracle.Missing(t, "cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(full, syscall.MNT_DETACH) })
+	root := filepath.Join(full, "root")
+	must(t, fixtures.Apply(full, fixtures.CreateDir("root/image/overlay2", 0o700)))
+	lc(t, false, "commit", "-q", "--docker-root", root, "--upper", stage1, "-o", "docker-root:df:one")
+	before := snapshot(t, full)
+	_, stderr := lc(t, true, "commit", "-q", "--docker-root", root, "--compression", "none", "--upper", big, "-o", "docker-root:df:two")
+	assertCommitError(t, stderr, "no space left on device")
+	if !strings.Contains(stderr, "writing layer 1") {
+		t.Errorf("the disk should fill while the layer is unpacked into overlay2 (F2): %s", stderr)
+	}
+	if after := snapshot(t, full); after != before {
+		t.Fatalf("the failed commit changed the data root:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if removed := gcOut(t, "--docker-root", root); len(removed) != 0 {
+		t.Errorf("gc after a clean failure removed %v", removed)
+	}
+	lc(t, false, "commit", "-q", "--docker-root", root, "--from", "docker-root:df:one", "--upper", stage1, "-o", "docker-root:df:three")
+	for _, ref := range []string{"df:one", "df:three"} {
+		img, err := export.Open(t.Context(), "docker-root:"+ref, export.WithDockerRoot(root))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := validate.Image(img); err != nil {
+			t.Fatalf("validate.Image(%s): %v", ref, err)
+		}
+	}
+}
