@@ -279,8 +279,10 @@ func (r *Root) writeLayer(ctx context.Context, l v1.Layer, diffID, chain v1.Hash
 			return Layer{}, err
 		}
 	}
-	if err := atomicfile.SyncDir(ov); err != nil {
-		return Layer{}, err
+	for _, d := range []string{ov, filepath.Join(ov, "l")} {
+		if err := atomicfile.SyncDir(d); err != nil {
+			return Layer{}, err
+		}
 	}
 	cp("overlay2-renamed")
 
