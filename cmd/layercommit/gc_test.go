@@ -211,3 +211,26 @@ func TestOCILockError(t *testing.T) {
 		t.Fatalf("the locked-out commit changed the layout:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
+
+// TestGCStateDirMounted: a killed build step can leave its overlay and
+// binds mounted under tmp/. gc unmounts them before it removes the step
+// dir, so the victim directory bound there keeps its files.
+func TestGCStateDirMounted(t *testing.T) {
+	oracle.Root(t)
+	dir := t.TempDir()
+	victim := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(victim, "precious"), []byte("keep me"), 0o644))
+	merged := filepath.Join(dir, "tmp", "step-2", "merged")
+	must(t, os.MkdirAll(merged, 0o755))
+	must(t, os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o700))
+	if err := unix.Mount(victim, merged, "", unix.MS_BIND, ""); err != nil {
+		oracle.Missing(t, "cannot bind mount: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
+	if got := gcOut(t, "--state-dir", dir); len(got) != 1 || got[0] != filepath.Join(dir, "tmp", "step-2") {
+		t.Fatalf("gc removed %v", got)
+	}
+	if b, err := os.ReadFile(filepath.Join(victim, "precious")); err != nil || string(b) != "keep me" {
+		t.Fatalf("gc reached through the mount: %q, %v", b, err)
+	}
+}
