@@ -346,6 +346,36 @@ func TestKillCommit(t *testing.T) {
 		checkImage(t, "docker-archive:"+file)
 	})
 
+	t.Run("build", func(t *testing.T) {
+		top := t.TempDir()
+		layout, state := filepath.Join(top, "layout"), filepath.Join(top, "state")
+		ctxDir := bigUpper(t, 4)
+		must(t, os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM scratch\nCOPY big /big\n"), 0o644))
+		lc(t, false, "commit", "-q", "--upper", stage1, "-o", "oci:"+layout+":small")
+		build := func(tag string) []string {
+			return []string{"build", "-q", "--state-dir", state, "-o", "oci:" + layout + ":" + tag, ctxDir}
+		}
+		for _, p := range []string{"layer-blob-temp", "layer-blob-renamed"} {
+			if !crashRun(t, p, 0, build("crash")...) {
+				t.Fatalf("build not killed at %s", p)
+			}
+			checkOCI(t, layout, "small")
+		}
+		removed := gcAndCheck(t, top, "--state-dir", state, "oci:"+layout)
+		var step, blob bool
+		for _, p := range removed {
+			step = step || strings.HasPrefix(p, filepath.Join(state, "tmp")+"/")
+			blob = blob || filepath.Dir(p) == filepath.Join(state, "blobs", "sha256") && !strings.HasPrefix(filepath.Base(p), atomicfile.TempPrefix)
+		}
+		if !step || !blob {
+			t.Errorf("gc should remove the killed step's dir and the blob no cache entry names; removed:\n%s", strings.Join(removed, "\n"))
+		}
+		if crashRun(t, "", 0, build("built")...) {
+			t.Fatal("killed without a crash point")
+		}
+		checkOCI(t, layout, "small", "built")
+	})
+
 	t.Run("docker-root", func(t *testing.T) {
 		d := oracle.StartDaemon(t)
 		d.Stop(t)
