@@ -25,6 +25,7 @@ import (
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/image"
+	"github.com/layercommit/layercommit/internal/safepath"
 	"github.com/layercommit/layercommit/layer"
 )
 
@@ -944,8 +945,12 @@ func (b *build) workdir(ctx context.Context, s *stageState, line int) error {
 	if b.fromCache(s, key) {
 		return nil
 	}
-	return b.inOverlay(ctx, s, key, createdBy, line, func(root *os.Root) error {
-		return root.MkdirAll(strings.TrimPrefix(c.WorkingDir, "/"), 0o755)
+	return b.inOverlay(ctx, s, key, createdBy, line, func(root *safepath.Root) error {
+		d, err := root.MkdirAll(rel(c.WorkingDir), 0o755)
+		if err != nil {
+			return err
+		}
+		return d.Close()
 	})
 }
 
@@ -1036,7 +1041,7 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *RunInstr) error 
 
 // inOverlay mounts s's layers with a fresh upper, calls fn with the
 // merged root, unmounts and commits the upper as the step's layer.
-func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy string, line int, fn func(*os.Root) error) error {
+func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy string, line int, fn func(*safepath.Root) error) error {
 	lowers, err := b.lowerDirs(ctx, s)
 	if err != nil {
 		return lineErr(line, "%v", err)
@@ -1059,7 +1064,7 @@ func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy str
 		return lineErr(line, "%v", err)
 	}
 	err = func() error {
-		root, err := os.OpenRoot(merged)
+		root, err := safepath.Open(merged)
 		if err != nil {
 			return err
 		}

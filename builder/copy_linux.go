@@ -28,6 +28,7 @@ import (
 	"github.com/ulikunitz/xz"
 	"golang.org/x/sys/unix"
 
+	"github.com/layercommit/layercommit/internal/safepath"
 	"github.com/layercommit/layercommit/unpack"
 )
 
@@ -209,10 +210,10 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 	if b.fromCache(s, key) {
 		return nil
 	}
-	return b.inOverlay(ctx, s, key, createdBy, line, func(root *os.Root) error {
+	return b.inOverlay(ctx, s, key, createdBy, line, func(root *safepath.Root) error {
 		id := Identity{}
 		if chown != "" {
-			if id, err = chownIdentity(root.FS(), chown); err != nil {
+			if id, err = chownIdentity(rootFS{root}, chown); err != nil {
 				return lineErr(line, "%v", err)
 			}
 		}
@@ -260,13 +261,13 @@ func (b *build) fromFS(ctx context.Context, s *stageState, from string) (fs.FS, 
 		os.RemoveAll(tmp)
 		return nil, nil, err
 	}
-	root, err := os.OpenRoot(merged)
+	root, err := safepath.Open(merged)
 	if err != nil {
 		unmount(merged)
 		os.RemoveAll(tmp)
 		return nil, nil, err
 	}
-	return root.FS(), func() {
+	return rootFS{root}, func() {
 		root.Close()
 		unmount(merged)
 		os.RemoveAll(tmp)
@@ -295,7 +296,8 @@ func matchFS(fsys fs.FS, pattern string) ([]string, error) {
 
 // digestSources hashes what the sources would copy: names, types, modes,
 // link targets, contents and mtimes (clamped to the epoch, since that is
-// what lands in the layer).
+// what lands in the layer). Owners are not hashed: the copy takes them
+// from --chown, not from the source.
 func (b *build) digestSources(srcs []copySource, fromContext bool) (string, error) {
 	h := sha256.New()
 	mt := func(t time.Time) int64 {
@@ -329,9 +331,6 @@ func (b *build) digestSources(srcs []copySource, fromContext bool) (string, erro
 				return err
 			}
 			fmt.Fprintf(h, "%q %s %d", p, fi.Mode(), mt(fi.ModTime()))
-			if st, ok := fi.Sys().(*unix.Stat_t); ok && !fromContext {
-				fmt.Fprintf(h, " %d:%d", st.Uid, st.Gid)
-			}
 			switch {
 			case fi.Mode()&fs.ModeSymlink != 0:
 				t, _ := fs.ReadLink(src.fsys, p)
@@ -397,16 +396,23 @@ func lookupID(fsys fs.FS, file, name string) (uint32, error) {
 	return 0, errors.New("no such user or group in the image")
 }
 
-// copier writes sources into the merged root. Every path is resolved in
-// the root: symlinks in the image cannot lead outside it.
+// copier writes sources into the merged root. Destinations are resolved
+// as docker build resolves them in the container's root, with chroot
+// semantics (internal/safepath): ".." stops at the root and an absolute
+// symlink starts again at it, so /var/run/x lands at <root>/run/x and no
+// symlink leads outside. Every change is then made with a *at call on the
+// directory holding the name, with O_NOFOLLOW or AT_SYMLINK_NOFOLLOW:
+// nothing is done through a path string.
 type copier struct {
 	ctx   context.Context
-	root  *os.Root
+	root  *safepath.Root
 	id    Identity
 	chmod *os.FileMode
 	buf   []byte
 }
 
+// rel turns a destination into a name in the root: lexically cleaned, as
+// docker's filepath.Join does before resolving, leading slash dropped.
 func rel(p string) string {
 	r := strings.TrimPrefix(path.Clean("/"+p), "/")
 	if r == "" {
@@ -415,68 +421,76 @@ func rel(p string) string {
 	return r
 }
 
-// isDir reports whether p is an existing directory in the root.
+// isDir reports whether p is a directory in the root, following symlinks
+// (the last one too) inside it.
 func (c *copier) isDir(p string) bool {
-	fi, err := c.root.Stat(rel(p))
-	return err == nil && fi.IsDir()
+	d, err := c.root.OpenDir(rel(p))
+	if err != nil {
+		return false
+	}
+	d.Close()
+	return true
 }
 
-// mkdirAll makes p and its missing parents, owned by the identity.
-func (c *copier) mkdirAll(p string) error {
-	r := rel(p)
-	if r == "." {
+// mkdirAll opens directory p, making it and its missing parents first,
+// owned by the identity; directories that exist keep their owner. The
+// caller closes it.
+func (c *copier) mkdirAll(p string) (*os.File, error) {
+	return c.root.MkdirAllFunc(rel(p), 0o755, func(dirfd int, name string) error {
+		if err := unix.Fchownat(dirfd, name, int(c.id.UID), int(c.id.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return &os.PathError{Op: "fchownat", Path: name, Err: err}
+		}
 		return nil
-	}
-	var missing []string
-	for q := r; q != "."; q = path.Dir(q) {
-		if _, err := c.root.Stat(q); err == nil {
-			break
-		}
-		missing = append([]string{q}, missing...)
-	}
-	for _, q := range missing {
-		if err := c.root.Mkdir(q, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		if err := c.root.Lchown(q, int(c.id.UID), int(c.id.GID)); err != nil {
-			return err
-		}
-	}
-	return nil
+	})
 }
 
 func (c *copier) copy(src copySource, dest string) error {
 	endsInSlash := strings.HasSuffix(dest, "/")
-	if src.fsys != nil && src.mode.IsDir() {
-		if err := c.mkdirAll(dest); err != nil {
+	if src.fsys != nil && src.mode.IsDir() || src.archive {
+		d, err := c.mkdirAll(dest)
+		if err != nil {
 			return err
 		}
-		return c.copyTree(src.fsys, src.rel, rel(dest))
-	}
-	if src.archive {
-		if err := c.mkdirAll(dest); err != nil {
-			return err
+		defer d.Close()
+		if src.archive {
+			return c.extract(src, d)
 		}
-		return c.extract(src, dest)
+		return c.copyTree(src.fsys, src.rel, d)
 	}
-	target := dest
+	target := rel(dest)
 	if endsInSlash || c.isDir(dest) {
-		target = path.Join(dest, src.name)
+		target = path.Join(target, src.name)
 	}
-	if err := c.mkdirAll(path.Dir(target)); err != nil {
+	// A symlink as the last name is written through, inside the root,
+	// as docker does (it resolves the whole destination first).
+	target, err := c.root.Resolve(target)
+	if err != nil {
 		return err
 	}
-	if src.fsys == nil {
-		return c.writeFile(rel(target), bytes.NewReader(src.data), src.mode, src.mtime)
+	dir, base := safepath.Split(target)
+	if base == "." {
+		return fmt.Errorf("%s: the destination is the root directory", dest)
 	}
-	return c.copyEntry(src.fsys, src.rel, rel(target), true)
+	d, err := c.mkdirAll(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if src.fsys == nil {
+		return c.writeFile(int(d.Fd()), base, bytes.NewReader(src.data), src.mode, src.mtime)
+	}
+	return c.copyEntry(src.fsys, src.rel, int(d.Fd()), base, true)
 }
 
-// copyTree copies the contents of dir src into dir dst (which exists),
-// giving dst the source dir's mode and times, as the legacy builder's
-// tar-based copy does.
-func (c *copier) copyTree(fsys fs.FS, src, dst string) error {
-	var dirs [][2]string
+// copyTree copies the contents of dir src into the directory dst, giving
+// dst the source dir's owner, mode and times, as the legacy builder's
+// tar-based copy does. Below dst nothing is followed: a non-directory in
+// the way of a directory is replaced, as docker's untar replaces it.
+func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File) error {
+	dstfd := int(dst.Fd())
+	below := &dirCache{top: dstfd, fd: -1}
+	defer below.close()
+	var dirs [][2]string // name below dst, name in fsys
 	err := fs.WalkDir(fsys, src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -485,30 +499,48 @@ func (c *copier) copyTree(fsys fs.FS, src, dst string) error {
 			return err
 		}
 		r, _ := filepath.Rel(src, p)
-		target := path.Join(dst, filepath.ToSlash(r))
+		r = filepath.ToSlash(r)
 		if ctxIgnored(fsys, p, src) {
 			if d.IsDir() {
 				return fs.SkipDir
 			}
 			return nil
 		}
-		if d.IsDir() {
+		if r == "." {
 			fi, err := d.Info()
 			if err != nil {
 				return err
 			}
-			if target != dst {
-				if err := c.root.Mkdir(target, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-					return err
-				}
-			}
-			if err := c.attrs(target, fi.Mode(), fi.ModTime(), false); err != nil {
-				return err
-			}
-			dirs = append(dirs, [2]string{target, p})
-			return nil
+			dirs = append(dirs, [2]string{r, p})
+			return c.fileAttrs(dst, fi.Mode())
 		}
-		return c.copyEntry(fsys, p, target, false)
+		dir, base := safepath.Split(r)
+		pfd, err := below.open(dir)
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return c.copyEntry(fsys, p, pfd, base, false)
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if err := c.ensureDir(pfd, base); err != nil {
+			return err
+		}
+		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return &os.PathError{Op: "openat", Path: r, Err: err}
+		}
+		f := os.NewFile(uintptr(fd), r)
+		err = c.fileAttrs(f, fi.Mode())
+		f.Close()
+		if err != nil {
+			return err
+		}
+		dirs = append(dirs, [2]string{r, p})
+		return nil
 	})
 	if err != nil {
 		return err
@@ -519,11 +551,57 @@ func (c *copier) copyTree(fsys fs.FS, src, dst string) error {
 		if err != nil {
 			return err
 		}
-		if err := c.root.Chtimes(dirs[i][0], fi.ModTime(), fi.ModTime()); err != nil {
+		dir, base := safepath.Split(dirs[i][0])
+		pfd, err := below.open(dir)
+		if err != nil {
+			return err
+		}
+		if err := utimesAt(pfd, base, fi.ModTime()); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// dirCache opens directories below top with O_NOFOLLOW, one component at
+// a time, keeping the last one open: a walk visits a directory's entries
+// one after another.
+type dirCache struct {
+	top  int
+	name string
+	fd   int // -1 or the open directory name
+}
+
+// open returns a descriptor of the directory name below top, valid until
+// the next call or close.
+func (dc *dirCache) open(name string) (int, error) {
+	if name == "." {
+		return dc.top, nil
+	}
+	if dc.name == name && dc.fd >= 0 {
+		return dc.fd, nil
+	}
+	dc.close()
+	cur := dc.top
+	for _, n := range strings.Split(name, "/") {
+		next, err := unix.Openat(cur, n, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if cur != dc.top {
+			unix.Close(cur)
+		}
+		if err != nil {
+			return -1, &os.PathError{Op: "openat", Path: name, Err: err}
+		}
+		cur = next
+	}
+	dc.name, dc.fd = name, cur
+	return cur, nil
+}
+
+func (dc *dirCache) close() {
+	if dc.fd >= 0 && dc.fd != dc.top {
+		unix.Close(dc.fd)
+	}
+	dc.name, dc.fd = "", -1
 }
 
 // ignoredFS is an fs.FS that knows which of its paths .dockerignore
@@ -538,9 +616,30 @@ func ctxIgnored(fsys fs.FS, p, top string) bool {
 	return ok && i.ignoredPath(p)
 }
 
-// copyEntry copies one non-directory entry; follow resolves a symlink
-// named as a COPY source itself (inside the source tree).
-func (c *copier) copyEntry(fsys fs.FS, src, dst string, follow bool) error {
+// ensureDir makes base in dirfd a directory: one that exists is kept, a
+// non-directory (a symlink included) is replaced.
+func (c *copier) ensureDir(dirfd int, base string) error {
+	var st unix.Stat_t
+	switch err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); {
+	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		return nil
+	case err == nil:
+		if err := unix.Unlinkat(dirfd, base, 0); err != nil {
+			return &os.PathError{Op: "unlinkat", Path: base, Err: err}
+		}
+	case err != unix.ENOENT:
+		return &os.PathError{Op: "fstatat", Path: base, Err: err}
+	}
+	if err := unix.Mkdirat(dirfd, base, 0o755); err != nil && err != unix.EEXIST {
+		return &os.PathError{Op: "mkdirat", Path: base, Err: err}
+	}
+	return nil
+}
+
+// copyEntry copies one non-directory entry of fsys to base in the
+// directory dirfd; follow resolves a symlink named as a COPY source
+// itself (inside the source tree).
+func (c *copier) copyEntry(fsys fs.FS, src string, dirfd int, base string, follow bool) error {
 	var fi fs.FileInfo
 	var err error
 	if follow {
@@ -557,77 +656,88 @@ func (c *copier) copyEntry(fsys fs.FS, src, dst string, follow bool) error {
 		if err != nil {
 			return err
 		}
-		c.removeExisting(dst)
-		if err := c.root.Symlink(t, dst); err != nil {
+		if err := removeNonDir(dirfd, base); err != nil {
 			return err
 		}
-		if err := c.root.Lchown(dst, int(c.id.UID), int(c.id.GID)); err != nil {
-			return err
+		if err := unix.Symlinkat(t, dirfd, base); err != nil {
+			return &os.PathError{Op: "symlinkat", Path: base, Err: err}
 		}
-		return c.lutimes(dst, fi.ModTime())
+		if err := unix.Fchownat(dirfd, base, int(c.id.UID), int(c.id.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return &os.PathError{Op: "fchownat", Path: base, Err: err}
+		}
+		return utimesAt(dirfd, base, fi.ModTime())
 	case fi.Mode().IsRegular():
 		f, err := fsys.Open(src)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		return c.writeFile(dst, f, fi.Mode(), fi.ModTime())
+		return c.writeFile(dirfd, base, f, fi.Mode(), fi.ModTime())
 	}
 	return fmt.Errorf("%s: unsupported file type %s", src, fi.Mode().Type())
 }
 
-func (c *copier) removeExisting(dst string) {
-	if fi, err := c.root.Lstat(dst); err == nil && !fi.IsDir() {
-		c.root.Remove(dst)
+// removeNonDir removes base from dirfd unless it is a directory (which
+// the create that follows then fails on).
+func removeNonDir(dirfd int, base string) error {
+	var st unix.Stat_t
+	err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if err != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return nil
 	}
+	if err := unix.Unlinkat(dirfd, base, 0); err != nil && err != unix.ENOENT {
+		return &os.PathError{Op: "unlinkat", Path: base, Err: err}
+	}
+	return nil
 }
 
-func (c *copier) writeFile(dst string, r io.Reader, mode os.FileMode, mtime time.Time) error {
-	c.removeExisting(dst)
-	f, err := c.root.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
+// writeFile creates base in dirfd (replacing a non-directory there, never
+// following a symlink) with r's content, the identity as owner, mode and
+// mtime.
+func (c *copier) writeFile(dirfd int, base string, r io.Reader, mode os.FileMode, mtime time.Time) error {
+	if err := removeNonDir(dirfd, base); err != nil {
 		return err
 	}
+	fd, err := unix.Openat(dirfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return &os.PathError{Op: "openat", Path: base, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), base)
 	if _, err := io.CopyBuffer(f, r, c.buf); err != nil {
+		f.Close()
+		return err
+	}
+	if err := c.fileAttrs(f, mode); err != nil {
 		f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return c.attrs(dst, mode, mtime, true)
+	return utimesAt(dirfd, base, mtime)
 }
 
-func (c *copier) attrs(dst string, mode os.FileMode, mtime time.Time, times bool) error {
-	if err := c.root.Lchown(dst, int(c.id.UID), int(c.id.GID)); err != nil {
+// fileAttrs gives the open file or directory f the identity as owner and
+// mode's permission bits (or --chmod's), in that order: chown clears
+// set-id bits.
+func (c *copier) fileAttrs(f *os.File, mode os.FileMode) error {
+	if err := f.Chown(int(c.id.UID), int(c.id.GID)); err != nil {
 		return err
 	}
 	perm := mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 	if c.chmod != nil {
 		perm = *c.chmod
 	}
-	if err := c.root.Chmod(dst, perm); err != nil {
-		return err
-	}
-	if times {
-		return c.root.Chtimes(dst, mtime, mtime)
-	}
-	return nil
+	return f.Chmod(perm)
 }
 
-func (c *copier) lutimes(dst string, mtime time.Time) error {
-	dir, err := c.root.OpenRoot(path.Dir(dst))
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	f, err := dir.Open(".")
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+// utimesAt sets base's atime and mtime in dirfd, not following a symlink.
+func utimesAt(dirfd int, base string, mtime time.Time) error {
 	ts := []unix.Timespec{unix.NsecToTimespec(mtime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
-	return unix.UtimesNanoAt(int(f.Fd()), path.Base(dst), ts, unix.AT_SYMLINK_NOFOLLOW)
+	if err := unix.UtimesNanoAt(dirfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &os.PathError{Op: "utimensat", Path: base, Err: err}
+	}
+	return nil
 }
 
 // Archive magic numbers ADD recognises; decompression is done here in
@@ -685,9 +795,11 @@ func decompress(br *bufio.Reader) (io.Reader, error) {
 	return br, nil
 }
 
-// extract unpacks a local archive (ADD) into dest inside the root, with
-// the layer unpacker's path checks; ownership comes from the archive.
-func (c *copier) extract(src copySource, dest string) error {
+// extract unpacks a local archive (ADD) into the directory d, with the
+// layer unpacker's path checks and d as the unpacker's root, as docker's
+// chrooted untar does: the archive's own symlinks and ".." stay in d.
+// Ownership comes from the archive.
+func (c *copier) extract(src copySource, d *os.File) error {
 	f, err := src.fsys.Open(src.rel)
 	if err != nil {
 		return err
@@ -697,11 +809,6 @@ func (c *copier) extract(src copySource, dest string) error {
 	if err != nil {
 		return err
 	}
-	d, err := c.root.Open(rel(dest))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
 	// The archive's root entry is skipped, as docker's untar does: dest
 	// keeps its own owner and mode.
 	pr, pw := io.Pipe()

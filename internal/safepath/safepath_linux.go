@@ -98,7 +98,7 @@ func (r *Root) Name() string { return r.name }
 // following every symlink with chroot semantics, and returns the directory
 // it names, opened O_RDONLY. The caller must close it.
 func (r *Root) OpenDir(name string) (*os.File, error) {
-	fd, err := r.resolve(name, false, 0)
+	fd, err := r.resolve(name, false, 0, nil)
 	if err != nil {
 		return nil, &os.PathError{Op: "resolve", Path: name, Err: err}
 	}
@@ -109,7 +109,16 @@ func (r *Root) OpenDir(name string) (*os.File, error) {
 // umask) on the way, inside the root. A dangling symlink on the way is
 // followed: the directories it names are created inside the root.
 func (r *Root) MkdirAll(name string, mode uint32) (*os.File, error) {
-	fd, err := r.resolve(name, true, mode)
+	return r.MkdirAllFunc(name, mode, nil)
+}
+
+// MkdirAllFunc is MkdirAll that calls made, if not nil, right after it
+// creates a directory, with the descriptor of the directory holding the
+// new one and its name there (for fchownat). Directories that already
+// exist are not reported. An error from made stops the walk and is
+// returned; the directory stays.
+func (r *Root) MkdirAllFunc(name string, mode uint32, made func(dirfd int, name string) error) (*os.File, error) {
+	fd, err := r.resolve(name, true, mode, made)
 	if err != nil {
 		return nil, &os.PathError{Op: "mkdirall", Path: name, Err: err}
 	}
@@ -117,7 +126,7 @@ func (r *Root) MkdirAll(name string, mode uint32) (*os.File, error) {
 }
 
 // resolve returns an O_RDONLY|O_DIRECTORY descriptor of name.
-func (r *Root) resolve(name string, create bool, mode uint32) (int, error) {
+func (r *Root) resolve(name string, create bool, mode uint32, made func(int, string) error) (int, error) {
 	if r.openat2 {
 		fd, err := r.viaOpenat2(name)
 		switch {
@@ -134,7 +143,7 @@ func (r *Root) resolve(name string, create bool, mode uint32) (int, error) {
 			return -1, err
 		}
 	}
-	return r.walk(name, create, mode)
+	return r.walk(name, create, mode, made)
 }
 
 func (r *Root) viaOpenat2(name string) (int, error) {
@@ -162,7 +171,7 @@ func (r *Root) viaOpenat2(name string) (int, error) {
 // the current directory and the names that led there from the root; ".."
 // goes back by opening that name list again from the root (never by
 // opening ".."), and an absolute symlink starts again at the root.
-func (r *Root) walk(name string, create bool, mode uint32) (fd int, err error) {
+func (r *Root) walk(name string, create bool, mode uint32, made func(int, string) error) (fd int, err error) {
 	cur, err := dupCloexec(r.fd)
 	if err != nil {
 		return -1, err
@@ -196,7 +205,12 @@ func (r *Root) walk(name string, create bool, mode uint32) (fd int, err error) {
 		}
 		next, err := unix.Openat(cur, c, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err == unix.ENOENT && create {
-			if err := unix.Mkdirat(cur, c, mode); err != nil && err != unix.EEXIST {
+			switch err := unix.Mkdirat(cur, c, mode); {
+			case err == nil && made != nil:
+				if err := made(cur, c); err != nil {
+					return -1, err
+				}
+			case err != nil && err != unix.EEXIST:
 				return -1, err
 			}
 			next, err = unix.Openat(cur, c, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
