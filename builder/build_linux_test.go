@@ -256,11 +256,12 @@ func TestBuildCopyRules(t *testing.T) {
 COPY a /a/
 COPY keep.log a/*.txt /w/
 COPY --chmod=0700 a/x.txt /x
+COPY --chmod=4755 a/x.txt /suid
 COPY <<EOF /here.txt
 hello $HOME
 EOF
 RUN test ! -e /a/debug.log && test -e /w/keep.log && test -e /w/x.txt && test -e /a/x.txt
-RUN test "$(stat -c %a /x)" = 700 && test "$(cat /here.txt)" = "hello "
+RUN test "$(stat -c %a /x)" = 700 && test "$(cat /here.txt)" = "hello " && test "$(stat -c %A /suid)" = -rwsr-xr-x
 `, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -72,7 +72,14 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 	var chmod *os.FileMode
 	if in.Chmod != "" {
 		v, _ := strconv.ParseUint(in.Chmod, 8, 32)
-		m := os.FileMode(v)
+		// Octal setuid, setgid and sticky (04000, 02000, 01000) are
+		// flags above the permission bits in os.FileMode.
+		m := os.FileMode(v) & fs.ModePerm
+		for bit, flag := range map[uint64]os.FileMode{0o4000: fs.ModeSetuid, 0o2000: fs.ModeSetgid, 0o1000: fs.ModeSticky} {
+			if v&bit != 0 {
+				m |= flag
+			}
+		}
 		chmod = &m
 	}
 	// Where the sources come from: the context, a stage or an image.
@@ -197,7 +204,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 		flag = "--chown=" + chown
 	}
 	if chmod != nil {
-		opts += fmt.Sprintf(" chmod=%04o", *chmod)
+		opts += " chmod=" + in.Chmod
 	}
 	kind := "file"
 	if len(srcs) > 1 {
