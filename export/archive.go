@@ -66,37 +66,20 @@ func (dockerArchive) Destination(_ context.Context, rest string, _ *Options) (De
 	}
 	// Temp names start with TempPrefix and the file's name, so that gc
 	// of docker-archive:FILE finds them; each is flocked while in use.
-	tmp, err := os.MkdirTemp(dir, atomicfile.TempPrefix+filepath.Base(file)+"-blobs-")
+	blobs, err := newTempBlobs(dir, atomicfile.TempPrefix+filepath.Base(file)+"-blobs-", true)
 	if err != nil {
 		return nil, fmt.Errorf("making temp space beside %s: %w", file, err)
 	}
-	hold, err := holdEntry(tmp)
-	if err != nil {
-		os.RemoveAll(tmp)
-		return nil, err
-	}
-	return &archiveDest{file: file, tag: tag, tmp: tmp, hold: hold}, nil
+	return &archiveDest{file: file, tag: tag, tempBlobs: blobs}, nil
 }
 
 type archiveDest struct {
 	file string
 	tag  *name.Tag
-	tmp  string
-	hold *lockedDir
+	tempBlobs
 }
 
-func (d *archiveDest) BlobDir() string  { return d.tmp }
 func (d *archiveDest) PrefersOCI() bool { return false }
-
-func (d *archiveDest) Close() error {
-	if d.tmp == "" {
-		return nil
-	}
-	err := os.RemoveAll(d.tmp)
-	d.tmp = ""
-	d.hold.unlock()
-	return err
-}
 
 // Write writes the tarball under a temp name beside the file and renames
 // it into place when complete.

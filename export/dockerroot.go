@@ -62,38 +62,21 @@ func (dockerRoot) Destination(_ context.Context, rest string, o *Options) (Desti
 	if err := os.MkdirAll(tmpRoot, 0o700); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(tmpRoot, dockerroot.TempPrefix)
+	blobs, err := newTempBlobs(tmpRoot, dockerroot.TempPrefix, true)
 	if err != nil {
 		return nil, err
 	}
-	// gc leaves a temp dir alone while its writer holds this.
-	hold, err := holdEntry(tmp)
-	if err != nil {
-		os.RemoveAll(tmp)
-		return nil, err
-	}
-	return &rootDest{root: root, tag: rest, tmp: tmp, hold: hold, o: o}, nil
+	return &rootDest{root: root, tag: rest, tempBlobs: blobs, o: o}, nil
 }
 
 type rootDest struct {
 	root *dockerroot.Root
 	tag  string
-	tmp  string
-	hold *lockedDir
-	o    *Options
+	tempBlobs
+	o *Options
 }
 
-func (d *rootDest) BlobDir() string  { return d.tmp }
 func (d *rootDest) PrefersOCI() bool { return false }
-func (d *rootDest) Close() error {
-	if d.tmp == "" {
-		return nil
-	}
-	err := os.RemoveAll(d.tmp)
-	d.tmp = ""
-	d.hold.unlock()
-	return err
-}
 
 func (d *rootDest) Write(ctx context.Context, img v1.Image) error {
 	_, err := d.root.Write(ctx, img, dockerroot.WriteOptions{

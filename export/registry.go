@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -99,31 +98,21 @@ func (r registry) Destination(ctx context.Context, rest string, o *Options) (Des
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp("", "layercommit-blobs-")
+	blobs, err := newTempBlobs("", "layercommit-blobs-", false)
 	if err != nil {
 		return nil, fmt.Errorf("making temp space: %w", err)
 	}
-	return &registryDest{ref: ref, tmp: tmp, opts: r.options(ctx, o), counters: o}, nil
+	return &registryDest{ref: ref, tempBlobs: blobs, opts: r.options(ctx, o), counters: o}, nil
 }
 
 type registryDest struct {
-	ref      name.Reference
-	tmp      string
+	ref name.Reference
+	tempBlobs
 	opts     []remote.Option
 	counters *Options
 }
 
-func (d *registryDest) BlobDir() string  { return d.tmp }
 func (d *registryDest) PrefersOCI() bool { return false }
-
-func (d *registryDest) Close() error {
-	if d.tmp == "" {
-		return nil
-	}
-	err := os.RemoveAll(d.tmp)
-	d.tmp = ""
-	return err
-}
 
 // Write pushes the blobs the registry lacks (it asks first, so a blob is
 // never sent twice), then the manifest under the tag.
