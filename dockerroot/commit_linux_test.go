@@ -45,21 +45,23 @@ func TestCommitConfigMatchesDockerd(t *testing.T) {
 		commit  []string
 		changes []string
 	}{
-		{name: "plain", run: []string{"sh", "-c", "echo hi > /data/x; exec sleep 3600"}},
-		{name: "message and author", run: []string{"sh", "-c", "rm /data/basefile; exec sleep 3600"},
+		{name: "plain", run: []string{"sh", "-c", "echo hi > /data/x; touch /ready; exec sleep 3600"}},
+		{name: "message and author", run: []string{"sh", "-c", "rm /data/basefile; touch /ready; exec sleep 3600"},
 			commit: []string{"-m", "a message <&>", "-a", "Jane Doe <jane@example.com>"}},
-		{name: "changes", run: []string{"sh", "-c", "mkdir -p /srv/a; exec sleep 3600"},
+		{name: "changes", run: []string{"sh", "-c", "mkdir -p /srv/a; touch /ready; exec sleep 3600"},
 			commit: []string{"-m", "with changes"},
 			changes: []string{"ENV FOO=bar", "EXPOSE 80/tcp", "WORKDIR /srv", "LABEL a=b", "USER nobody",
 				"CMD [\"/bin/sh\", \"-c\", \"echo hi\"]", "VOLUME /data", "ENTRYPOINT [\"/bin/env\"]",
 				"HEALTHCHECK --interval=5s --retries=2 CMD true", "ONBUILD RUN true"}},
 		{name: "empty diff", run: []string{"sleep", "3600"}},
-		{name: "control characters", run: []string{"sh", "-c", "echo \b\f; exec sleep 3600"}},
+		{name: "control characters", run: []string{"sh", "-c", "echo \b\f; touch /ready; exec sleep 3600"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := d.Run(t, append([]string{"run", "-d", "--network", "none", "-e", "X=1", d.Base}, tc.run...)...)
 			t.Cleanup(func() { d.Try("rm", "-f", id) })
-			time.Sleep(200 * time.Millisecond)
+			if tc.name != "empty diff" {
+				d.WaitReady(t, id)
+			}
 			args := []string{"commit"}
 			args = append(args, tc.commit...)
 			for _, c := range tc.changes {

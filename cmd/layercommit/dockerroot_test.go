@@ -46,9 +46,9 @@ func TestCommitContainerSameIDAsDockerd(t *testing.T) {
 		{"changes", []string{"-m", "changed", "-c", "ENV A=1 B=2", "-c", "CMD [\"sh\"]", "-c", "EXPOSE 8080", "-c", "LABEL x=y", "-c", "WORKDIR /data"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			id := d.Run(t, "run", "-d", "--network", "none", d.Base, "sh", "-c", "echo x > /data/x; rm /etc/group; exec sleep 3600")
+			id := d.Run(t, "run", "-d", "--network", "none", d.Base, "sh", "-c", "echo x > /data/x; rm /etc/group; touch /ready; exec sleep 3600")
 			t.Cleanup(func() { d.Try("rm", "-f", id) })
-			time.Sleep(300 * time.Millisecond)
+			d.WaitReady(t, id)
 			args := append([]string{"commit"}, tc.args...)
 			ref := d.Run(t, append(args, id)...)
 			t.Cleanup(func() { d.Try("rmi", ref) })

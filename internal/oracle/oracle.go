@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Required reports whether missing oracles must fail tests instead of
@@ -144,4 +145,18 @@ func (d *Docker) SavedLayers(t testing.TB, image string) [][]byte {
 		layers = append(layers, b)
 	}
 	return layers
+}
+
+// WaitReady waits until the container id has created the file /ready (its
+// command's signal that its changes are made), looking in its upper dir.
+func (d *Docker) WaitReady(t testing.TB, id string) {
+	t.Helper()
+	upper := d.Run(t, "inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", id)
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(filepath.Join(upper, "ready")); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("container %s did not create /ready in 10s", id)
 }
