@@ -1,7 +1,6 @@
 package diff_test
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -185,17 +184,10 @@ func TestNaive(t *testing.T) {
 func entryNames(t *testing.T, layer []byte) []string {
 	t.Helper()
 	var names []string
-	tr := tar.NewReader(bytes.NewReader(layer))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return names
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, h.Name)
+	for _, e := range readLayer(t, layer) {
+		names = append(names, e.h.Name)
 	}
+	return names
 }
 
 // TestAufs checks an aufs-style upper dir against moby's own aufs export
