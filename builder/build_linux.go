@@ -174,12 +174,12 @@ func newBuild(o Options) (*build, error) {
 			}
 		}
 		if err != nil {
-			b.bctx.Close()
+			b.close()
 			return nil, fmt.Errorf("making init layer: %w", err)
 		}
 	}
 	if b.dest, err = export.NewDestination(context.Background(), o.Output, o.ExportOptions...); err != nil {
-		b.bctx.Close()
+		b.close()
 		return nil, err
 	}
 	b.preferOC = b.dest.PrefersOCI()
@@ -188,6 +188,7 @@ func newBuild(o Options) (*build, error) {
 
 func (b *build) close() {
 	b.bctx.Close()
+	b.st.close()
 	if b.dest != nil {
 		b.dest.Close()
 	}

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
@@ -33,16 +35,36 @@ const DefaultStateDir = "/var/lib/layercommit"
 //	cache/<key>.json        build cache entries
 //	tmp/                    per-step scratch space
 type state struct {
-	dir string
+	dir  string
+	lock *os.File
 }
 
+// openState makes the state dir and holds a shared flock on it until
+// close, so that layercommit gc (which takes it exclusive) never cleans a
+// state dir a build is using. Builds share it with each other.
 func openState(dir string) (*state, error) {
 	for _, d := range []string{"blobs/sha256", "layers", "cache", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("making state dir: %w", err)
 		}
 	}
-	return &state{dir: dir}, nil
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("locking state dir: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking state dir %s: %w", dir, err)
+	}
+	return &state{dir: dir, lock: f}, nil
+}
+
+// close releases the state dir's lock.
+func (s *state) close() {
+	if s != nil && s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
 }
 
 func (s *state) blobDir() string { return filepath.Join(s.dir, "blobs", "sha256") }

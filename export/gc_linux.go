@@ -153,15 +153,20 @@ func cacheIDs(img string) (map[string]bool, error) {
 // stateDir cleans a layercommit state dir (builder/state_linux.go):
 // everything under tmp/, temp files, blobs in blobs/sha256 that no cache
 // entry names, and cache entries whose blob is gone. Unpacked layers in
-// layers/ are a cache, not leftovers, and are kept. The builder takes no
-// lock on the state dir, so GC refuses while another layercommit process
-// uses it.
+// layers/ are a cache, not leftovers, and are kept. Builds hold a shared
+// flock on the state dir; GC takes it exclusive and refuses while a build
+// holds it (unless --force).
 func (g *gc) stateDir(dir string) error {
 	if _, err := os.Stat(filepath.Join(dir, "blobs", "sha256")); err != nil {
 		return fmt.Errorf("gc state dir %s: not a layercommit state dir: %w", dir, err)
 	}
-	if pid, ok := stateDirUser(dir); ok && !g.r.Force {
-		return fmt.Errorf("gc state dir: layercommit (pid %d) is using %s: let it finish, or pass --force", pid, dir)
+	lock, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("gc state dir: %w", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil && !g.r.Force {
+		return fmt.Errorf("gc state dir: a layercommit build is using %s: let it finish, or pass --force", dir)
 	}
 	ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -231,48 +236,6 @@ func (g *gc) stateDir(dir string) error {
 	}
 	return nil
 }
-
-// stateDirUser finds another layercommit process (other than a gc) whose
-// --state-dir is dir.
-func stateDirUser(dir string) (int, bool) {
-	want, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		return 0, false
-	}
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-		if len(args) < 2 || filepath.Base(args[0]) != "layercommit" || args[1] == "gc" {
-			continue
-		}
-		state := defaultStateDir
-		for i, a := range args {
-			if a == "--state-dir" || a == "-state-dir" {
-				if i+1 < len(args) {
-					state = args[i+1]
-				}
-			} else if v, ok := strings.CutPrefix(strings.TrimLeft(a, "-"), "state-dir="); ok && strings.HasPrefix(a, "-") {
-				state = v
-			}
-		}
-		if got, err := filepath.EvalSymlinks(state); err == nil && got == want {
-			return pid, true
-		}
-	}
-	return 0, false
-}
-
-// defaultStateDir is builder.DefaultStateDir (export cannot import
-// builder, which imports export).
-const defaultStateDir = "/var/lib/layercommit"
 
 // unmountUnder detaches every mount at or below p, deepest first, so that
 // removing p cannot reach into another file system (a build step's
