@@ -34,6 +34,9 @@ type Profile struct {
 	// \u000c, as Go 1.21 and older did (Debian's 20.10 is built with
 	// Go 1.19).
 	LegacyJSONEscapes bool
+	// CommitStopSignal lets docker commit --change take STOPSIGNAL
+	// (Docker 23 and later).
+	CommitStopSignal bool
 	// DockerVersion is written as the config's docker_version when the
 	// caller gives none; empty means the key is left out.
 	DockerVersion string
@@ -52,7 +55,8 @@ var (
 	}
 	// Docker24 is Docker 24 to 29 with a graphdriver (moby/go-archive).
 	Docker24 = Profile{
-		Name: "docker-24",
+		Name:             "docker-24",
+		CommitStopSignal: true,
 	}
 	// Default is the profile used when none is named.
 	Default = Docker24

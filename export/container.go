@@ -55,6 +55,9 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	if r.Compression == "" {
 		r.Compression = layer.Gzip
 	}
+	if err := image.ValidateChanges(r.Changes, r.Compat); err != nil {
+		return v1.Hash{}, err
+	}
 	opts := append([]Option{WithCounters(r.Counters), WithCompat(r.Compat)}, r.Options...)
 	o := newOptions(opts)
 	root, err := dockerroot.Open(o.DockerRoot)

@@ -82,6 +82,9 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	if _, err := image.ApplyChanges(v1.Config{}, changes); err != nil {
 		return err
 	}
+	if err := image.ValidateChanges(changes, p); err != nil {
+		return err
+	}
 	iopts := []image.Option{image.WithAuthor(*author), image.WithComment(*msg), image.WithChanges(changes...)}
 	if *created != "" {
 		t, err := time.Parse(time.RFC3339Nano, *created)

@@ -253,3 +253,27 @@ func TestDockerRootBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestStopSignalChangePerProfile: Docker 20.10's commit refuses
+// `-c STOPSIGNAL`, and so does --compat docker-20.10; docker-24 takes it.
+func TestStopSignalChangePerProfile(t *testing.T) {
+	d := oracle.NewDocker(t)
+	id := d.Run(t, "run", "-d", "--network", "none", d.Base, "sh", "-c", "touch /ready; exec sleep 3600")
+	t.Cleanup(func() { d.Try("rm", "-f", id) })
+	d.WaitReady(t, id)
+	_, dockerErr, err := d.Try("commit", "-c", "STOPSIGNAL SIGKILL", id)
+	if err == nil || !strings.Contains(dockerErr, "stopsignal is not a valid change command") {
+		t.Fatalf("docker commit -c STOPSIGNAL: %v %q", err, dockerErr)
+	}
+	dir := filepath.Join(t.TempDir(), "layout")
+	_, stderr := lc(t, true, "commit", "--docker-root", d.Root, "--container", id, "--compat", "docker-20.10", "-c", "STOPSIGNAL SIGKILL", "-o", "oci:"+dir+":x")
+	assertOneLineError(t, stderr, "stopsignal is not a valid change command")
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("a refused commit left %s: %v", dir, err)
+	}
+	lc(t, false, "commit", "-q", "--docker-root", d.Root, "--container", id, "--compat", "docker-24", "-c", "STOPSIGNAL SIGKILL", "-o", "oci:"+dir+":x")
+	img := checkImage(t, "oci:"+dir+":x")
+	if cf, err := img.ConfigFile(); err != nil || cf.Config.StopSignal != "SIGKILL" {
+		t.Errorf("docker-24 commit: StopSignal %q, %v", cf.Config.StopSignal, err)
+	}
+}
