@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -85,6 +84,3 @@ func (d *rootDest) Write(ctx context.Context, img v1.Image) error {
 	})
 	return err
 }
-
-// isDockerRoot reports whether ref names the docker-root transport.
-func isDockerRoot(ref string) bool { return strings.HasPrefix(ref, "docker-root:") }

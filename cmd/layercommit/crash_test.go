@@ -237,12 +237,6 @@ func gcAndCheck(t *testing.T, dir string, args ...string) []string {
 	return printed
 }
 
-// crashPlan is one destination of the kill test.
-type crashPlan struct {
-	name   string
-	points []string
-}
-
 // TestKillCommit kills commits into each destination at every injected
 // checkpoint and at random moments, checks after each kill that the
 // destination is valid with its earlier tags intact, then runs gc and
