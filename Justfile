@@ -6,7 +6,7 @@ demo:
 
 # The whole test suite against the real peers.
 test:
-    bash scripts/test.sh
+    bash .ci/run
 
 # Benchmarks (see bench/).
 bench-diff:
