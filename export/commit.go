@@ -20,18 +20,43 @@ type CommitRequest struct {
 	Changes diff.Source
 	// To is the destination reference.
 	To string
+	// Image options: created time, author, message, --change lines...
+	Image []image.Option
+	Output
+}
+
+// Output is how a commit writes its layer and reaches its destination;
+// CommitRequest and ContainerRequest share it.
+type Output struct {
 	// Compat picks whose tar bytes to write (compat.Default if zero).
 	Compat compat.Profile
 	// Compression and Level pick the compressor (gzip at its default
 	// level if zero and nil).
 	Compression layer.Compression
 	Level       *int
-	// Image options: created time, author, message, --change lines...
-	Image []image.Option
 	// Options for opening the base and the destination.
 	Options []Option
 	// Counters receive progress; may be nil.
 	Counters *layer.Counters
+}
+
+// setDefaults fills in the profile and compressor left zero.
+func (o *Output) setDefaults() {
+	if o.Compat.Name == "" {
+		o.Compat = compat.Default
+	}
+	if o.Compression == "" {
+		o.Compression = layer.Gzip
+	}
+}
+
+// writeLayer writes src's layer blob into dest's blob dir.
+func (o *Output) writeLayer(ctx context.Context, dest Destination, src diff.Source, docker bool) (*layer.Layer, error) {
+	return layer.Write(ctx, dest.BlobDir(), src,
+		layer.WithCompression(o.Compression, o.Level),
+		layer.WithDockerMediaTypes(docker),
+		layer.WithDiffOptions(diff.WithCompat(o.Compat)),
+		layer.WithCounters(o.Counters))
 }
 
 // Commit writes the change set as a layer, puts it on the base image by
@@ -39,12 +64,7 @@ type CommitRequest struct {
 // returns the new image ID (the digest of its config). On error the
 // destination is left as it was and the new layer blob is removed.
 func Commit(ctx context.Context, r CommitRequest) (v1.Hash, error) {
-	if r.Compat.Name == "" {
-		r.Compat = compat.Default
-	}
-	if r.Compression == "" {
-		r.Compression = layer.Gzip
-	}
+	r.setDefaults()
 	opts := append([]Option{WithCounters(r.Counters)}, r.Options...)
 	t, _, err := Parse(r.From)
 	if err != nil {
@@ -73,11 +93,7 @@ func Commit(ctx context.Context, r CommitRequest) (v1.Hash, error) {
 		base = image.Scratch(!docker)
 	}
 
-	l, err := layer.Write(ctx, dest.BlobDir(), r.Changes,
-		layer.WithCompression(r.Compression, r.Level),
-		layer.WithDockerMediaTypes(docker),
-		layer.WithDiffOptions(diff.WithCompat(r.Compat)),
-		layer.WithCounters(r.Counters))
+	l, err := r.writeLayer(ctx, dest, r.Changes, docker)
 	if err != nil {
 		return v1.Hash{}, err
 	}

@@ -9,11 +9,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/dockerroot"
 	"github.com/layercommit/layercommit/image"
-	"github.com/layercommit/layercommit/layer"
 )
 
 // ContainerRequest is one `layercommit commit --container`: a container
@@ -35,12 +33,8 @@ type ContainerRequest struct {
 	DockerVersion *string
 	// Pause freezes a running container's cgroup while its upper dir is
 	// read, as docker commit does by default.
-	Pause       bool
-	Compat      compat.Profile
-	Compression layer.Compression
-	Level       *int
-	Options     []Option
-	Counters    *layer.Counters
+	Pause bool
+	Output
 }
 
 // CommitContainer commits a container of the data root named by
@@ -49,12 +43,7 @@ type ContainerRequest struct {
 // config, encoded byte for byte as dockerd would, so the returned image ID
 // is the one docker commit would give.
 func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
-	if r.Compat.Name == "" {
-		r.Compat = compat.Default
-	}
-	if r.Compression == "" {
-		r.Compression = layer.Gzip
-	}
+	r.setDefaults()
 	if err := image.ValidateChanges(r.Changes, r.Compat); err != nil {
 		return v1.Hash{}, err
 	}
@@ -102,11 +91,7 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 		}
 		defer thaw()
 	}
-	l, err := layer.Write(ctx, dest.BlobDir(), diff.Overlay(c.UpperDir, diff.WithLowers(c.Lowers...)),
-		layer.WithCompression(r.Compression, r.Level),
-		layer.WithDockerMediaTypes(true),
-		layer.WithDiffOptions(diff.WithCompat(r.Compat)),
-		layer.WithCounters(r.Counters))
+	l, err := r.writeLayer(ctx, dest, diff.Overlay(c.UpperDir, diff.WithLowers(c.Lowers...)), true)
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("container %s: %w", c.ID, err)
 	}

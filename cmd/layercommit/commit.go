@@ -103,11 +103,14 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
 	counters := &layer.Counters{}
-	eopts := []export.Option{export.WithDockerRoot(*dockerRoot), export.WithForce(*force)}
+	output := export.Output{
+		Compat: p, Compression: comp, Level: lvl, Counters: counters,
+		Options: []export.Option{export.WithDockerRoot(*dockerRoot), export.WithForce(*force)},
+	}
 	if *container != "" {
 		req := export.ContainerRequest{
 			Container: *container, To: *out, Changes: changes, Author: *author, Comment: *msg,
-			Pause: *pause, Compat: p, Compression: comp, Level: lvl, Options: eopts, Counters: counters,
+			Pause: *pause, Output: output,
 		}
 		if set["from"] {
 			req.From = *from
@@ -133,15 +136,11 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	}
 	done := showProgress(stderr, counters, *quiet)
 	id, err := export.Commit(ctx, export.CommitRequest{
-		From:        *from,
-		Changes:     src,
-		To:          *out,
-		Compat:      p,
-		Compression: comp,
-		Level:       lvl,
-		Image:       append(iopts, image.WithDockerVersion(dv)),
-		Options:     eopts,
-		Counters:    counters,
+		From:    *from,
+		Changes: src,
+		To:      *out,
+		Image:   append(iopts, image.WithDockerVersion(dv)),
+		Output:  output,
 	})
 	done()
 	if err != nil {
