@@ -1,0 +1,17 @@
+// Package overlay is the one place that mounts overlayfs: the RUN
+// sandbox's root, the builder's COPY/WORKDIR steps and COPY --from trees,
+// and the test fixtures all call Mount.
+//
+// Every mount carries the pinned options index=off,redirect_dir=off,
+// metacopy=off, so that an upper dir holds plain copies, whiteouts and
+// opaque markers only (what diff reads); a kernel that refuses them is an
+// error, never a reason to mount without them. Paths are passed to the
+// kernel escaped as its option parser expects, and many lowers (images
+// of more than a hundred layers) fit: through the new mount API
+// (fsopen, one fsconfig "lowerdir+" per lower) where the kernel has it,
+// else through mount(2) with short relative names when the plain option
+// string would not fit in the one page mount(2) takes.
+//
+// Non-goals: unmounting (a plain umount2), user-namespaced (rootless)
+// mounts, data-only lowers, volatile or userxattr mounts.
+package overlay
