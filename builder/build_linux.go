@@ -25,8 +25,10 @@ import (
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/image"
+	"github.com/layercommit/layercommit/internal/overlay"
 	"github.com/layercommit/layercommit/internal/safepath"
 	"github.com/layercommit/layercommit/layer"
+	"github.com/layercommit/layercommit/sandbox"
 )
 
 // Options describe one build.
@@ -166,7 +168,7 @@ func newBuild(o Options) (*build, error) {
 	if _, err := os.Stat(b.initDir); err != nil {
 		tmp, err := b.st.tempDir("init-")
 		if err == nil {
-			err = initLayer(tmp)
+			err = sandbox.InitLayer(tmp)
 		}
 		if err == nil {
 			if rerr := os.Rename(tmp, b.initDir); rerr != nil {
@@ -1010,23 +1012,18 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *RunInstr) error 
 	case "host":
 		hostNet = true
 	}
-	binds, err := etcFiles(dir, hostname, hostNet)
+	binds, err := sandbox.EtcFiles(dir, hostname, hostNet)
 	if err != nil {
 		return err
 	}
 	env := append(append([]string(nil), c.Env...), buildArgs...)
-	spec := sandboxSpec{
+	spec := sandbox.Spec{
 		Lowers: append([]string{b.initDir}, lowers...), Upper: upper, Work: work, Merged: filepath.Join(dir, "merged"),
 		Binds: binds, Hostname: hostname, HostNet: hostNet, Args: args, Env: env, User: c.User, Workdir: c.WorkingDir,
 	}
-	if len(lowers) == 0 {
-		// An overlay needs two lowers without an upper, one with: the
-		// init layer suffices.
-		spec.Lowers = []string{b.initDir}
-	}
 	tail := &tailBuffer{max: 4096}
 	out := io.MultiWriter(b.progress, tail)
-	code, err := runSandbox(ctx, spec, out, out)
+	code, err := sandbox.Run(ctx, spec, out, out)
 	if err != nil {
 		return lineErr(in.Line, "RUN: %v", err)
 	}
@@ -1061,7 +1058,7 @@ func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy str
 		}
 		ls = []string{empty}
 	}
-	if err := mountOverlay(ls, upper, work, merged); err != nil {
+	if err := overlay.Mount(merged, overlay.Options{Lowers: ls, Upper: upper, Work: work}); err != nil {
 		return lineErr(line, "%v", err)
 	}
 	err = func() error {

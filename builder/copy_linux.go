@@ -28,6 +28,7 @@ import (
 	"github.com/ulikunitz/xz"
 	"golang.org/x/sys/unix"
 
+	"github.com/layercommit/layercommit/internal/overlay"
 	"github.com/layercommit/layercommit/internal/safepath"
 	"github.com/layercommit/layercommit/unpack"
 )
@@ -264,7 +265,7 @@ func (b *build) fromFS(ctx context.Context, s *stageState, from string) (fs.FS, 
 		return nil, nil, err
 	}
 	// A read-only overlay needs at least two lowers.
-	if err := mountOverlay(append(dirs, empty), "", "", merged); err != nil {
+	if err := overlay.Mount(merged, overlay.Options{Lowers: append(dirs, empty)}); err != nil {
 		os.RemoveAll(tmp)
 		return nil, nil, err
 	}
@@ -366,41 +367,6 @@ func hashFile(h hash.Hash, fsys fs.FS, p string) error {
 	fmt.Fprintf(h, " ")
 	_, err = io.Copy(h, f)
 	return err
-}
-
-// chownIdentity resolves --chown as the legacy builder does: a lone user
-// is also taken as the group; names are looked up in the image's own
-// passwd and group files.
-func chownIdentity(fsys fs.FS, spec string) (Identity, error) {
-	user, group, ok := strings.Cut(spec, ":")
-	if !ok {
-		group = user
-	}
-	uid, err := lookupID(fsys, "etc/passwd", user)
-	if err != nil {
-		return Identity{}, fmt.Errorf("unable to convert uid/gid chown string to host mapping: can't find uid for user %s: %v", user, err)
-	}
-	gid, err := lookupID(fsys, "etc/group", group)
-	if err != nil {
-		return Identity{}, fmt.Errorf("unable to convert uid/gid chown string to host mapping: can't find gid for group %s: %v", group, err)
-	}
-	return Identity{UID: uid, GID: gid}, nil
-}
-
-func lookupID(fsys fs.FS, file, name string) (uint32, error) {
-	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
-		return uint32(n), nil
-	}
-	for _, row := range readColonFile(fsys, file) {
-		if len(row) >= 3 && row[0] == name {
-			n, err := strconv.ParseUint(row[2], 10, 32)
-			if err != nil {
-				return 0, err
-			}
-			return uint32(n), nil
-		}
-	}
-	return 0, errors.New("no such user or group in the image")
 }
 
 // copier writes sources into the merged root. Destinations are resolved

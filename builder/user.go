@@ -1,118 +1,84 @@
 package builder
 
 import (
-	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"strconv"
 	"strings"
+
+	"github.com/moby/sys/user"
 )
 
-// Identity is a resolved USER: numeric ids and supplementary groups.
+// Identity is the owner COPY --chown and ADD --chown give to what they
+// write. (USER for RUN is resolved inside the sandbox, package sandbox.)
 type Identity struct {
 	UID, GID uint32
-	Groups   []uint32
-	Home     string
 }
 
-// resolveUser resolves a USER value ("name", "uid", "name:group",
-// "uid:gid", ...) against the passwd and group files of an image's root,
-// read through fsys (which is rooted at the image's root), the way runc
-// does: a numeric user not in passwd is used as is with gid 0; a name that
-// is not found is an error. Supplementary groups are those of the group
-// file naming the user, unless a group was given.
-func resolveUser(fsys fs.FS, spec string) (Identity, error) {
-	if spec == "" {
-		spec = "root"
+// chownIdentity resolves --chown as the legacy builder does: a lone user
+// is also taken as the group; a number is used as is; a name is looked
+// up in the image's own passwd or group file (read through fsys, which
+// is rooted at the image's root) with github.com/moby/sys/user's parser,
+// as moby does.
+func chownIdentity(fsys fs.FS, spec string) (Identity, error) {
+	name, group, ok := strings.Cut(spec, ":")
+	if !ok {
+		group = name
 	}
-	user, group, hasGroup := strings.Cut(spec, ":")
-	id := Identity{Home: "/"}
-	passwd := readColonFile(fsys, "etc/passwd")
-	groups := readColonFile(fsys, "etc/group")
-	var name string
-	uid, err := strconv.ParseUint(user, 10, 32)
-	found := false
-	for _, p := range passwd {
-		if len(p) < 7 {
-			continue
+	uid, err := lookupID(fsys, "etc/passwd", name, func(r io.Reader) ([]int, error) {
+		us, err := user.ParsePasswdFilter(r, func(u user.User) bool { return u.Name == name })
+		ids := make([]int, len(us))
+		for i, u := range us {
+			ids[i] = u.Uid
 		}
-		if (err == nil && p[2] == user) || (err != nil && p[0] == user) {
-			u, e1 := strconv.ParseUint(p[2], 10, 32)
-			g, e2 := strconv.ParseUint(p[3], 10, 32)
-			if e1 != nil || e2 != nil {
-				continue
-			}
-			id.UID, id.GID, id.Home, name, found = uint32(u), uint32(g), p[5], p[0], true
-			break
-		}
-	}
-	if !found {
-		if err != nil {
-			return id, fmt.Errorf("unable to find user %s: no matching entries in passwd file", user)
-		}
-		id.UID, id.GID = uint32(uid), 0
-	}
-	if hasGroup {
-		gid, gerr := strconv.ParseUint(group, 10, 32)
-		gfound := false
-		for _, g := range groups {
-			if len(g) < 3 {
-				continue
-			}
-			if (gerr == nil && g[2] == group) || (gerr != nil && g[0] == group) {
-				v, e := strconv.ParseUint(g[2], 10, 32)
-				if e != nil {
-					continue
-				}
-				id.GID, gfound = uint32(v), true
-				break
-			}
-		}
-		if !gfound {
-			if gerr != nil {
-				return id, fmt.Errorf("unable to find group %s: no matching entries in group file", group)
-			}
-			id.GID = uint32(gid)
-		}
-		id.Groups = []uint32{id.GID}
-		return id, nil
-	}
-	// The primary group comes first in the supplementary list, as with
-	// docker run.
-	id.Groups = []uint32{id.GID}
-	if name != "" {
-		for _, g := range groups {
-			if len(g) < 4 {
-				continue
-			}
-			for _, m := range strings.Split(g[3], ",") {
-				if m == name {
-					if v, e := strconv.ParseUint(g[2], 10, 32); e == nil && uint32(v) != id.GID {
-						id.Groups = append(id.Groups, uint32(v))
-					}
-				}
-			}
-		}
-	}
-	return id, nil
-}
-
-// readColonFile reads a passwd-style file; a missing file reads as empty.
-func readColonFile(fsys fs.FS, name string) [][]string {
-	f, err := fsys.Open(name)
+		return ids, err
+	})
 	if err != nil {
-		return nil
+		return Identity{}, fmt.Errorf("unable to convert uid/gid chown string to host mapping: can't find uid for user %s: %w", name, err)
+	}
+	gid, err := lookupID(fsys, "etc/group", group, func(r io.Reader) ([]int, error) {
+		gs, err := user.ParseGroupFilter(r, func(g user.Group) bool { return g.Name == group })
+		ids := make([]int, len(gs))
+		for i, g := range gs {
+			ids[i] = g.Gid
+		}
+		return ids, err
+	})
+	if err != nil {
+		return Identity{}, fmt.Errorf("unable to convert uid/gid chown string to host mapping: can't find gid for group %s: %w", group, err)
+	}
+	return Identity{UID: uid, GID: gid}, nil
+}
+
+// errNoEntry is a --chown name that the image's passwd or group file
+// does not hold (or that has no such file).
+var errNoEntry = errors.New("no such user or group in the image")
+
+// lookupID returns the id a number stands for, or the first id parse
+// finds for a name in file.
+func lookupID(fsys fs.FS, file, name string, parse func(io.Reader) ([]int, error)) (uint32, error) {
+	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	f, err := fsys.Open(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, errNoEntry
+	}
+	if err != nil {
+		return 0, err
 	}
 	defer f.Close()
-	var rows [][]string
-	sc := bufio.NewScanner(io.LimitReader(f, 16<<20))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		rows = append(rows, strings.Split(line, ":"))
+	ids, err := parse(io.LimitReader(f, 16<<20))
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", file, err)
 	}
-	return rows
+	if len(ids) == 0 {
+		return 0, errNoEntry
+	}
+	if ids[0] < 0 {
+		return 0, fmt.Errorf("%s: negative id for %s", file, name)
+	}
+	return uint32(ids[0]), nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/fixtures"
 	"github.com/layercommit/layercommit/internal/oracle"
+	"github.com/layercommit/layercommit/internal/overlay"
 	"github.com/layercommit/layercommit/unpack"
 )
 
@@ -329,7 +330,7 @@ func roundTrip(t *testing.T, lowerDirs, merged string, layer []byte) {
 			t.Fatal(err)
 		}
 	}
-	if err := unix.Mount("overlay", mnt, "overlay", unix.MS_RDONLY, "lowerdir="+lowerDirs); err != nil {
+	if err := overlay.Mount(mnt, overlay.Options{Lowers: strings.Split(lowerDirs, ":"), ReadOnly: true}); err != nil {
 		t.Fatalf("mounting the lower dirs: %v", err)
 	}
 	err := fixtures.CopyTree(mnt, tree)

@@ -9,12 +9,11 @@ import (
 
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/diff"
-	"github.com/layercommit/layercommit/fixtures"
 )
 
 func init() { register(command{"demo", "demo [--compat P] [DIR]", runDemo}) }
 
-// runDemo prepares a real overlay upper dir (fixtures.Demo) and diffs it,
+// runDemo prepares a real overlay upper dir (demoUpper) and diffs it,
 // listing the changes and the diffID.
 func runDemo(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", stderr)
@@ -32,7 +31,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	upper, err := fixtures.Demo(dir)
+	upper, err := demoUpper(dir)
 	if err != nil {
 		return fmt.Errorf("preparing the demo overlay: %w", err)
 	}

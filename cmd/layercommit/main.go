@@ -10,6 +10,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/layercommit/layercommit/sandbox"
 )
 
 type command struct {
@@ -30,6 +32,9 @@ func commands() []command {
 }
 
 func main() {
+	// A re-executed copy of this binary is the init of a RUN sandbox:
+	// that runs before anything else and never returns.
+	sandbox.Main()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

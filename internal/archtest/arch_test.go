@@ -4,6 +4,7 @@ package archtest
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -42,6 +43,28 @@ func TestOnlyBuilderImportsBuildkit(t *testing.T) {
 			if strings.HasPrefix(d, "github.com/moby/buildkit") {
 				t.Errorf("%s depends on %s; only builder may", pkg, d)
 				break
+			}
+		}
+	}
+}
+
+// TestTestHelpersStayInTests: fixtures and internal/oracle are test
+// helpers; no package of the program depends on them (test files may).
+func TestTestHelpersStayInTests(t *testing.T) {
+	helpers := []string{module + "/fixtures", module + "/internal/oracle"}
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Deps \" \"}}", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg := f[0]
+		if slices.Contains(helpers, pkg) {
+			continue
+		}
+		for _, d := range f[1:] {
+			if slices.Contains(helpers, d) {
+				t.Errorf("%s depends on %s, a test helper", pkg, d)
 			}
 		}
 	}

@@ -1,0 +1,18 @@
+// Package sandbox runs one RUN command the way docker build's container
+// does, without a daemon: in new mount, PID, UTS, IPC and (unless the
+// host's network is asked for) network namespaces, over an overlay of the
+// image's layers (internal/overlay) with a fresh upper dir, after
+// pivot_root, with a fresh /proc, a minimal /dev and /etc/hosts,
+// /etc/hostname and /etc/resolv.conf bound in. USER is resolved against
+// the image's own passwd and group files with runc's rules
+// (github.com/moby/sys/user). The init of the PID namespace is this
+// binary re-executed (Main) and reaps every process; when Run returns,
+// nothing runs on or holds the upper dir. What the command changed is in
+// the upper dir, for diff.
+//
+// A program that calls Run must call Main first thing in main (and test
+// binaries in TestMain): there is no init() with side effects.
+//
+// Non-goals: user namespaces (rootless), seccomp, capabilities beyond
+// root's, cgroups and resource limits, RUN --mount, a TTY.
+package sandbox
