@@ -821,7 +821,7 @@ func dirExists(p string) bool {
 // the layer l (nil for none), stores it in the cache under key and makes
 // it the stage's image. upper, if set, is the layer's overlay-form dir,
 // kept as a lower for later steps.
-func (b *build) commit(s *stageState, key, createdBy string, l *blobLayer, upper string) error {
+func (b *build) commit(s *stageState, key, createdBy string, l *layer.Layer, upper string) error {
 	cf := s.cf.DeepCopy()
 	created := b.created()
 	cf.Created = v1.Time{Time: created}
@@ -831,21 +831,21 @@ func (b *build) commit(s *stageState, key, createdBy string, l *blobLayer, upper
 	cf.Container = ""
 	h := v1.History{Created: cf.Created, CreatedBy: createdBy, Author: s.maintainer}
 	img := s.img
-	var desc *layerDesc
-	if l != nil && l.d.DiffID != diff.EmptyDiffID {
+	var desc *layer.Descriptor
+	if l != nil && !l.Empty() {
+		d := l.Descriptor()
+		desc = &d
 		var err error
 		if img, err = mutate.Append(img, mutate.Addendum{Layer: l}); err != nil {
 			return fmt.Errorf("appending layer: %w", err)
 		}
 		cf.RootFS.Type = "layers"
-		cf.RootFS.DiffIDs = append(cf.RootFS.DiffIDs, l.d.DiffID)
-		d := l.d
-		desc = &d
+		cf.RootFS.DiffIDs = append(cf.RootFS.DiffIDs, d.DiffID)
 		if upper != "" {
-			if err := b.st.adopt(upper, l.d.DiffID); err != nil {
+			if err := b.st.adopt(upper, d.DiffID); err != nil {
 				return err
 			}
-			b.dirs[l.d.DiffID] = b.st.layerDir(l.d.DiffID)
+			b.dirs[d.DiffID] = b.st.layerDir(d.DiffID)
 		}
 		s.lowers = nil
 	} else {

@@ -14,13 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/internal/safepath"
-)
-
-const (
-	whiteoutPrefix     = ".wh."
-	whiteoutMetaPrefix = ".wh..wh."
-	whiteoutOpaqueDir  = ".wh..wh..opq"
 )
 
 // Errors of Apply. Each is wrapped with the entry it is about; test with
@@ -134,7 +129,7 @@ type Stats struct {
 //
 // On error the tree is left part-applied; the caller removes it.
 func Apply(ctx context.Context, root string, r io.Reader, opts ...Option) (Stats, error) {
-	o := options{opaqueXattr: "trusted.overlay.opaque", maxBytes: DefaultMaxBytes, maxEntries: DefaultMaxEntries, maxDepth: DefaultMaxDepth}
+	o := options{opaqueXattr: diff.OpaqueXattr, maxBytes: DefaultMaxBytes, maxEntries: DefaultMaxEntries, maxDepth: DefaultMaxDepth}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -243,21 +238,21 @@ func (a *applier) check(h *tar.Header) (string, entryKind, error) {
 	if dir != "." {
 		for _, c := range strings.Split(dir, "/") {
 			switch {
-			case strings.HasPrefix(c, whiteoutMetaPrefix):
+			case strings.HasPrefix(c, diff.WhiteoutMetaPrefix):
 				return name, skipEntry, nil
-			case strings.HasPrefix(c, whiteoutPrefix):
+			case strings.HasPrefix(c, diff.WhiteoutPrefix):
 				return "", 0, fmt.Errorf("%w: %q is a whiteout name and cannot be a directory", ErrInvalidWhiteout, c)
 			}
 		}
 	}
 	switch {
-	case base == whiteoutOpaqueDir:
+	case base == diff.WhiteoutOpaqueDir:
 		return name, opaqueEntry, nil
-	case strings.HasPrefix(base, whiteoutMetaPrefix):
+	case strings.HasPrefix(base, diff.WhiteoutMetaPrefix):
 		return name, skipEntry, nil
-	case strings.HasPrefix(base, whiteoutPrefix):
+	case strings.HasPrefix(base, diff.WhiteoutPrefix):
 		// Only the name counts: a whiteout of any type is a whiteout.
-		if t := base[len(whiteoutPrefix):]; t == "" || t == "." || t == ".." {
+		if t := base[len(diff.WhiteoutPrefix):]; t == "" || t == "." || t == ".." {
 			return "", 0, fmt.Errorf("%w: %q names no entry", ErrInvalidWhiteout, base)
 		}
 		return name, whiteoutEntry, nil
@@ -281,9 +276,9 @@ func (a *applier) check(h *tar.Header) (string, entryKind, error) {
 		}
 		for _, c := range strings.Split(target, "/") {
 			switch {
-			case strings.HasPrefix(c, whiteoutMetaPrefix):
+			case strings.HasPrefix(c, diff.WhiteoutMetaPrefix):
 				return "", 0, fmt.Errorf("%w: aufs hard link to %q", ErrUnsupportedType, h.Linkname)
-			case strings.HasPrefix(c, whiteoutPrefix):
+			case strings.HasPrefix(c, diff.WhiteoutPrefix):
 				return "", 0, fmt.Errorf("%w: hard link to whiteout name %q", ErrInvalidWhiteout, h.Linkname)
 			}
 		}
@@ -328,7 +323,7 @@ func (a *applier) entry(h *tar.Header, r io.Reader) error {
 		defer d.Close()
 		return a.fdMeta(int(d.Fd()), ".", h, true)
 	case whiteoutEntry:
-		return a.whiteout(dir, base[len(whiteoutPrefix):], h)
+		return a.whiteout(dir, base[len(diff.WhiteoutPrefix):], h)
 	case opaqueEntry:
 		return a.opaque(dir)
 	}
