@@ -77,7 +77,7 @@ func TestCommitContainerPause(t *testing.T) {
 		t.Fatal(err)
 	}
 	var c *dockerroot.Container
-	for i := 0; i < 50; i++ {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
 		if c, err = root.Container(id); err == nil && c.Running && c.Pid > 0 {
 			break
 		}

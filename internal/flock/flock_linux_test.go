@@ -102,7 +102,7 @@ func TestOtherProcess(t *testing.T) {
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
-	l, err := Acquire(dir, Exclusive, 5*time.Second, "dir")
+	l, err := Acquire(dir, Exclusive, 30*time.Second, "dir")
 	if err != nil {
 		t.Fatalf("after the holder died: %v", err)
 	}
