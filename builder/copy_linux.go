@@ -50,7 +50,8 @@ type copySource struct {
 	// exactly one of:
 	fsys    fs.FS  // a tree (context or image root) and rel, its path in it
 	rel     string //
-	data    []byte // heredoc content or downloaded URL body
+	data    []byte // heredoc content
+	file    string // a downloaded URL body, in a temp file of the state dir
 	mode    os.FileMode
 	mtime   time.Time
 	archive bool // ADD: extract instead of copying
@@ -121,9 +122,14 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 			return err
 		}
 		if in.Add && (strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")) {
-			cs, err := fetchURL(ctx, src, in.Checksum)
+			tmp, err := b.st.tempDir("url-")
 			if err != nil {
-				return lineErr(line, "ADD %s: %v", src, err)
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			cs, err := fetchURL(ctx, src, in.Checksum, tmp)
+			if err != nil {
+				return lineErr(line, "ADD %s: %w", src, err)
 			}
 			srcs = append(srcs, cs)
 			names = append(names, src)
@@ -315,6 +321,13 @@ func (b *build) digestSources(srcs []copySource, fromContext bool) (string, erro
 		return u
 	}
 	for _, src := range srcs {
+		if src.file != "" {
+			fmt.Fprintf(h, "url %q %o %d\n", src.name, src.mode, mt(src.mtime))
+			if err := hashFile(h, os.DirFS(filepath.Dir(src.file)), filepath.Base(src.file)); err != nil {
+				return "", err
+			}
+			continue
+		}
 		if src.fsys == nil {
 			fmt.Fprintf(h, "data %q %o %d %d\n", src.name, src.mode, mt(src.mtime), len(src.data))
 			h.Write(src.data)
@@ -483,6 +496,14 @@ func (c *copier) copy(src copySource, dest string) error {
 		return err
 	}
 	defer d.Close()
+	if src.file != "" {
+		f, err := os.Open(src.file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return c.writeFile(int(d.Fd()), base, f, src.mode, src.mtime)
+	}
 	if src.fsys == nil {
 		return c.writeFile(int(d.Fd()), base, bytes.NewReader(src.data), src.mode, src.mtime)
 	}
@@ -849,18 +870,38 @@ func withoutRootEntry(r io.Reader, w io.Writer) error {
 	}
 }
 
-// fetchURL downloads an ADD URL. The file is named after the URL's last
-// path element, gets mode 0600 and the Last-Modified time.
-func fetchURL(ctx context.Context, raw, checksum string) (copySource, error) {
+// urlClient fetches ADD URLs: a server that does not answer within a
+// minute, or a download that takes over an hour, fails the step.
+var urlClient = &http.Client{
+	Timeout: time.Hour,
+	Transport: func() http.RoundTripper {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = time.Minute
+		return t
+	}(),
+}
+
+// maxURLBytes caps an ADD download.
+const maxURLBytes = 4 << 30
+
+// fetchURL downloads an ADD URL into a file in dir, streaming it (never
+// held in memory) and hashing it in the same pass for --checksum. The
+// file is named after the URL's last path element, gets mode 0600 and the
+// Last-Modified time.
+func fetchURL(ctx context.Context, raw, checksum, dir string) (copySource, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return copySource{}, err
+	}
+	alg, want, _ := strings.Cut(checksum, ":")
+	if checksum != "" && (alg != "sha256" || len(want) != 64) {
+		return copySource{}, fmt.Errorf("unsupported checksum %q (want sha256:<64 hex>)", checksum)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
 	if err != nil {
 		return copySource{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := urlClient.Do(req)
 	if err != nil {
 		return copySource{}, err
 	}
@@ -868,20 +909,24 @@ func fetchURL(ctx context.Context, raw, checksum string) (copySource, error) {
 	if resp.StatusCode >= 400 {
 		return copySource{}, fmt.Errorf("HTTP %s", resp.Status)
 	}
-	const maxURL = 4 << 30
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxURL+1))
+	f, err := os.CreateTemp(dir, "body-")
 	if err != nil {
 		return copySource{}, err
 	}
-	if len(data) > maxURL {
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(resp.Body, maxURLBytes+1))
+	if err != nil {
+		return copySource{}, fmt.Errorf("downloading: %w", err)
+	}
+	if n > maxURLBytes {
 		return copySource{}, errors.New("download larger than 4 GiB")
 	}
-	if checksum != "" {
-		alg, want, _ := strings.Cut(checksum, ":")
-		sum := sha256.Sum256(data)
-		if alg != "sha256" || hex.EncodeToString(sum[:]) != want {
-			return copySource{}, fmt.Errorf("checksum mismatch: want %s, got sha256:%x", checksum, sum)
-		}
+	if err := f.Close(); err != nil {
+		return copySource{}, err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); checksum != "" && got != want {
+		return copySource{}, fmt.Errorf("checksum mismatch: want %s, got sha256:%s", checksum, got)
 	}
 	name := path.Base(u.Path)
 	if name == "/" || name == "." || name == "" {
@@ -893,5 +938,5 @@ func fetchURL(ctx context.Context, raw, checksum string) (copySource, error) {
 			mtime = t
 		}
 	}
-	return copySource{name: name, data: data, mode: 0o600, mtime: mtime}, nil
+	return copySource{name: name, file: f.Name(), mode: 0o600, mtime: mtime}, nil
 }
