@@ -3,6 +3,7 @@ package builder
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/internal/oracle"
@@ -64,8 +67,9 @@ func buildBoth(t *testing.T, d *oracle.Docker, ctxDir, base, name string) (ours,
 	out := filepath.Join(t.TempDir(), "ours.tar")
 	if _, err := testBuild(t, Options{ContextDir: ctxDir, NoCache: true,
 		BuildContexts: map[string]string{base: "docker-root:" + base},
-		ExportOptions: []export.Option{export.WithDockerRoot(d.Root)},
-		Output:        "docker-archive:" + out + ":" + ours}); err != nil {
+		Resolve: func(ctx context.Context, ref string) (v1.Image, error) {
+			return export.Open(ctx, ref, export.WithDockerRoot(d.Root))
+		}}, "docker-archive:"+out+":"+ours); err != nil {
 		t.Fatalf("Build: %v", err)
 	}
 	t.Cleanup(func() { d.Try("rmi", "-f", ours, theirs) })

@@ -5,22 +5,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
-
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/internal/atomicfile"
+	"github.com/layercommit/layercommit/internal/flock"
 	"github.com/layercommit/layercommit/layer"
 	"github.com/layercommit/layercommit/unpack"
 )
@@ -36,7 +30,7 @@ const DefaultStateDir = "/var/lib/layercommit"
 //	tmp/                    per-step scratch space
 type state struct {
 	dir  string
-	lock *os.File
+	lock *flock.Lock
 }
 
 // openState makes the state dir and holds a shared flock on it until
@@ -48,22 +42,17 @@ func openState(dir string) (*state, error) {
 			return nil, fmt.Errorf("making state dir: %w", err)
 		}
 	}
-	f, err := os.Open(dir)
+	l, err := flock.Acquire(dir, flock.Shared, flock.Wait, "state dir "+dir)
 	if err != nil {
-		return nil, fmt.Errorf("locking state dir: %w", err)
+		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("locking state dir %s: %w", dir, err)
-	}
-	return &state{dir: dir, lock: f}, nil
+	return &state{dir: dir, lock: l}, nil
 }
 
 // close releases the state dir's lock.
 func (s *state) close() {
-	if s != nil && s.lock != nil {
-		s.lock.Close()
-		s.lock = nil
+	if s != nil {
+		s.lock.Unlock()
 	}
 }
 
@@ -76,77 +65,12 @@ func (s *state) tempDir(prefix string) (string, error) {
 	return os.MkdirTemp(filepath.Join(s.dir, "tmp"), prefix)
 }
 
-// layerDesc describes a layer blob in the state dir.
-type layerDesc struct {
-	Digest    v1.Hash         `json:"digest"`
-	DiffID    v1.Hash         `json:"diffID"`
-	Size      int64           `json:"size"`
-	MediaType types.MediaType `json:"mediaType"`
+// blobLayer reopens a layer blob of the state dir from its cache record;
+// false when the blob is gone or is not of the recorded size.
+func (s *state) blobLayer(d layer.Descriptor) (*layer.Layer, bool) {
+	l, err := layer.FromFile(filepath.Join(s.blobDir(), d.Digest.Hex), d)
+	return l, err == nil
 }
-
-// blobLayer is a layer blob in the state dir: a value that can be read any
-// number of times, every read digest- and size-checked.
-type blobLayer struct {
-	d    layerDesc
-	path string
-}
-
-var _ v1.Layer = (*blobLayer)(nil)
-
-func (s *state) blobLayer(d layerDesc) (*blobLayer, bool) {
-	p := filepath.Join(s.blobDir(), d.Digest.Hex)
-	fi, err := os.Stat(p)
-	if err != nil || fi.Size() != d.Size {
-		return nil, false
-	}
-	return &blobLayer{d: d, path: p}, true
-}
-
-func (l *blobLayer) Digest() (v1.Hash, error)            { return l.d.Digest, nil }
-func (l *blobLayer) DiffID() (v1.Hash, error)            { return l.d.DiffID, nil }
-func (l *blobLayer) Size() (int64, error)                { return l.d.Size, nil }
-func (l *blobLayer) MediaType() (types.MediaType, error) { return l.d.MediaType, nil }
-
-// Compressed opens the blob; the caller closes it.
-func (l *blobLayer) Compressed() (io.ReadCloser, error) {
-	f, err := os.Open(l.path)
-	if err != nil {
-		return nil, err
-	}
-	return layer.VerifiedReader(f, l.d.Digest, l.d.Size), nil
-}
-
-// Uncompressed opens the blob and decompresses it; the caller closes it.
-func (l *blobLayer) Uncompressed() (io.ReadCloser, error) {
-	rc, err := l.Compressed()
-	if err != nil {
-		return nil, err
-	}
-	switch l.d.MediaType {
-	case types.OCIUncompressedLayer, types.DockerUncompressedLayer:
-		return rc, nil
-	case types.OCILayerZStd:
-		zr, err := zstd.NewReader(rc)
-		if err != nil {
-			rc.Close()
-			return nil, err
-		}
-		return &readCloser{Reader: zr, close: func() error { zr.Close(); return rc.Close() }}, nil
-	}
-	zr, err := gzip.NewReader(rc)
-	if err != nil {
-		rc.Close()
-		return nil, err
-	}
-	return &readCloser{Reader: zr, close: func() error { zr.Close(); return rc.Close() }}, nil
-}
-
-type readCloser struct {
-	io.Reader
-	close func() error
-}
-
-func (r *readCloser) Close() error { return r.close() }
 
 // overlayDirLayer is the optional ability of a layer that already exists
 // as an overlay-form directory (a Docker data root's overlay2/<id>/diff):
@@ -214,8 +138,8 @@ func (s *state) adopt(dir string, diffID v1.Hash) error {
 
 // cacheEntry is one build step's result.
 type cacheEntry struct {
-	Config json.RawMessage `json:"config"`
-	Layer  *layerDesc      `json:"layer,omitempty"`
+	Config json.RawMessage   `json:"config"`
+	Layer  *layer.Descriptor `json:"layer,omitempty"`
 }
 
 func (s *state) cachePath(key string) string { return filepath.Join(s.dir, "cache", key+".json") }
@@ -243,30 +167,10 @@ func (s *state) store(key string, e *cacheEntry) error {
 	if err != nil {
 		return err
 	}
-	f, err := atomicfile.Create(s.cachePath(key), 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Abort()
-	if _, err := f.Write(b); err != nil {
-		return err
-	}
-	return f.Commit()
+	return atomicfile.WriteFile(s.cachePath(key), b, 0o600)
 }
 
 // writeLayer diffs an upper dir into a layer blob in the state dir.
-func (s *state) writeLayer(ctx context.Context, upper string, opts ...layer.Option) (*blobLayer, error) {
-	l, err := layer.Write(ctx, s.blobDir(), diff.Overlay(upper), opts...)
-	if err != nil {
-		return nil, err
-	}
-	d := layerDesc{}
-	d.Digest, _ = l.Digest()
-	d.DiffID, _ = l.DiffID()
-	d.Size, _ = l.Size()
-	d.MediaType, _ = l.MediaType()
-	return &blobLayer{d: d, path: l.Path()}, nil
+func (s *state) writeLayer(ctx context.Context, upper string, opts ...layer.Option) (*layer.Layer, error) {
+	return layer.Write(ctx, s.blobDir(), diff.Overlay(upper), opts...)
 }
-
-var _ = errors.New
-var _ fs.FS

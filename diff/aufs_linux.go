@@ -6,15 +6,6 @@ import (
 	"strings"
 )
 
-const (
-	// WhiteoutPrefix marks a deleted entry in a layer tar: ".wh.NAME".
-	WhiteoutPrefix = ".wh."
-	// WhiteoutMetaPrefix starts the names aufs keeps for itself.
-	WhiteoutMetaPrefix = WhiteoutPrefix + WhiteoutPrefix
-	// WhiteoutOpaqueDir marks a directory that hides the layers below.
-	WhiteoutOpaqueDir = WhiteoutMetaPrefix + ".opq"
-)
-
 type aufs struct {
 	upper string
 	warn  Warner

@@ -20,7 +20,7 @@ type OverlayOption func(*overlay)
 // WithUserXattr reads the overlay attributes in the user.overlay.*
 // namespace, as a mount with the userxattr option writes them, instead of
 // trusted.overlay.*.
-func WithUserXattr() OverlayOption { return func(o *overlay) { o.prefix = "user.overlay." } }
+func WithUserXattr() OverlayOption { return func(o *overlay) { o.prefix = UserOverlayXattrPrefix } }
 
 // WithLowers names the lower directories of the mount, top first. They are
 // read only where the upper dir points into them: directories renamed with
@@ -46,7 +46,7 @@ type overlay struct {
 // single byte "y" hides the lower directory. This is the walk moby's
 // overlay2 driver does for docker commit.
 func Overlay(upper string, opts ...OverlayOption) Source {
-	o := &overlay{upper: upper, prefix: "trusted.overlay.", warn: func(string, ...any) {}}
+	o := &overlay{upper: upper, prefix: OverlayXattrPrefix, warn: func(string, ...any) {}}
 	for _, opt := range opts {
 		opt(o)
 	}

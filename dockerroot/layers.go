@@ -3,12 +3,8 @@ package dockerroot
 import (
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -24,6 +20,7 @@ import (
 
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/diff"
+	"github.com/layercommit/layercommit/internal/verify"
 )
 
 // Layer is one layer of an image as the data root stores it.
@@ -119,7 +116,7 @@ func (r *Root) Layers(diffIDs []v1.Hash) ([]Layer, error) {
 func (l Layer) Open(ctx context.Context, profile compat.Profile) (io.ReadCloser, error) {
 	if l.TarSplit == "" {
 		rc := diff.Reader(ctx, diff.Overlay(l.DiffDir), diff.WithCompat(profile))
-		return verify(rc, l.DiffID), nil
+		return verify.Reader(rc, l.DiffID, verify.UnknownSize), nil
 	}
 	f, err := os.Open(l.TarSplit)
 	if err != nil {
@@ -145,7 +142,7 @@ func (l Layer) Open(ctx context.Context, profile compat.Profile) (io.ReadCloser,
 		}
 		pw.CloseWithError(err)
 	}()
-	return verify(pr, l.DiffID), nil
+	return verify.Reader(pr, l.DiffID, verify.UnknownSize), nil
 }
 
 // rootGetter serves tar-split file payloads from inside a diff dir.
@@ -159,32 +156,10 @@ func (g rootGetter) Get(name string) (io.ReadCloser, error) {
 	return f, nil
 }
 
-// ErrDigestMismatch is returned at EOF by a stream whose sha256 is not
-// the digest it should have.
-var ErrDigestMismatch = errors.New("digest mismatch")
-
-type verifier struct {
-	rc   io.ReadCloser
-	h    hash.Hash
-	want v1.Hash
-}
-
-func verify(rc io.ReadCloser, want v1.Hash) io.ReadCloser {
-	return &verifier{rc: rc, h: sha256.New(), want: want}
-}
-
-func (v *verifier) Read(p []byte) (int, error) {
-	n, err := v.rc.Read(p)
-	v.h.Write(p[:n])
-	if err == io.EOF {
-		if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want.Hex {
-			return n, fmt.Errorf("%w: layer stream has sha256:%s, want %s", ErrDigestMismatch, got, v.want)
-		}
-	}
-	return n, err
-}
-
-func (v *verifier) Close() error { return v.rc.Close() }
+// ErrDigestMismatch is returned at EOF by a layer stream whose sha256 is
+// not its diffID: the one sentinel of internal/verify, named here for
+// library users.
+var ErrDigestMismatch = verify.ErrDigestMismatch
 
 // ImageConfig is the part of a config the store needs.
 type imageConfig struct {

@@ -9,7 +9,6 @@ import (
 	"encoding/base32"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -27,6 +26,7 @@ import (
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/internal/atomicfile"
+	"github.com/layercommit/layercommit/internal/flock"
 	"github.com/layercommit/layercommit/unpack"
 )
 
@@ -120,7 +120,7 @@ func (r *Root) Write(ctx context.Context, img v1.Image, o WriteOptions) (v1.Hash
 	if err := os.MkdirAll(contentDir, 0o700); err != nil {
 		return v1.Hash{}, err
 	}
-	if err := writeFile(filepath.Join(contentDir, id.Hex), raw, 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(contentDir, id.Hex), raw, 0o600); err != nil {
 		return v1.Hash{}, err
 	}
 	cp("config-written")
@@ -131,12 +131,12 @@ func (r *Root) Write(ctx context.Context, img v1.Image, o WriteOptions) (v1.Hash
 		}
 	}
 	if o.Parent != (v1.Hash{}) {
-		if err := writeFile(filepath.Join(meta, "parent"), []byte(o.Parent.String()), 0o600); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(meta, "parent"), []byte(o.Parent.String()), 0o600); err != nil {
 			return v1.Hash{}, err
 		}
 	}
 	if o.Tag != "" {
-		if err := writeFile(filepath.Join(meta, "lastUpdated"), []byte(time.Now().Format(time.RFC3339Nano)), 0o600); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(meta, "lastUpdated"), []byte(time.Now().Format(time.RFC3339Nano)), 0o600); err != nil {
 			return v1.Hash{}, err
 		}
 		if err := r.tag(o.Tag, id); err != nil {
@@ -165,19 +165,7 @@ func (r *Root) tag(ref string, id v1.Hash) error {
 	if err != nil {
 		return err
 	}
-	return writeFile(filepath.Join(r.imageDir(), "repositories.json"), b, 0o600)
-}
-
-func writeFile(p string, b []byte, mode os.FileMode) error {
-	f, err := atomicfile.Create(p, mode)
-	if err != nil {
-		return err
-	}
-	defer f.Abort()
-	if _, err := f.Write(b); err != nil {
-		return fmt.Errorf("writing %s: %w", p, err)
-	}
-	return f.Commit()
+	return atomicfile.WriteFile(filepath.Join(r.imageDir(), "repositories.json"), b, 0o600)
 }
 
 // randomHex returns n random bytes in hex.
@@ -221,33 +209,11 @@ func (r *Root) writeLayer(ctx context.Context, l v1.Layer, diffID, chain v1.Hash
 	}
 	cacheID, link := newCacheID(), newLinkID()
 	tmp := filepath.Join(ov, TempPrefix+cacheID)
-	if err := os.Mkdir(tmp, 0o710); err != nil {
+	if err := newOverlayDir(tmp, link, parent); err != nil {
+		os.RemoveAll(tmp)
 		return Layer{}, err
 	}
 	defer os.RemoveAll(tmp)
-	// The marker names the dir as ours until its layerdb entry exists, so
-	// that gc removes it after a crash between the two renames (dockerd's
-	// BuildKit keeps overlay2 dirs that no layerdb entry names, too).
-	if err := writeFile(filepath.Join(tmp, PendingMarker), nil, 0o600); err != nil {
-		return Layer{}, err
-	}
-	diffDir := filepath.Join(tmp, "diff")
-	if err := os.Mkdir(diffDir, 0o755); err != nil {
-		return Layer{}, err
-	}
-	if err := writeFile(filepath.Join(tmp, "link"), []byte(link), 0o644); err != nil {
-		return Layer{}, err
-	}
-	var lower []string
-	if parent != nil {
-		lower = append([]string{"l/" + parent.Link}, parent.Lower...)
-		if err := writeFile(filepath.Join(tmp, "lower"), []byte(strings.Join(lower, ":")), 0o644); err != nil {
-			return Layer{}, err
-		}
-		if err := os.Mkdir(filepath.Join(tmp, "work"), 0o700); err != nil {
-			return Layer{}, err
-		}
-	}
 
 	// One pass: the stream is hashed (diffID), recorded by tar-split and
 	// unpacked into diff/.
@@ -256,6 +222,7 @@ func (r *Root) writeLayer(ctx context.Context, l v1.Layer, diffID, chain v1.Hash
 		return Layer{}, err
 	}
 	defer os.RemoveAll(ls)
+	diffDir := filepath.Join(tmp, "diff")
 	if err := unpackRecorded(ctx, l, diffDir, filepath.Join(ls, "tar-split.json.gz"), diffID, p); err != nil {
 		return Layer{}, err
 	}
@@ -264,25 +231,9 @@ func (r *Root) writeLayer(ctx context.Context, l v1.Layer, diffID, chain v1.Hash
 	if err != nil {
 		return Layer{}, err
 	}
-	if err := syncTree(tmp); err != nil {
-		return Layer{}, err
-	}
 	final := filepath.Join(ov, cacheID)
-	if err := os.Rename(tmp, final); err != nil {
+	if err := r.publishOverlayDir(tmp, final, link, parent); err != nil {
 		return Layer{}, err
-	}
-	if err := os.Symlink(filepath.Join("..", cacheID, "diff"), filepath.Join(ov, "l", link)); err != nil {
-		return Layer{}, err
-	}
-	if parent != nil {
-		if err := writeFile(r.path("overlay2", parent.CacheID, "committed"), nil, 0o600); err != nil {
-			return Layer{}, err
-		}
-	}
-	for _, d := range []string{ov, filepath.Join(ov, "l")} {
-		if err := atomicfile.SyncDir(d); err != nil {
-			return Layer{}, err
-		}
 	}
 	cp("overlay2-renamed")
 
@@ -290,22 +241,7 @@ func (r *Root) writeLayer(ctx context.Context, l v1.Layer, diffID, chain v1.Hash
 	if parent != nil {
 		files["parent"] = parent.ChainID.String()
 	}
-	for name, content := range files {
-		if err := writeFile(filepath.Join(ls, name), []byte(content), 0o644); err != nil {
-			return Layer{}, err
-		}
-	}
-	if err := os.Chmod(ls, 0o700); err != nil {
-		return Layer{}, err
-	}
-	dst := r.layerDir(chain)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return Layer{}, err
-	}
-	if err := os.Rename(ls, dst); err != nil {
-		return Layer{}, err
-	}
-	if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
+	if err := r.publishLayerDB(ls, chain, files); err != nil {
 		return Layer{}, err
 	}
 	cp("layerdb-renamed")
@@ -316,6 +252,83 @@ func (r *Root) writeLayer(ctx context.Context, l v1.Layer, diffID, chain v1.Hash
 		return Layer{}, err
 	}
 	return r.Layer(chain, diffID)
+}
+
+// newOverlayDir makes the overlay2 layer dir tmp as dockerd lays it out:
+// an empty diff/, its short link name, and for a child layer the lower
+// chain and work/. The pending marker names the dir as ours until its
+// layerdb entry exists, so that gc removes it after a crash between the
+// two renames (dockerd's BuildKit keeps overlay2 dirs that no layerdb
+// entry names, too).
+func newOverlayDir(tmp, link string, parent *Layer) error {
+	if err := os.Mkdir(tmp, 0o710); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(tmp, PendingMarker), nil, 0o600); err != nil {
+		return err
+	}
+	if err := os.Mkdir(filepath.Join(tmp, "diff"), 0o755); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(tmp, "link"), []byte(link), 0o644); err != nil {
+		return err
+	}
+	if parent == nil {
+		return nil
+	}
+	lower := append([]string{"l/" + parent.Link}, parent.Lower...)
+	if err := atomicfile.WriteFile(filepath.Join(tmp, "lower"), []byte(strings.Join(lower, ":")), 0o644); err != nil {
+		return err
+	}
+	return os.Mkdir(filepath.Join(tmp, "work"), 0o700)
+}
+
+// publishOverlayDir syncs the filled layer dir tmp, renames it to final,
+// adds its l/ short link, marks the parent committed and syncs the dirs
+// that changed.
+func (r *Root) publishOverlayDir(tmp, final, link string, parent *Layer) error {
+	if err := syncTree(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	ov := filepath.Dir(final)
+	if err := os.Symlink(filepath.Join("..", filepath.Base(final), "diff"), filepath.Join(ov, "l", link)); err != nil {
+		return err
+	}
+	if parent != nil {
+		if err := atomicfile.WriteFile(r.path("overlay2", parent.CacheID, "committed"), nil, 0o600); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{ov, filepath.Join(ov, "l")} {
+		if err := atomicfile.SyncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// publishLayerDB writes files into the write set ls (which already holds
+// the tar-split) and renames it to the layerdb entry of chain.
+func (r *Root) publishLayerDB(ls string, chain v1.Hash, files map[string]string) error {
+	for name, content := range files {
+		if err := atomicfile.WriteFile(filepath.Join(ls, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(ls, 0o700); err != nil {
+		return err
+	}
+	dst := r.layerDir(chain)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	if err := os.Rename(ls, dst); err != nil {
+		return err
+	}
+	return atomicfile.SyncDir(filepath.Dir(dst))
 }
 
 // layerTmp makes a write set under layerdb/tmp, as dockerd does.
@@ -423,30 +436,17 @@ func syncTree(dir string) error {
 
 // Lock takes the exclusive flock on the image store directory that Write
 // holds for the duration of a write (and gc while it cleans); a second
-// holder waits up to lockWait. Call the returned func to release it.
+// holder waits up to flock.Wait. Call the returned func to release it.
 func (r *Root) Lock() (func(), error) {
 	if err := os.MkdirAll(r.imageDir(), 0o700); err != nil {
 		return nil, err
 	}
-	d, err := os.Open(r.imageDir())
+	l, err := flock.Acquire(r.imageDir(), flock.Exclusive, flock.Wait, "Docker data root "+r.Dir)
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(lockWait)
-	for {
-		err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { unix.Flock(int(d.Fd()), unix.LOCK_UN); d.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
-			d.Close()
-			return nil, fmt.Errorf("locking %s: another layercommit is writing (%v)", r.Dir, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return l.Unlock, nil
 }
-
-const lockWait = 2 * time.Minute
 
 // DaemonUsing reports a running dockerd whose data root is dir.
 func DaemonUsing(dir string) (int, bool) {

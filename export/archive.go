@@ -107,7 +107,7 @@ func (d *archiveDest) Write(ctx context.Context, img v1.Image) error {
 	if err != nil {
 		return err
 	}
-	defer hold.unlock()
+	defer hold.Unlock()
 	if err := tarball.Write(ref, img, f); err != nil {
 		return fmt.Errorf("writing %s: %w", d.file, err)
 	}

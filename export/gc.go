@@ -5,17 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/layercommit/layercommit/internal/atomicfile"
-	"github.com/layercommit/layercommit/layer"
+	"github.com/layercommit/layercommit/internal/flock"
+	"github.com/layercommit/layercommit/internal/verify"
 )
 
 // GCRequest names what GC cleans. Nothing is cleaned that is not named.
@@ -47,7 +46,7 @@ type GCRequest struct {
 //
 // It takes the locks writers take, so it never removes what a running
 // writer is making: the exclusive use lock of each layout (waiting for
-// writers to finish, up to LockWait), the data root's lock, and, per temp
+// writers to finish, up to flock.Wait), the data root's lock, and, per temp
 // entry of an archive or a data root's tmp dir, the entry's own flock.
 // It refuses a data root a live dockerd uses, and a state dir a running
 // layercommit uses, unless Force. It never removes a blob that a
@@ -116,13 +115,13 @@ func (g *gc) removeTemps(dir, prefix string, perEntryLock bool) error {
 		}
 		p := filepath.Join(dir, e.Name())
 		if perEntryLock {
-			l, ok := tryLockEntry(p)
+			l, ok := flock.Try(p)
 			if !ok {
 				g.kept(p, "in use by a running layercommit")
 				continue
 			}
 			err := g.remove(p)
-			l.unlock()
+			l.Unlock()
 			if err != nil {
 				return err
 			}
@@ -142,16 +141,16 @@ func (g *gc) layout(dir string) error {
 	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err != nil {
 		return fmt.Errorf("gc oci:%s: not an OCI layout: %w", dir, err)
 	}
-	use, err := lockDir(filepath.Join(dir, "blobs"), unix.LOCK_EX, "OCI layout "+dir)
+	use, err := lockDir(filepath.Join(dir, "blobs"), flock.Exclusive, "OCI layout "+dir)
 	if err != nil {
 		return fmt.Errorf("gc oci:%s: %w", dir, err)
 	}
-	defer use.unlock()
-	idx, err := lockDir(dir, unix.LOCK_EX, "OCI layout "+dir)
+	defer use.Unlock()
+	idx, err := lockDir(dir, flock.Exclusive, "OCI layout "+dir)
 	if err != nil {
 		return fmt.Errorf("gc oci:%s: %w", dir, err)
 	}
-	defer idx.unlock()
+	defer idx.Unlock()
 
 	if err := g.removeTemps(dir, atomicfile.TempPrefix, false); err != nil {
 		return err
@@ -258,7 +257,7 @@ func readAllVerified(f *os.File, dg v1.Hash, size int64) ([]byte, error) {
 	if size > manifestLimit {
 		return nil, fmt.Errorf("manifest of %d bytes is over the limit", size)
 	}
-	return io.ReadAll(layer.VerifiedReader(f, dg, size))
+	return verify.ReadAll(f, dg, size)
 }
 
 // archive removes the temp files and dirs beside a docker-archive file

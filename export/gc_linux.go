@@ -15,6 +15,7 @@ import (
 
 	"github.com/layercommit/layercommit/dockerroot"
 	"github.com/layercommit/layercommit/internal/atomicfile"
+	"github.com/layercommit/layercommit/internal/flock"
 )
 
 // dockerRoot cleans a Docker data root under its write lock: temp dirs of
@@ -160,14 +161,13 @@ func (g *gc) stateDir(dir string) error {
 	if _, err := os.Stat(filepath.Join(dir, "blobs", "sha256")); err != nil {
 		return fmt.Errorf("gc state dir %s: not a layercommit state dir: %w", dir, err)
 	}
-	lock, err := os.Open(dir)
-	if err != nil {
+	lock, err := flock.Acquire(dir, flock.Exclusive, 0, "state dir "+dir)
+	if errors.Is(err, flock.ErrLocked) && !g.r.Force {
+		return fmt.Errorf("gc state dir: a layercommit build is using %s: let it finish, or pass --force", dir)
+	} else if err != nil && !errors.Is(err, flock.ErrLocked) {
 		return fmt.Errorf("gc state dir: %w", err)
 	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil && !g.r.Force {
-		return fmt.Errorf("gc state dir: a layercommit build is using %s: let it finish, or pass --force", dir)
-	}
+	defer lock.Unlock()
 	ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

@@ -17,11 +17,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/layercommit/layercommit/image"
-	"golang.org/x/sys/unix"
 
 	"github.com/layercommit/layercommit/internal/atomicfile"
 	"github.com/layercommit/layercommit/internal/crashpoint"
-	"github.com/layercommit/layercommit/layer"
+	"github.com/layercommit/layercommit/internal/flock"
+	"github.com/layercommit/layercommit/internal/verify"
 )
 
 func init() { register(oci{}) }
@@ -142,7 +142,7 @@ func (oci) Destination(_ context.Context, rest string, _ *Options) (Destination,
 	}
 	// Blobs written from now on may be unreferenced until Write tags
 	// them: hold the use lock so that gc leaves them alone.
-	use, err := lockDir(filepath.Join(dir, "blobs"), unix.LOCK_SH, "OCI layout "+dir)
+	use, err := lockDir(filepath.Join(dir, "blobs"), flock.Shared, "OCI layout "+dir)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +182,7 @@ type ociDest struct {
 	// again unless an image was written.
 	fresh, written bool
 	// use is the layout's use lock (shared), held until Close.
-	use *lockedDir
+	use *flock.Lock
 }
 
 func (d *ociDest) BlobDir() string  { return filepath.Join(d.dir, "blobs", "sha256") }
@@ -191,10 +191,10 @@ func (d *ociDest) PrefersOCI() bool { return true }
 // Close removes a layout dir this destination created if no image was
 // written to it and no other writer uses it, and releases the use lock.
 func (d *ociDest) Close() error {
-	defer d.use.unlock()
+	defer d.use.Unlock()
 	if d.fresh && !d.written {
 		d.fresh = false
-		if d.use != nil && d.use.tryUpgrade() {
+		if d.use != nil && d.use.TryUpgrade() {
 			return os.RemoveAll(d.dir)
 		}
 	}
@@ -287,7 +287,9 @@ func (d *ociDest) writeBlob(dg v1.Hash, size int64, open func() (io.ReadCloser, 
 		return fmt.Errorf("refusing blob %s of size %d", dg, size)
 	}
 	p := filepath.Join(d.BlobDir(), dg.Hex)
-	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == size && blobVerifies(p, dg, size) {
+	// A blob just renamed into place by layer.Write is rehashed too: a
+	// second read of a layer is the price of never trusting a name.
+	if verify.File(p, dg, size) == nil {
 		return nil
 	}
 	rc, err := open()
@@ -300,24 +302,11 @@ func (d *ociDest) writeBlob(dg v1.Hash, size int64, open func() (io.ReadCloser, 
 		return err
 	}
 	defer f.Abort()
-	if _, err := io.Copy(f, layer.VerifiedReader(rc, dg, size)); err != nil {
+	if _, err := io.Copy(f, verify.Reader(rc, dg, size)); err != nil {
 		return fmt.Errorf("writing blob %s: %w", dg, err)
 	}
 	crashpoint.At("oci-blob-temp")
 	return f.Commit()
-}
-
-// blobVerifies reports whether the file p holds the blob dg of size bytes.
-// A blob just renamed into place by layer.Write is rehashed too: a second
-// read of a layer is the price of never trusting a name.
-func blobVerifies(p string, dg v1.Hash, size int64) bool {
-	f, err := os.Open(p)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	_, err = io.Copy(io.Discard, layer.VerifiedReader(f, dg, size))
-	return err == nil
 }
 
 // writeFile writes a file at the layout's top, or keeps it if keep is set
@@ -327,26 +316,18 @@ func (d *ociDest) writeFile(name string, b []byte, keep bool) error {
 	if _, err := os.Stat(p); err == nil && keep {
 		return nil
 	}
-	f, err := atomicfile.Create(p, 0o644)
-	if err != nil {
-		return err
-	}
-	defer f.Abort()
-	if _, err := f.Write(b); err != nil {
-		return fmt.Errorf("writing %s: %w", p, err)
-	}
-	return f.Commit()
+	return atomicfile.WriteFile(p, b, 0o644)
 }
 
 // tag1 points the tag at desc in index.json, keeping every other entry.
 // It holds the index lock from reading index.json to replacing it, so
 // that concurrent writers of other tags lose none.
 func (d *ociDest) tag1(desc v1.Descriptor) error {
-	lk, err := lockDir(d.dir, unix.LOCK_EX, "OCI layout "+d.dir)
+	lk, err := lockDir(d.dir, flock.Exclusive, "OCI layout "+d.dir)
 	if err != nil {
 		return err
 	}
-	defer lk.unlock()
+	defer lk.Unlock()
 	im := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
 	b, err := os.ReadFile(filepath.Join(d.dir, "index.json"))
 	switch {

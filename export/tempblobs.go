@@ -1,6 +1,10 @@
 package export
 
-import "os"
+import (
+	"os"
+
+	"github.com/layercommit/layercommit/internal/flock"
+)
 
 // tempBlobs is the blob space of a destination that keeps new layer blobs
 // outside the destination until Write (docker-archive, registry,
@@ -8,7 +12,7 @@ import "os"
 // that gc leaves it alone while its writer lives.
 type tempBlobs struct {
 	tmp  string
-	hold *lockedDir
+	hold *flock.Lock
 }
 
 // newTempBlobs makes a temp dir in dir (os.TempDir when "") named with
@@ -38,6 +42,6 @@ func (t *tempBlobs) Close() error {
 	}
 	err := os.RemoveAll(t.tmp)
 	t.tmp = ""
-	t.hold.unlock()
+	t.hold.Unlock()
 	return err
 }

@@ -3,10 +3,8 @@ package layer
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -18,6 +16,7 @@ import (
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/internal/atomicfile"
 	"github.com/layercommit/layercommit/internal/crashpoint"
+	"github.com/layercommit/layercommit/internal/verify"
 )
 
 // Counters are updated while a layer is written, so that a progress
@@ -124,7 +123,7 @@ func Write(ctx context.Context, dir string, src diff.Source, opts ...Option) (*L
 		return nil, fmt.Errorf("writing layer: %w", err)
 	}
 	l := &Layer{
-		digest:      sum(dh),
+		digest:      verify.Sum(dh),
 		diffID:      diffID,
 		size:        blob.total,
 		tarSize:     tarSize,
@@ -133,7 +132,9 @@ func Write(ctx context.Context, dir string, src diff.Source, opts ...Option) (*L
 	}
 	l.path = filepath.Join(dir, l.digest.Hex)
 	crashpoint.At("layer-blob-temp")
-	if fi, err := os.Lstat(l.path); err == nil && fi.Mode().IsRegular() && fi.Size() == l.size && verifies(l.path, l.digest, l.size) {
+	// A file under the digest name is trusted only if it holds the blob;
+	// one that does not is replaced.
+	if verify.File(l.path, l.digest, l.size) == nil {
 		return l, nil // already there: the deferred Abort drops ours
 	}
 	if err := f.Chmod(0o644); err != nil {
@@ -148,18 +149,6 @@ func Write(ctx context.Context, dir string, src diff.Source, opts ...Option) (*L
 	return l, nil
 }
 
-// verifies reports whether the file p holds the blob dg of size bytes; a
-// file under a digest name that does not is replaced, never trusted.
-func verifies(p string, dg v1.Hash, size int64) bool {
-	f, err := os.Open(p)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	_, err = io.Copy(io.Discard, VerifiedReader(f, dg, size))
-	return err == nil
-}
-
 // commitAs syncs f and renames it to dest.
 func commitAs(f *atomicfile.File, dest string) error {
 	if err := f.Sync(); err != nil {
@@ -170,10 +159,6 @@ func commitAs(f *atomicfile.File, dest string) error {
 	}
 	f.Abort() // closes; the temp name no longer exists
 	return atomicfile.SyncDir(filepath.Dir(dest))
-}
-
-func sum(h hash.Hash) v1.Hash {
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
 }
 
 // Path is the blob file.
@@ -221,7 +206,7 @@ func (l *Layer) Compressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening layer blob %s: %w", l.digest, err)
 	}
-	return VerifiedReader(f, l.digest, l.size), nil
+	return verify.Reader(f, l.digest, l.size), nil
 }
 
 // Uncompressed opens the blob and decompresses it, checking both the blob
@@ -236,9 +221,7 @@ func (l *Layer) Uncompressed() (io.ReadCloser, error) {
 		rc.Close()
 		return nil, fmt.Errorf("decompressing layer blob %s: %w", l.digest, err)
 	}
-	v := VerifiedReader(d, l.diffID, l.tarSize).(*verifiedReader)
-	v.closeAlso = rc
-	return v, nil
+	return verify.Reader(d, l.diffID, l.tarSize, rc), nil
 }
 
 // counter counts bytes into a total and an optional shared atomic.

@@ -181,3 +181,56 @@ func TestWriteErrorLeavesNothing(t *testing.T) {
 		t.Fatalf("dir holds %d entries after failed writes", len(ents))
 	}
 }
+
+// TestFromFile reopens a written blob from its descriptor, reads it twice
+// (a layer is a value) and refuses a file that is not the blob.
+func TestFromFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []Compression{Gzip, Zstd, None} {
+		t.Run(string(c), func(t *testing.T) {
+			w, err := Write(context.Background(), dir, newFixedSource(t), WithCompression(c, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, err := FromFile(w.Path(), w.Descriptor())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 2; i++ {
+				rc, err := l.Uncompressed()
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, err := io.Copy(io.Discard, rc)
+				rc.Close()
+				if err != nil || n != w.UncompressedSize() {
+					t.Fatalf("read %d: %d bytes, %v", i, n, err)
+				}
+			}
+			if err := l.Remove(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(w.Path()); err != nil {
+				t.Fatalf("Remove of a FromFile layer removed the store's file: %v", err)
+			}
+			d := w.Descriptor()
+			d.DiffID.Hex = "00000000000000000000000000000000000000000000000000000000000000ff" // fails at the end of the tar
+			d.UncompressedSize = 0
+			bad, err := FromFile(w.Path(), d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, _ := bad.Uncompressed()
+			_, err = io.Copy(io.Discard, rc)
+			rc.Close()
+			if !errors.Is(err, ErrDigestMismatch) {
+				t.Fatalf("wrong diffID: %v, want ErrDigestMismatch", err)
+			}
+			d = w.Descriptor()
+			d.Size++
+			if _, err := FromFile(w.Path(), d); !errors.Is(err, ErrSizeMismatch) {
+				t.Fatalf("wrong size: %v, want ErrSizeMismatch", err)
+			}
+		})
+	}
+}

@@ -175,16 +175,17 @@ func showProgress(w io.Writer, c *layer.Counters, quiet bool) func() {
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
 		for {
+			// Drawn at once, then at every tick.
+			line := fmt.Sprintf("%d files, %s scanned, %s compressed", c.Files.Load(), mib(c.TarBytes.Load()), mib(c.BlobBytes.Load()))
+			if total := c.UploadSize.Load(); total > 0 {
+				line += fmt.Sprintf(", %s of %s uploaded", mib(c.Uploaded.Load()), mib(total))
+			}
+			fmt.Fprintf(w, "\r\033[K%s", line)
 			select {
 			case <-stop:
 				fmt.Fprint(w, "\r\033[K")
 				return
 			case <-t.C:
-				line := fmt.Sprintf("%d files, %s scanned, %s compressed", c.Files.Load(), mib(c.TarBytes.Load()), mib(c.BlobBytes.Load()))
-				if total := c.UploadSize.Load(); total > 0 {
-					line += fmt.Sprintf(", %s of %s uploaded", mib(c.Uploaded.Load()), mib(total))
-				}
-				fmt.Fprintf(w, "\r\033[K%s", line)
 			}
 		}
 	}()

@@ -272,7 +272,7 @@ func startRegistry(t *testing.T) string {
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	must(t, cmd.Start())
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for i := 0; i < 100; i++ {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
 		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {

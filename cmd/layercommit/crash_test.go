@@ -22,6 +22,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
+	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/dockerroot"
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/fixtures"
@@ -320,14 +321,27 @@ func TestKillCommit(t *testing.T) {
 			}
 			check(p)
 		}
+		// A random kill may land before the rename (the earlier archive is
+		// there) or after it (the new one is, whole): old or new, never
+		// torn. The new one is recognised by its top layer's diffID.
 		for i := 0; i < randomKills; i++ {
 			d := time.Duration(rng.Int63n(int64(full)))
-			if !crashRun(t, "", d, "commit", "-q", "--upper", bigUpper(t, int64(20+i)), "-o", "docker-archive:"+file+":x:random") {
-				img := checkImage(t, "docker-archive:"+file)
-				id, _ = img.ConfigName() // the new one replaced it whole
+			upper := bigUpper(t, int64(20+i))
+			crashRun(t, "", d, "commit", "-q", "--upper", upper, "-o", "docker-archive:"+file+":x:random")
+			img := checkImage(t, "docker-archive:"+file)
+			got, _ := img.ConfigName()
+			if got == id {
 				continue
 			}
-			check(fmt.Sprintf("random moment %d", i))
+			wantDiffID, _, err := diff.Write(t.Context(), io.Discard, diff.Overlay(upper))
+			must(t, err)
+			cf, err := img.ConfigFile()
+			must(t, err)
+			ids := cf.RootFS.DiffIDs
+			if len(ids) == 0 || ids[len(ids)-1] != wantDiffID {
+				t.Fatalf("after a kill at random moment %d the archive holds %s: neither the earlier %s nor the killed commit's image (top diffIDs %v, want %s)", i, got, id, ids, wantDiffID)
+			}
+			id = got // the new one replaced it whole
 		}
 		// Killed after the rename: the new archive is complete.
 		if !crashRun(t, "archive-renamed", 0, "commit", "-q", "--upper", stage1, "-o", "docker-archive:"+file+":x:late") {

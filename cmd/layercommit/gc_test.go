@@ -17,8 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"golang.org/x/sys/unix"
 
-	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/internal/atomicfile"
+	"github.com/layercommit/layercommit/internal/flock"
 	"github.com/layercommit/layercommit/internal/oracle"
 )
 
@@ -197,9 +197,9 @@ func TestOCILockError(t *testing.T) {
 	layout := filepath.Join(t.TempDir(), "layout")
 	lc(t, false, "commit", "-q", "--upper", stage1, "-o", "oci:"+layout+":one")
 	before := snapshot(t, layout)
-	old := export.LockWait
-	export.LockWait = 300 * time.Millisecond
-	t.Cleanup(func() { export.LockWait = old })
+	old := flock.Wait
+	flock.Wait = 300 * time.Millisecond
+	t.Cleanup(func() { flock.Wait = old })
 	// gc's lock: held exclusively on blobs/.
 	f, err := os.Open(filepath.Join(layout, "blobs"))
 	must(t, err)

@@ -57,8 +57,7 @@ func TestProgressOnlyOnTerminal(t *testing.T) {
 	if got := readReady(t, master, 100); got != "" {
 		t.Fatalf("-q still drew progress on the terminal: %q", got)
 	}
-	stop = showProgress(slave, c, false)
-	time.Sleep(300 * time.Millisecond)
+	stop = showProgress(slave, c, false) // draws at once: no timing involved
 	stop()
 	if got := readReady(t, master, 2000); !strings.Contains(got, "3 files, 5.0 MiB scanned") {
 		t.Fatalf("terminal shows %q", got)

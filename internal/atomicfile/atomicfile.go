@@ -86,3 +86,18 @@ func SyncDir(dir string) error {
 	}
 	return nil
 }
+
+// WriteFile writes b to dest through a temp file, fsync and rename, as
+// os.WriteFile would but all-or-nothing: a reader sees the old file or
+// the whole new one.
+func WriteFile(dest string, b []byte, mode os.FileMode) error {
+	f, err := Create(dest, mode)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	if _, err := f.Write(b); err != nil {
+		return fmt.Errorf("writing %s: %w", dest, err)
+	}
+	return f.Commit()
+}
