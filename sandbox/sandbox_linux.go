@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -63,11 +64,20 @@ type Spec struct {
 // other process it returns at once. Call it first thing in main, and in
 // TestMain of every test binary that runs Run.
 func Main() {
+	mainCalled.Store(true)
 	if os.Getenv(initEnv) == "" {
 		return
 	}
 	os.Exit(initMain())
 }
+
+// mainCalled records that Main ran in this process. Run refuses to
+// start without it: the re-executed binary would not become the init but
+// run as itself (a test binary would run its tests again, and Run again).
+var mainCalled atomic.Bool
+
+// ErrNoMain is returned by Run when the program did not call Main.
+var ErrNoMain = errors.New("sandbox: the program does not call sandbox.Main first in main (or TestMain)")
 
 // Run runs spec's command in new mount, PID, UTS, IPC and (unless
 // HostNet) network namespaces and returns its exit status (128+signal if
@@ -78,6 +88,9 @@ func Main() {
 // overlay) goes away: when Run returns, nothing runs on or holds the
 // upper dir.
 func Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) (exit int, err error) {
+	if !mainCalled.Load() {
+		return 0, ErrNoMain
+	}
 	if len(spec.Args) == 0 {
 		return 0, errors.New("sandbox: no command")
 	}

@@ -3,7 +3,9 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -215,5 +217,15 @@ func TestSandboxManyLayers(t *testing.T) {
 	}
 	if got, want := out.String(), fmt.Sprintf("1%d", n-1); got != want {
 		t.Errorf("output %q, want %q", got, want)
+	}
+}
+
+// TestRunNeedsMain: without Main, Run does not re-execute the binary
+// (which would run as itself, not as the init).
+func TestRunNeedsMain(t *testing.T) {
+	mainCalled.Store(false)
+	defer mainCalled.Store(true)
+	if _, err := Run(context.Background(), Spec{Args: []string{"true"}}, io.Discard, io.Discard); !errors.Is(err, ErrNoMain) {
+		t.Fatalf("got %v, want ErrNoMain", err)
 	}
 }
