@@ -1026,7 +1026,7 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *RunInstr) error 
 	out := io.MultiWriter(b.progress, tail)
 	code, err := sandbox.Run(ctx, spec, out, out)
 	if err != nil {
-		return lineErr(in.Line, "RUN: %v", err)
+		return lineErr(in.Line, "RUN: %w", err)
 	}
 	if code != 0 {
 		return &StepError{Line: in.Line, Cmd: strings.Join(args, " "), ExitCode: code, Tail: tail.String()}
@@ -1060,7 +1060,7 @@ func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy str
 		ls = []string{empty}
 	}
 	if err := overlay.Mount(merged, overlay.Options{Lowers: ls, Upper: upper, Work: work}); err != nil {
-		return lineErr(line, "%v", err)
+		return lineErr(line, "%w", err)
 	}
 	err = func() error {
 		root, err := safepath.Open(merged)

@@ -228,7 +228,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 		id := Identity{}
 		if chown != "" {
 			if id, err = chownIdentity(rootFS{root}, chown); err != nil {
-				return lineErr(line, "%v", err)
+				return lineErr(line, "%w", err)
 			}
 		}
 		cp := &copier{root: root, id: id, chmod: chmod, ctx: ctx, buf: make([]byte, 1<<20)}
