@@ -27,6 +27,7 @@ import (
 	"github.com/layercommit/layercommit/image"
 	"github.com/layercommit/layercommit/internal/safepath"
 	"github.com/layercommit/layercommit/layer"
+	"github.com/layercommit/layercommit/statedir"
 )
 
 // Options describe one build.
@@ -53,7 +54,7 @@ type Options struct {
 	// Compat picks whose tar bytes to write (compat.Default if zero).
 	Compat compat.Profile
 	// StateDir holds unpacked layers, blobs and the cache
-	// (DefaultStateDir if empty).
+	// (statedir.Default if empty).
 	StateDir string
 	// Output is the destination reference (-o).
 	Output string
@@ -101,7 +102,7 @@ func Build(ctx context.Context, o Options) (v1.Hash, error) {
 type build struct {
 	o        Options
 	df       *Dockerfile
-	st       *state
+	st       *statedir.Dir
 	bctx     *buildContext
 	dest     export.Destination
 	preferOC bool
@@ -122,7 +123,7 @@ func newBuild(o Options) (*build, error) {
 		o.Compat = compat.Default
 	}
 	if o.StateDir == "" {
-		o.StateDir = DefaultStateDir
+		o.StateDir = statedir.Default
 	}
 	if o.Dockerfile == "" {
 		o.Dockerfile = filepath.Join(o.ContextDir, "Dockerfile")
@@ -158,25 +159,13 @@ func newBuild(o Options) (*build, error) {
 	if b.bctx, err = openContext(o.ContextDir); err != nil {
 		return nil, err
 	}
-	if b.st, err = openState(o.StateDir); err != nil {
+	if b.st, err = statedir.Open(o.StateDir); err != nil {
 		b.bctx.Close()
 		return nil, err
 	}
-	b.initDir = filepath.Join(o.StateDir, "init")
-	if _, err := os.Stat(b.initDir); err != nil {
-		tmp, err := b.st.tempDir("init-")
-		if err == nil {
-			err = initLayer(tmp)
-		}
-		if err == nil {
-			if rerr := os.Rename(tmp, b.initDir); rerr != nil {
-				os.RemoveAll(tmp)
-			}
-		}
-		if err != nil {
-			b.close()
-			return nil, fmt.Errorf("making init layer: %w", err)
-		}
+	if b.initDir, err = b.st.InitDir(initLayer); err != nil {
+		b.close()
+		return nil, fmt.Errorf("making init layer: %w", err)
 	}
 	if b.dest, err = export.NewDestination(context.Background(), o.Output, o.ExportOptions...); err != nil {
 		b.close()
@@ -188,7 +177,7 @@ func newBuild(o Options) (*build, error) {
 
 func (b *build) close() {
 	b.bctx.Close()
-	b.st.close()
+	b.st.Close()
 	if b.dest != nil {
 		b.dest.Close()
 	}
@@ -776,7 +765,7 @@ func (b *build) fromCache(s *stageState, key string) bool {
 	if b.o.NoCache {
 		return false
 	}
-	e, ok := b.st.lookup(key)
+	e, ok := b.st.Lookup(key)
 	if !ok {
 		return false
 	}
@@ -786,7 +775,7 @@ func (b *build) fromCache(s *stageState, key string) bool {
 	}
 	img := s.img
 	if e.Layer != nil {
-		l, ok := b.st.blobLayer(*e.Layer)
+		l, ok := b.st.BlobLayer(*e.Layer)
 		if !ok {
 			return false
 		}
@@ -794,7 +783,7 @@ func (b *build) fromCache(s *stageState, key string) bool {
 		if img, err = mutate.Append(img, mutate.Addendum{Layer: l}); err != nil {
 			return false
 		}
-		if dir := b.st.layerDir(e.Layer.DiffID); dirExists(dir) {
+		if dir := b.st.LayerDir(e.Layer.DiffID); dirExists(dir) {
 			b.dirs[e.Layer.DiffID] = dir
 		}
 		s.lowers = nil
@@ -842,10 +831,10 @@ func (b *build) commit(s *stageState, key, createdBy string, l *layer.Layer, upp
 		cf.RootFS.Type = "layers"
 		cf.RootFS.DiffIDs = append(cf.RootFS.DiffIDs, d.DiffID)
 		if upper != "" {
-			if err := b.st.adopt(upper, d.DiffID); err != nil {
+			if err := b.st.Adopt(upper, d.DiffID); err != nil {
 				return err
 			}
-			b.dirs[d.DiffID] = b.st.layerDir(d.DiffID)
+			b.dirs[d.DiffID] = b.st.LayerDir(d.DiffID)
 		}
 		s.lowers = nil
 	} else {
@@ -867,7 +856,7 @@ func (b *build) commit(s *stageState, key, createdBy string, l *layer.Layer, upp
 	if err != nil {
 		return err
 	}
-	if err := b.st.store(key, &cacheEntry{Config: raw, Layer: desc}); err != nil {
+	if err := b.st.Store(key, &statedir.CacheEntry{Config: raw, Layer: desc}); err != nil {
 		return fmt.Errorf("storing build cache: %w", err)
 	}
 	fmt.Fprintf(b.progress, " ---> %s\n", short(id))
@@ -902,7 +891,7 @@ func (b *build) imageDirs(ctx context.Context, img v1.Image) ([]string, error) {
 		}
 		dir, ok := b.dirs[d]
 		if !ok {
-			if dir, err = b.st.unpackLayer(ctx, l); err != nil {
+			if dir, err = b.st.UnpackLayer(ctx, l); err != nil {
 				return nil, err
 			}
 			b.dirs[d] = dir
@@ -923,7 +912,7 @@ func (b *build) layerOptions(s *stageState) []layer.Option {
 
 // newUpper makes a step's upper and work dirs and returns the step dir.
 func (b *build) newStepDir() (dir, upper, work string, err error) {
-	dir, err = b.st.tempDir("step-")
+	dir, err = b.st.TempDir("step-")
 	if err != nil {
 		return "", "", "", err
 	}
@@ -1033,7 +1022,7 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *RunInstr) error 
 	if code != 0 {
 		return &StepError{Line: in.Line, Cmd: strings.Join(args, " "), ExitCode: code, Tail: tail.String()}
 	}
-	l, err := b.st.writeLayer(ctx, upper, b.layerOptions(s)...)
+	l, err := b.st.WriteLayer(ctx, upper, b.layerOptions(s)...)
 	if err != nil {
 		return lineErr(in.Line, "%v", err)
 	}
@@ -1082,7 +1071,7 @@ func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy str
 		}
 		return lineErr(line, "%v", err)
 	}
-	l, err := b.st.writeLayer(ctx, upper, b.layerOptions(s)...)
+	l, err := b.st.WriteLayer(ctx, upper, b.layerOptions(s)...)
 	if err != nil {
 		return lineErr(line, "%v", err)
 	}

@@ -251,7 +251,7 @@ func (b *build) fromFS(ctx context.Context, s *stageState, from string) (fs.FS, 
 	if err != nil {
 		return nil, nil, err
 	}
-	tmp, err := b.st.tempDir("from-")
+	tmp, err := b.st.TempDir("from-")
 	if err != nil {
 		return nil, nil, err
 	}
