@@ -46,3 +46,15 @@ func TestOnlyBuilderImportsBuildkit(t *testing.T) {
 		}
 	}
 }
+
+// TestLayerImportsNeitherImageNorExport: a layer is made from a change
+// set; images and their destinations come after it.
+func TestLayerImportsNeitherImageNorExport(t *testing.T) {
+	for _, d := range deps(t, module+"/layer") {
+		for _, banned := range []string{module + "/image", module + "/export"} {
+			if d == banned || strings.HasPrefix(d, banned+"/") {
+				t.Errorf("layer depends on %s", d)
+			}
+		}
+	}
+}
