@@ -68,4 +68,3 @@ func TestGCKeepsInUse(t *testing.T) {
 		t.Fatalf("gc after release removed %v", got)
 	}
 }
-
