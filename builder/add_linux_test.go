@@ -1,11 +1,16 @@
 package builder
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/layercommit/layercommit/internal/oracle"
@@ -72,5 +77,44 @@ RUN test "$(cat /plain.txt)" = "not an archive" && test "$(cat /remote.txt)" = "
 		t.Fatal("ADD of a missing URL succeeded")
 	} else if got := err.Error(); len(got) < 13 || got[:13] != "Dockerfile:2:" {
 		t.Fatalf("error %q does not name line 2", got)
+	}
+}
+
+// TestBuildAddURLStreamed: an ADD download goes through a temp file of the
+// state dir (gone after the step) and is checked against --checksum in the
+// same pass; a mismatch fails on its line.
+func TestBuildAddURLStreamed(t *testing.T) {
+	base := busyboxImage(t)
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
+	sum := sha256.Sum256(body)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	defer srv.Close()
+	cases := []struct {
+		name, checksum, wantErr string
+	}{
+		{"no checksum", "", ""},
+		{"right checksum", "--checksum=sha256:" + hex.EncodeToString(sum[:]) + " ", ""},
+		{"wrong checksum", "--checksum=sha256:" + strings.Repeat("0", 64) + " ", "Dockerfile:2: ADD " + srv.URL + "/big.bin: checksum mismatch"},
+		{"bad checksum", "--checksum=md5:abc ", "Dockerfile:2: ADD " + srv.URL + "/big.bin: unsupported checksum"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM base\nADD " + tc.checksum + srv.URL + "/big.bin /big.bin\n" +
+				"RUN test \"$(wc -c < /big.bin)\" -eq " + strconv.Itoa(len(body)) + "\n"})
+			state := t.TempDir()
+			_, err := testBuild(t, Options{ContextDir: ctxDir, StateDir: state, NoCache: true, BuildContexts: map[string]string{"base": base}})
+			if tc.wantErr == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.wantErr)) {
+				t.Fatalf("error %v, want %q...", err, tc.wantErr)
+			}
+			left, _ := os.ReadDir(filepath.Join(state, "tmp"))
+			for _, e := range left {
+				if strings.HasPrefix(e.Name(), "url-") {
+					t.Errorf("download dir %s left in the state dir", e.Name())
+				}
+			}
+		})
 	}
 }

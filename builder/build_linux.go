@@ -23,7 +23,6 @@ import (
 
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/diff"
-	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/image"
 	"github.com/layercommit/layercommit/internal/safepath"
 	"github.com/layercommit/layercommit/layer"
@@ -40,14 +39,23 @@ type Options struct {
 	// from the environment, as docker build does for --build-arg NAME.
 	BuildArgs map[string]*string
 	// BuildContexts maps names used in FROM and COPY --from to image
-	// references (--build-context NAME=REF).
+	// references (--build-context NAME=REF), which are then resolved.
 	BuildContexts map[string]string
+	// Resolve opens the image a FROM or COPY --from reference names
+	// (after ARG expansion and BuildContexts; never a stage or scratch).
+	// Each reference is resolved once per build.
+	Resolve Resolver
+	// OCIMediaTypes gives images built FROM scratch OCI media types
+	// rather than Docker's (the caller knows what its destination
+	// prefers); images built on a base keep the base's family.
+	OCIMediaTypes bool
 	// Target is the stage to build (default: the last).
 	Target string
 	// NoCache skips cache lookups; results are still stored.
 	NoCache bool
 	// SourceDateEpoch, when set, makes every created time this instant and
-	// clamps file mtimes in new layers to it.
+	// clamps file mtimes in new layers to it. The library reads no
+	// environment: the caller parses SOURCE_DATE_EPOCH.
 	SourceDateEpoch *int64
 	// HostNetwork gives RUN the host's network (default: none).
 	HostNetwork bool
@@ -56,10 +64,6 @@ type Options struct {
 	// StateDir holds unpacked layers, blobs and the cache
 	// (statedir.Default if empty).
 	StateDir string
-	// Output is the destination reference (-o).
-	Output string
-	// ExportOptions are passed to export.Open and export.NewDestination.
-	ExportOptions []export.Option
 	// Progress receives step lines and the output of RUN; may be nil.
 	Progress io.Writer
 }
@@ -81,22 +85,37 @@ const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 
 var defaultShell = []string{"/bin/sh", "-c"}
 
-// Build builds the Dockerfile and writes the target stage's image to
-// o.Output. It returns the image ID (the digest of its config).
-func Build(ctx context.Context, o Options) (v1.Hash, error) {
+// Resolver opens the image a reference names. It is the caller's: the
+// builder knows no transport.
+type Resolver func(ctx context.Context, ref string) (v1.Image, error)
+
+// Result is a built image and what the build knows of it.
+type Result struct {
+	// Image is the target stage's image. Its layers are blobs of the state
+	// dir (or of the bases): write it out before the state dir is
+	// cleaned.
+	Image v1.Image
+	// ID is the image ID, the digest of its config.
+	ID v1.Hash
+}
+
+// Build builds the Dockerfile's target stage and returns its image; the
+// caller writes it wherever it wants.
+func Build(ctx context.Context, o Options) (*Result, error) {
 	b, err := newBuild(o)
 	if err != nil {
-		return v1.Hash{}, err
+		return nil, err
 	}
 	defer b.close()
 	img, err := b.run(ctx)
 	if err != nil {
-		return v1.Hash{}, err
+		return nil, err
 	}
-	if err := b.dest.Write(ctx, img); err != nil {
-		return v1.Hash{}, fmt.Errorf("writing %s: %w", o.Output, err)
+	id, err := img.ConfigName()
+	if err != nil {
+		return nil, fmt.Errorf("reading the built config: %w", err)
 	}
-	return img.ConfigName()
+	return &Result{Image: img, ID: id}, nil
 }
 
 type build struct {
@@ -104,8 +123,6 @@ type build struct {
 	df       *Dockerfile
 	st       *statedir.Dir
 	bctx     *buildContext
-	dest     export.Destination
-	preferOC bool
 	initDir  string
 	progress io.Writer
 	lex      *shell.Lex
@@ -127,15 +144,6 @@ func newBuild(o Options) (*build, error) {
 	}
 	if o.Dockerfile == "" {
 		o.Dockerfile = filepath.Join(o.ContextDir, "Dockerfile")
-	}
-	if o.SourceDateEpoch == nil {
-		if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
-			var n int64
-			if _, err := fmt.Sscan(v, &n); err != nil {
-				return nil, fmt.Errorf("bad SOURCE_DATE_EPOCH %q", v)
-			}
-			o.SourceDateEpoch = &n
-		}
 	}
 	b := &build{o: o, progress: o.Progress, usedArgs: map[string]bool{}, stages: map[int]*stageState{},
 		images: map[string]v1.Image{}, dirs: map[v1.Hash]string{}}
@@ -167,20 +175,12 @@ func newBuild(o Options) (*build, error) {
 		b.close()
 		return nil, fmt.Errorf("making init layer: %w", err)
 	}
-	if b.dest, err = export.NewDestination(context.Background(), o.Output, o.ExportOptions...); err != nil {
-		b.close()
-		return nil, err
-	}
-	b.preferOC = b.dest.PrefersOCI()
 	return b, nil
 }
 
 func (b *build) close() {
 	b.bctx.Close()
 	b.st.Close()
-	if b.dest != nil {
-		b.dest.Close()
-	}
 }
 
 // stageState is a stage being built: its image so far and the state that
@@ -347,8 +347,8 @@ func (b *build) stageIndex(ref string, before int) (int, bool) {
 	return 0, false
 }
 
-// openImage resolves a FROM or COPY --from image: a --build-context name,
-// a transport reference, or a plain name pulled from a registry.
+// openImage resolves a FROM or COPY --from image: a --build-context name
+// is replaced by its reference, which the caller's resolver opens.
 func (b *build) openImage(ctx context.Context, ref string) (v1.Image, error) {
 	if img, ok := b.images[ref]; ok {
 		return img, nil
@@ -356,10 +356,11 @@ func (b *build) openImage(ctx context.Context, ref string) (v1.Image, error) {
 	target := ref
 	if r, ok := b.o.BuildContexts[ref]; ok {
 		target = r
-	} else if _, _, err := export.Parse(ref); err != nil {
-		target = "docker://" + ref
 	}
-	img, err := export.Open(ctx, target, b.o.ExportOptions...)
+	if b.o.Resolve == nil {
+		return nil, fmt.Errorf("opening %s: the build has no resolver for images", target)
+	}
+	img, err := b.o.Resolve(ctx, target)
 	if err != nil {
 		return nil, err
 	}
@@ -396,7 +397,7 @@ func (b *build) buildStage(ctx context.Context, st *Stage) (*stageState, error) 
 		prev := b.stages[j]
 		s.img, s.docker, s.lowers = prev.img, prev.docker, prev.lowers
 	} else if name == "scratch" {
-		s.docker = !b.preferOC
+		s.docker = !b.o.OCIMediaTypes
 		s.img = image.Scratch(!s.docker)
 	} else {
 		if s.img, err = b.openImage(ctx, name); err != nil {

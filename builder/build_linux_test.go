@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+	"github.com/layercommit/layercommit/export"
 )
 
 // busyboxImage writes a one-layer docker-archive of busyboxRoot and
@@ -96,21 +98,41 @@ func writeContext(t *testing.T, files map[string]string) string {
 	return dir
 }
 
-func testBuild(t *testing.T, o Options) (v1.Hash, error) {
+// testBuild builds with a resolver over export's transports and writes
+// the image to dest (default a new OCI layout), checking it with
+// validate.Image first.
+func testBuild(t *testing.T, o Options, dest ...string) (v1.Hash, error) {
 	t.Helper()
 	if o.StateDir == "" {
 		o.StateDir = t.TempDir()
 	}
-	if o.Output == "" {
-		o.Output = "oci:" + filepath.Join(t.TempDir(), "out")
+	out := "oci:" + filepath.Join(t.TempDir(), "out")
+	if len(dest) > 0 {
+		out = dest[0]
 	}
+	d, err := export.NewDestination(t.Context(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	o.OCIMediaTypes = d.PrefersOCI()
+	o.Resolve = func(ctx context.Context, ref string) (v1.Image, error) { return export.Open(ctx, ref) }
 	var progress bytes.Buffer
 	o.Progress = &progress
-	id, err := Build(context.Background(), o)
+	res, err := Build(context.Background(), o)
 	if testing.Verbose() {
 		t.Logf("progress:\n%s", progress.String())
 	}
-	return id, err
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if err := validate.Image(res.Image); err != nil {
+		t.Fatalf("validate.Image: %v", err)
+	}
+	if err := d.Write(t.Context(), res.Image); err != nil {
+		t.Fatalf("writing %s: %v", out, err)
+	}
+	return res.ID, nil
 }
 
 const reproDockerfile = `FROM base
@@ -134,7 +156,7 @@ func TestBuildReproducible(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		out := filepath.Join(t.TempDir(), "out.tar")
 		id, err := testBuild(t, Options{ContextDir: ctxDir, StateDir: state, NoCache: true, SourceDateEpoch: &epoch,
-			BuildContexts: map[string]string{"base": base}, Output: "docker-archive:" + out})
+			BuildContexts: map[string]string{"base": base}}, "docker-archive:"+out)
 		if err != nil {
 			t.Fatal(err)
 		}

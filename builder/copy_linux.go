@@ -50,7 +50,8 @@ type copySource struct {
 	// exactly one of:
 	fsys    fs.FS  // a tree (context or image root) and rel, its path in it
 	rel     string //
-	data    []byte // heredoc content or downloaded URL body
+	data    []byte // heredoc content
+	file    string // a downloaded URL body, in a temp file of the state dir
 	mode    os.FileMode
 	mtime   time.Time
 	archive bool // ADD: extract instead of copying
@@ -121,9 +122,14 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 			return err
 		}
 		if in.Add && (strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")) {
-			cs, err := fetchURL(ctx, src, in.Checksum)
+			tmp, err := b.st.TempDir("url-")
 			if err != nil {
-				return lineErr(line, "ADD %s: %v", src, err)
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			cs, err := fetchURL(ctx, src, in.Checksum, tmp)
+			if err != nil {
+				return lineErr(line, "ADD %s: %w", src, err)
 			}
 			srcs = append(srcs, cs)
 			names = append(names, src)
@@ -315,6 +321,13 @@ func (b *build) digestSources(srcs []copySource, fromContext bool) (string, erro
 		return u
 	}
 	for _, src := range srcs {
+		if src.file != "" {
+			fmt.Fprintf(h, "url %q %o %d\n", src.name, src.mode, mt(src.mtime))
+			if err := hashFile(h, os.DirFS(filepath.Dir(src.file)), filepath.Base(src.file)); err != nil {
+				return "", err
+			}
+			continue
+		}
 		if src.fsys == nil {
 			fmt.Fprintf(h, "data %q %o %d %d\n", src.name, src.mode, mt(src.mtime), len(src.data))
 			h.Write(src.data)
@@ -444,10 +457,7 @@ func (c *copier) isDir(p string) bool {
 // caller closes it.
 func (c *copier) mkdirAll(p string) (*os.File, error) {
 	return c.root.MkdirAllFunc(rel(p), 0o755, func(dirfd int, name string) error {
-		if err := unix.Fchownat(dirfd, name, int(c.id.UID), int(c.id.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return &os.PathError{Op: "fchownat", Path: name, Err: err}
-		}
-		return nil
+		return safepath.LchownAt(dirfd, name, int(c.id.UID), int(c.id.GID))
 	})
 }
 
@@ -483,6 +493,14 @@ func (c *copier) copy(src copySource, dest string) error {
 		return err
 	}
 	defer d.Close()
+	if src.file != "" {
+		f, err := os.Open(src.file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return c.writeFile(int(d.Fd()), base, f, src.mode, src.mtime)
+	}
 	if src.fsys == nil {
 		return c.writeFile(int(d.Fd()), base, bytes.NewReader(src.data), src.mode, src.mtime)
 	}
@@ -495,8 +513,8 @@ func (c *copier) copy(src copySource, dest string) error {
 // the way of a directory is replaced, as docker's untar replaces it.
 func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File) error {
 	dstfd := int(dst.Fd())
-	below := &dirCache{top: dstfd, fd: -1}
-	defer below.close()
+	below := safepath.NewDirCache(dstfd)
+	defer below.Close()
 	var dirs [][2]string // name below dst, name in fsys
 	err := fs.WalkDir(fsys, src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -522,7 +540,7 @@ func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File) error {
 			return c.fileAttrs(dst, fi.Mode())
 		}
 		dir, base := safepath.Split(r)
-		pfd, err := below.open(dir)
+		pfd, err := below.Open(dir)
 		if err != nil {
 			return err
 		}
@@ -533,12 +551,12 @@ func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File) error {
 		if err != nil {
 			return err
 		}
-		if err := c.ensureDir(pfd, base); err != nil {
+		if err := safepath.EnsureDirAt(pfd, base, 0o755); err != nil {
 			return err
 		}
-		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := safepath.OpenDirAt(pfd, base)
 		if err != nil {
-			return &os.PathError{Op: "openat", Path: r, Err: err}
+			return err
 		}
 		f := os.NewFile(uintptr(fd), r)
 		err = c.fileAttrs(f, fi.Mode())
@@ -559,56 +577,15 @@ func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File) error {
 			return err
 		}
 		dir, base := safepath.Split(dirs[i][0])
-		pfd, err := below.open(dir)
+		pfd, err := below.Open(dir)
 		if err != nil {
 			return err
 		}
-		if err := utimesAt(pfd, base, fi.ModTime()); err != nil {
+		if err := safepath.UtimesAt(pfd, base, safepath.Timespec(fi.ModTime())); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// dirCache opens directories below top with O_NOFOLLOW, one component at
-// a time, keeping the last one open: a walk visits a directory's entries
-// one after another.
-type dirCache struct {
-	top  int
-	name string
-	fd   int // -1 or the open directory name
-}
-
-// open returns a descriptor of the directory name below top, valid until
-// the next call or close.
-func (dc *dirCache) open(name string) (int, error) {
-	if name == "." {
-		return dc.top, nil
-	}
-	if dc.name == name && dc.fd >= 0 {
-		return dc.fd, nil
-	}
-	dc.close()
-	cur := dc.top
-	for _, n := range strings.Split(name, "/") {
-		next, err := unix.Openat(cur, n, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if cur != dc.top {
-			unix.Close(cur)
-		}
-		if err != nil {
-			return -1, &os.PathError{Op: "openat", Path: name, Err: err}
-		}
-		cur = next
-	}
-	dc.name, dc.fd = name, cur
-	return cur, nil
-}
-
-func (dc *dirCache) close() {
-	if dc.fd >= 0 && dc.fd != dc.top {
-		unix.Close(dc.fd)
-	}
-	dc.name, dc.fd = "", -1
 }
 
 // ignoredFS is an fs.FS that knows which of its paths .dockerignore
@@ -621,26 +598,6 @@ func ctxIgnored(fsys fs.FS, p, top string) bool {
 	}
 	i, ok := fsys.(ignoredFS)
 	return ok && i.ignoredPath(p)
-}
-
-// ensureDir makes base in dirfd a directory: one that exists is kept, a
-// non-directory (a symlink included) is replaced.
-func (c *copier) ensureDir(dirfd int, base string) error {
-	var st unix.Stat_t
-	switch err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); {
-	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
-		return nil
-	case err == nil:
-		if err := unix.Unlinkat(dirfd, base, 0); err != nil {
-			return &os.PathError{Op: "unlinkat", Path: base, Err: err}
-		}
-	case err != unix.ENOENT:
-		return &os.PathError{Op: "fstatat", Path: base, Err: err}
-	}
-	if err := unix.Mkdirat(dirfd, base, 0o755); err != nil && err != unix.EEXIST {
-		return &os.PathError{Op: "mkdirat", Path: base, Err: err}
-	}
-	return nil
 }
 
 // copyEntry copies one non-directory entry of fsys to base in the
@@ -663,16 +620,16 @@ func (c *copier) copyEntry(fsys fs.FS, src string, dirfd int, base string, follo
 		if err != nil {
 			return err
 		}
-		if err := removeNonDir(dirfd, base); err != nil {
+		if err := safepath.RemoveNonDirAt(dirfd, base); err != nil {
 			return err
 		}
-		if err := unix.Symlinkat(t, dirfd, base); err != nil {
-			return &os.PathError{Op: "symlinkat", Path: base, Err: err}
+		if err := safepath.SymlinkAt(t, dirfd, base); err != nil {
+			return err
 		}
-		if err := unix.Fchownat(dirfd, base, int(c.id.UID), int(c.id.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return &os.PathError{Op: "fchownat", Path: base, Err: err}
+		if err := safepath.LchownAt(dirfd, base, int(c.id.UID), int(c.id.GID)); err != nil {
+			return err
 		}
-		return utimesAt(dirfd, base, fi.ModTime())
+		return safepath.UtimesAt(dirfd, base, safepath.Timespec(fi.ModTime()))
 	case fi.Mode().IsRegular():
 		f, err := fsys.Open(src)
 		if err != nil {
@@ -684,44 +641,11 @@ func (c *copier) copyEntry(fsys fs.FS, src string, dirfd int, base string, follo
 	return fmt.Errorf("%s: unsupported file type %s", src, fi.Mode().Type())
 }
 
-// removeNonDir removes base from dirfd unless it is a directory (which
-// the create that follows then fails on).
-func removeNonDir(dirfd int, base string) error {
-	var st unix.Stat_t
-	err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
-	if err != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		return nil
-	}
-	if err := unix.Unlinkat(dirfd, base, 0); err != nil && err != unix.ENOENT {
-		return &os.PathError{Op: "unlinkat", Path: base, Err: err}
-	}
-	return nil
-}
-
 // writeFile creates base in dirfd (replacing a non-directory there, never
 // following a symlink) with r's content, the identity as owner, mode and
 // mtime.
 func (c *copier) writeFile(dirfd int, base string, r io.Reader, mode os.FileMode, mtime time.Time) error {
-	if err := removeNonDir(dirfd, base); err != nil {
-		return err
-	}
-	fd, err := unix.Openat(dirfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return &os.PathError{Op: "openat", Path: base, Err: err}
-	}
-	f := os.NewFile(uintptr(fd), base)
-	if _, err := io.CopyBuffer(f, r, c.buf); err != nil {
-		f.Close()
-		return err
-	}
-	if err := c.fileAttrs(f, mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return utimesAt(dirfd, base, mtime)
+	return safepath.WriteFileAt(dirfd, base, r, c.buf, func(f *os.File) error { return c.fileAttrs(f, mode) }, mtime)
 }
 
 // fileAttrs gives the open file or directory f the identity as owner and
@@ -736,15 +660,6 @@ func (c *copier) fileAttrs(f *os.File, mode os.FileMode) error {
 		perm = *c.chmod
 	}
 	return f.Chmod(perm)
-}
-
-// utimesAt sets base's atime and mtime in dirfd, not following a symlink.
-func utimesAt(dirfd int, base string, mtime time.Time) error {
-	ts := []unix.Timespec{unix.NsecToTimespec(mtime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
-	if err := unix.UtimesNanoAt(dirfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &os.PathError{Op: "utimensat", Path: base, Err: err}
-	}
-	return nil
 }
 
 // Archive magic numbers ADD recognises; decompression is done here in
@@ -849,18 +764,38 @@ func withoutRootEntry(r io.Reader, w io.Writer) error {
 	}
 }
 
-// fetchURL downloads an ADD URL. The file is named after the URL's last
-// path element, gets mode 0600 and the Last-Modified time.
-func fetchURL(ctx context.Context, raw, checksum string) (copySource, error) {
+// urlClient fetches ADD URLs: a server that does not answer within a
+// minute, or a download that takes over an hour, fails the step.
+var urlClient = &http.Client{
+	Timeout: time.Hour,
+	Transport: func() http.RoundTripper {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = time.Minute
+		return t
+	}(),
+}
+
+// maxURLBytes caps an ADD download.
+const maxURLBytes = 4 << 30
+
+// fetchURL downloads an ADD URL into a file in dir, streaming it (never
+// held in memory) and hashing it in the same pass for --checksum. The
+// file is named after the URL's last path element, gets mode 0600 and the
+// Last-Modified time.
+func fetchURL(ctx context.Context, raw, checksum, dir string) (copySource, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return copySource{}, err
+	}
+	alg, want, _ := strings.Cut(checksum, ":")
+	if checksum != "" && (alg != "sha256" || len(want) != 64) {
+		return copySource{}, fmt.Errorf("unsupported checksum %q (want sha256:<64 hex>)", checksum)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
 	if err != nil {
 		return copySource{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := urlClient.Do(req)
 	if err != nil {
 		return copySource{}, err
 	}
@@ -868,20 +803,24 @@ func fetchURL(ctx context.Context, raw, checksum string) (copySource, error) {
 	if resp.StatusCode >= 400 {
 		return copySource{}, fmt.Errorf("HTTP %s", resp.Status)
 	}
-	const maxURL = 4 << 30
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxURL+1))
+	f, err := os.CreateTemp(dir, "body-")
 	if err != nil {
 		return copySource{}, err
 	}
-	if len(data) > maxURL {
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(resp.Body, maxURLBytes+1))
+	if err != nil {
+		return copySource{}, fmt.Errorf("downloading: %w", err)
+	}
+	if n > maxURLBytes {
 		return copySource{}, errors.New("download larger than 4 GiB")
 	}
-	if checksum != "" {
-		alg, want, _ := strings.Cut(checksum, ":")
-		sum := sha256.Sum256(data)
-		if alg != "sha256" || hex.EncodeToString(sum[:]) != want {
-			return copySource{}, fmt.Errorf("checksum mismatch: want %s, got sha256:%x", checksum, sum)
-		}
+	if err := f.Close(); err != nil {
+		return copySource{}, err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); checksum != "" && got != want {
+		return copySource{}, fmt.Errorf("checksum mismatch: want %s, got sha256:%s", checksum, got)
 	}
 	name := path.Base(u.Path)
 	if name == "/" || name == "." || name == "" {
@@ -893,5 +832,5 @@ func fetchURL(ctx context.Context, raw, checksum string) (copySource, error) {
 			mtime = t
 		}
 	}
-	return copySource{name: name, data: data, mode: 0o600, mtime: mtime}, nil
+	return copySource{name: name, file: f.Name(), mode: 0o600, mtime: mtime}, nil
 }

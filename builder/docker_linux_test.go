@@ -43,7 +43,7 @@ func TestFixtureBuildsMatchDocker(t *testing.T) {
 			ours := "lc-fixture/" + name + ":test"
 			id, err := testBuild(t, Options{ContextDir: dir, StateDir: state, NoCache: true,
 				BuildContexts: map[string]string{d.Base: "docker-archive:" + base},
-				Output:        "docker-archive:" + out + ":" + ours})
+			}, "docker-archive:"+out+":"+ours)
 			if err != nil {
 				t.Fatal(err)
 			}

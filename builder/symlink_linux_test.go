@@ -180,7 +180,7 @@ CMD ["sh"]
 	ours, theirs := "lc-symlinks:test", "dk-symlinks:test"
 	if _, err := testBuild(t, Options{ContextDir: ctxDir, NoCache: true,
 		BuildContexts: map[string]string{d.Base: "docker-archive:" + base},
-		Output:        "docker-archive:" + out + ":" + ours}); err != nil {
+	}, "docker-archive:"+out+":"+ours); err != nil {
 		t.Fatal(err)
 	}
 	checkVictim(t, victim)

@@ -2,7 +2,9 @@
 // stages: Commit (an upper dir onto a base image, as docker commit does),
 // CommitContainer (a container of a Docker data root, as dockerd's docker
 // commit does, byte for byte), Copy (an image unchanged from any source to
-// any destination) and GC (the cleanup of the stores a request names).
+// any destination), Build (a Dockerfile built by package builder, its
+// bases resolved through export by Resolver, the image written to the
+// destination) and GC (the cleanup of the stores a request names).
 //
 // Stage: on top of the pipeline. Commit drives diff (the change set) ->
 // layer (one pass to the compressed blob, written into the destination's
@@ -16,6 +18,6 @@
 // the layer blob it made; what a killed one leaves behind is a temp entry
 // that GC removes.
 //
-// Non-goals: building Dockerfiles (package builder), progress display and
-// flag parsing (the CLI), choosing a destination for the caller.
+// Non-goals: interpreting Dockerfiles (package builder), progress display
+// and flag parsing (the CLI), choosing a destination for the caller.
 package commit

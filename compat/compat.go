@@ -40,6 +40,10 @@ type Profile struct {
 	// DockerVersion is written as the config's docker_version when the
 	// caller gives none; empty means the key is left out.
 	DockerVersion string
+	// OmitEmptyOnBuild leaves an empty OnBuild out of the config and
+	// container_config (Docker 29's api/types/container.Config tags it
+	// omitempty; Docker 20.10 to 28 write "OnBuild":null).
+	OmitEmptyOnBuild bool
 }
 
 var (
@@ -53,10 +57,20 @@ var (
 		LegacyJSONEscapes:     true,
 		DockerVersion:         "20.10.24+dfsg1",
 	}
-	// Docker24 is Docker 24 to 29 with a graphdriver (moby/go-archive).
+	// Docker24 is Docker 24 to 28 with a graphdriver (moby/go-archive):
+	// its layer bytes are also Docker 29's; its commit config is 24-28's
+	// (pass their docker_version with --docker-version: it differs per
+	// release).
 	Docker24 = Profile{
 		Name:             "docker-24",
 		CommitStopSignal: true,
+	}
+	// Docker29 is Docker 29 with a graphdriver: Docker24's layer bytes, and
+	// the commit config of moby v2 (no docker_version, no empty OnBuild).
+	Docker29 = Profile{
+		Name:             "docker-29",
+		CommitStopSignal: true,
+		OmitEmptyOnBuild: true,
 	}
 	// Default is the profile used when none is named.
 	Default = Docker24
@@ -65,6 +79,7 @@ var (
 var byName = map[string]Profile{
 	Docker2010.Name: Docker2010,
 	Docker24.Name:   Docker24,
+	Docker29.Name:   Docker29,
 }
 
 // Lookup returns the profile spelled name, or an error listing the known ones.

@@ -241,28 +241,8 @@ func tarIndex(b []byte) []string {
 // byte; the same upper dir through moby/go-archive is the docker-24 oracle.
 func TestDockerCommitConformance(t *testing.T) {
 	d := oracle.NewDocker(t)
-	tag := fmt.Sprintf("layercommit-conf-lower:%d", time.Now().UnixNano())
-
-	lowerID := container(t, d, d.Base)
-	if err := fixtures.Apply(inspect(t, d, lowerID, "{{.GraphDriver.Data.MergedDir}}"), lowerTree()...); err != nil {
-		t.Fatal(err)
-	}
-	d.Run(t, "commit", lowerID, tag)
-	t.Cleanup(func() { d.Try("rmi", "-f", tag) })
-
-	id := container(t, d, tag)
-	merged := inspect(t, d, id, "{{.GraphDriver.Data.MergedDir}}")
-	if err := fixtures.Apply(merged, changeTree()...); err != nil {
-		t.Fatal(err)
-	}
-	upper := inspect(t, d, id, "{{.GraphDriver.Data.UpperDir}}")
-	committed := tag + "-commit"
-	d.Run(t, "commit", "-m", "conformance", id, committed)
-	t.Cleanup(func() { d.Try("rmi", "-f", committed) })
-	saved := d.SavedLayers(t, committed)
-	want := saved[len(saved)-1]
-	wantID := d.Run(t, "inspect", "-f", "{{json .RootFS.Layers}}", committed)
-
+	c := commitThroughDocker(t, d)
+	upper, want, wantID := c.upper, c.want, c.wantID
 	got, gotID := writeLayer(t, diff.Overlay(upper), diff.WithCompat(compat.Docker2010))
 	compareTars(t, "docker-20.10 vs docker commit", got, want)
 	if !strings.Contains(wantID, gotID) {
@@ -286,7 +266,65 @@ func TestDockerCommitConformance(t *testing.T) {
 	if len(got24) != len(got) {
 		t.Errorf("the two profiles differ in length: %d vs %d", len(got24), len(got))
 	}
+	checkConformanceLayer(t, d, c, got, gotID, true)
+}
 
+// TestDocker29CommitConformance: the docker-24 profile's layer is the one
+// a real Docker 29.7.1 (graphdriver mode, overlay2) commits, byte for byte.
+func TestDocker29CommitConformance(t *testing.T) {
+	d := oracle.NewDocker29(t)
+	c := commitThroughDocker(t, d)
+	got, gotID := writeLayer(t, diff.Overlay(c.upper), diff.WithCompat(compat.Docker24))
+	compareTars(t, "docker-24 vs Docker 29 commit", got, c.want)
+	if sha(c.want) != gotID || !strings.Contains(c.wantID, gotID) {
+		t.Errorf("diffID %s: docker save layer has %s, the image lists %s", gotID, sha(c.want), c.wantID)
+	}
+	checkConformanceLayer(t, d, c, got, gotID, false)
+}
+
+// dockerCommit is a container changed through its merged view and committed
+// by the real dockerd: its dirs, docker save's top layer and the image's
+// diffIDs.
+type dockerCommit struct {
+	id, upper, merged, lowerDirs string
+	want                         []byte
+	wantID                       string
+}
+
+// commitThroughDocker makes the conformance change set in a container of
+// d (on a lower image with its own changes) and commits it.
+func commitThroughDocker(t *testing.T, d *oracle.Docker) dockerCommit {
+	t.Helper()
+	tag := fmt.Sprintf("layercommit-conf-lower:%d", time.Now().UnixNano())
+
+	lowerID := container(t, d, d.Base)
+	if err := fixtures.Apply(inspect(t, d, lowerID, "{{.GraphDriver.Data.MergedDir}}"), lowerTree()...); err != nil {
+		t.Fatal(err)
+	}
+	d.Run(t, "commit", lowerID, tag)
+	t.Cleanup(func() { d.Try("rmi", "-f", tag) })
+
+	id := container(t, d, tag)
+	merged := inspect(t, d, id, "{{.GraphDriver.Data.MergedDir}}")
+	if err := fixtures.Apply(merged, changeTree()...); err != nil {
+		t.Fatal(err)
+	}
+	upper := inspect(t, d, id, "{{.GraphDriver.Data.UpperDir}}")
+	committed := tag + "-commit"
+	d.Run(t, "commit", "-m", "conformance", id, committed)
+	t.Cleanup(func() { d.Try("rmi", "-f", committed) })
+	saved := d.SavedLayers(t, committed)
+	return dockerCommit{id: id, upper: upper, merged: merged, lowerDirs: inspect(t, d, id, "{{.GraphDriver.Data.LowerDir}}"),
+		want: saved[len(saved)-1], wantID: d.Run(t, "inspect", "-f", "{{json .RootFS.Layers}}", committed)}
+}
+
+// checkConformanceLayer checks our layer got of c beyond its bytes: the
+// chainIDs name d's layerdb dirs, its modes carry file-type bits as the
+// profile says, it applies onto the lowers to the merged
+// view, and it holds the changes the test made.
+func checkConformanceLayer(t *testing.T, d *oracle.Docker, c dockerCommit, got []byte, gotID string, typeBits bool) {
+	t.Helper()
+	wantID, merged := c.wantID, c.merged
 	t.Logf("layer: %d bytes, %d entries, diffID %s", len(got), len(tarIndex(got)), gotID)
 	// The chainIDs are the names of dockerd's layerdb directories.
 	var diffIDs []v1.Hash
@@ -299,7 +337,7 @@ func TestDockerCommitConformance(t *testing.T) {
 		}
 	}
 
-	roundTrip(t, inspect(t, d, id, "{{.GraphDriver.Data.LowerDir}}"), merged, got)
+	roundTrip(t, c.lowerDirs, merged, got)
 
 	// Sanity: the layer really holds the changes the test made.
 	index := strings.Join(tarIndex(got), "\n")
@@ -308,7 +346,11 @@ func TestDockerCommitConformance(t *testing.T) {
 			t.Errorf("layer lacks %s", name)
 		}
 	}
-	for _, entry := range []string{`"new/suid" type=0 mode=104755`, `"new/sgid-sticky" type=0 mode=103750`, `"new/a/b/c/" type=5 mode=41777`, `"lower/opq/" type=5 mode=46755`, `"lower/opq/.wh..wh..opq" type=0 mode=755 `} {
+	entries := []string{`"new/suid" type=0 mode=104755`, `"new/sgid-sticky" type=0 mode=103750`, `"new/a/b/c/" type=5 mode=41777`, `"lower/opq/" type=5 mode=46755`, `"lower/opq/.wh..wh..opq" type=0 mode=755 `}
+	if !typeBits {
+		entries = []string{`"new/suid" type=0 mode=4755`, `"new/sgid-sticky" type=0 mode=3750`, `"new/a/b/c/" type=5 mode=1777`, `"lower/opq/" type=5 mode=6755`, `"lower/opq/.wh..wh..opq" type=0 mode=755 `}
+	}
+	for _, entry := range entries {
 		if !strings.Contains(index, entry) {
 			t.Errorf("layer lacks %s", entry)
 		}

@@ -44,6 +44,44 @@ type ContainerConfig struct {
 	Shell           []string `json:",omitempty"`
 }
 
+// containerConfig29 is ContainerConfig as Docker 29 encodes it: the same
+// fields, OnBuild omitted when empty. A ContainerConfig converts to it.
+type containerConfig29 struct {
+	Hostname        string
+	Domainname      string
+	User            string
+	AttachStdin     bool
+	AttachStdout    bool
+	AttachStderr    bool
+	ExposedPorts    map[string]struct{} `json:",omitempty"`
+	Tty             bool
+	OpenStdin       bool
+	StdinOnce       bool
+	Env             []string
+	Cmd             []string
+	Healthcheck     *HealthConfig `json:",omitempty"`
+	ArgsEscaped     bool          `json:",omitempty"`
+	Image           string
+	Volumes         map[string]struct{}
+	WorkingDir      string
+	Entrypoint      []string
+	NetworkDisabled bool     `json:",omitempty"`
+	MacAddress      string   `json:",omitempty"`
+	OnBuild         []string `json:",omitempty"`
+	Labels          map[string]string
+	StopSignal      string   `json:",omitempty"`
+	StopTimeout     *int     `json:",omitempty"`
+	Shell           []string `json:",omitempty"`
+}
+
+// encode gives c the field rules of profile p's Docker.
+func (c ContainerConfig) encode(p compat.Profile) any {
+	if p.OmitEmptyOnBuild {
+		return containerConfig29(c)
+	}
+	return c
+}
+
 // HealthConfig is Docker's container.HealthConfig.
 type HealthConfig struct {
 	Test        []string      `json:",omitempty"`
@@ -155,11 +193,11 @@ func (c CommitConfig) Encode(p compat.Profile) ([]byte, error) {
 	if c.Author != "" {
 		top["author"] = c.Author
 	}
-	top["config"] = c.Config
+	top["config"] = c.Config.encode(p)
 	if c.ContainerID != "" {
 		top["container"] = c.ContainerID
 	}
-	top["container_config"] = c.Container
+	top["container_config"] = c.Container.encode(p)
 	top["created"] = created
 	if c.DockerVersion != "" {
 		top["docker_version"] = c.DockerVersion

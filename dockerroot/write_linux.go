@@ -214,33 +214,11 @@ func (r *Root) writeLayer(ctx context.Context, l v1.Layer, diffID, chain v1.Hash
 	}
 	cacheID, link := newCacheID(), newLinkID()
 	tmp := filepath.Join(ov, TempPrefix+cacheID)
-	if err := os.Mkdir(tmp, 0o710); err != nil {
+	if err := newOverlayDir(tmp, link, parent); err != nil {
+		os.RemoveAll(tmp)
 		return Layer{}, err
 	}
 	defer os.RemoveAll(tmp)
-	// The marker names the dir as ours until its layerdb entry exists, so
-	// that gc removes it after a crash between the two renames (dockerd's
-	// BuildKit keeps overlay2 dirs that no layerdb entry names, too).
-	if err := atomicfile.WriteFile(filepath.Join(tmp, PendingMarker), nil, 0o600); err != nil {
-		return Layer{}, err
-	}
-	diffDir := filepath.Join(tmp, "diff")
-	if err := os.Mkdir(diffDir, 0o755); err != nil {
-		return Layer{}, err
-	}
-	if err := atomicfile.WriteFile(filepath.Join(tmp, "link"), []byte(link), 0o644); err != nil {
-		return Layer{}, err
-	}
-	var lower []string
-	if parent != nil {
-		lower = append([]string{"l/" + parent.Link}, parent.Lower...)
-		if err := atomicfile.WriteFile(filepath.Join(tmp, "lower"), []byte(strings.Join(lower, ":")), 0o644); err != nil {
-			return Layer{}, err
-		}
-		if err := os.Mkdir(filepath.Join(tmp, "work"), 0o700); err != nil {
-			return Layer{}, err
-		}
-	}
 
 	// One pass: the stream is hashed (diffID), recorded by tar-split and
 	// unpacked into diff/.
@@ -249,6 +227,7 @@ func (r *Root) writeLayer(ctx context.Context, l v1.Layer, diffID, chain v1.Hash
 		return Layer{}, err
 	}
 	defer os.RemoveAll(ls)
+	diffDir := filepath.Join(tmp, "diff")
 	if err := unpackRecorded(ctx, l, diffDir, filepath.Join(ls, "tar-split.json.gz"), diffID, p); err != nil {
 		return Layer{}, err
 	}
@@ -257,25 +236,9 @@ func (r *Root) writeLayer(ctx context.Context, l v1.Layer, diffID, chain v1.Hash
 	if err != nil {
 		return Layer{}, err
 	}
-	if err := syncTree(tmp); err != nil {
-		return Layer{}, err
-	}
 	final := filepath.Join(ov, cacheID)
-	if err := os.Rename(tmp, final); err != nil {
+	if err := r.publishOverlayDir(tmp, final, link, parent); err != nil {
 		return Layer{}, err
-	}
-	if err := os.Symlink(filepath.Join("..", cacheID, "diff"), filepath.Join(ov, "l", link)); err != nil {
-		return Layer{}, err
-	}
-	if parent != nil {
-		if err := atomicfile.WriteFile(r.path("overlay2", parent.CacheID, "committed"), nil, 0o600); err != nil {
-			return Layer{}, err
-		}
-	}
-	for _, d := range []string{ov, filepath.Join(ov, "l")} {
-		if err := atomicfile.SyncDir(d); err != nil {
-			return Layer{}, err
-		}
 	}
 	cp("overlay2-renamed")
 
@@ -283,22 +246,7 @@ func (r *Root) writeLayer(ctx context.Context, l v1.Layer, diffID, chain v1.Hash
 	if parent != nil {
 		files["parent"] = parent.ChainID.String()
 	}
-	for name, content := range files {
-		if err := atomicfile.WriteFile(filepath.Join(ls, name), []byte(content), 0o644); err != nil {
-			return Layer{}, err
-		}
-	}
-	if err := os.Chmod(ls, 0o700); err != nil {
-		return Layer{}, err
-	}
-	dst := r.layerDir(chain)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return Layer{}, err
-	}
-	if err := os.Rename(ls, dst); err != nil {
-		return Layer{}, err
-	}
-	if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
+	if err := r.publishLayerDB(ls, chain, files); err != nil {
 		return Layer{}, err
 	}
 	cp("layerdb-renamed")
@@ -309,6 +257,83 @@ func (r *Root) writeLayer(ctx context.Context, l v1.Layer, diffID, chain v1.Hash
 		return Layer{}, err
 	}
 	return r.Layer(chain, diffID)
+}
+
+// newOverlayDir makes the overlay2 layer dir tmp as dockerd lays it out:
+// an empty diff/, its short link name, and for a child layer the lower
+// chain and work/. The pending marker names the dir as ours until its
+// layerdb entry exists, so that gc removes it after a crash between the
+// two renames (dockerd's BuildKit keeps overlay2 dirs that no layerdb
+// entry names, too).
+func newOverlayDir(tmp, link string, parent *Layer) error {
+	if err := os.Mkdir(tmp, 0o710); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(tmp, PendingMarker), nil, 0o600); err != nil {
+		return err
+	}
+	if err := os.Mkdir(filepath.Join(tmp, "diff"), 0o755); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(tmp, "link"), []byte(link), 0o644); err != nil {
+		return err
+	}
+	if parent == nil {
+		return nil
+	}
+	lower := append([]string{"l/" + parent.Link}, parent.Lower...)
+	if err := atomicfile.WriteFile(filepath.Join(tmp, "lower"), []byte(strings.Join(lower, ":")), 0o644); err != nil {
+		return err
+	}
+	return os.Mkdir(filepath.Join(tmp, "work"), 0o700)
+}
+
+// publishOverlayDir syncs the filled layer dir tmp, renames it to final,
+// adds its l/ short link, marks the parent committed and syncs the dirs
+// that changed.
+func (r *Root) publishOverlayDir(tmp, final, link string, parent *Layer) error {
+	if err := syncTree(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	ov := filepath.Dir(final)
+	if err := os.Symlink(filepath.Join("..", filepath.Base(final), "diff"), filepath.Join(ov, "l", link)); err != nil {
+		return err
+	}
+	if parent != nil {
+		if err := atomicfile.WriteFile(r.path("overlay2", parent.CacheID, "committed"), nil, 0o600); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{ov, filepath.Join(ov, "l")} {
+		if err := atomicfile.SyncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// publishLayerDB writes files into the write set ls (which already holds
+// the tar-split) and renames it to the layerdb entry of chain.
+func (r *Root) publishLayerDB(ls string, chain v1.Hash, files map[string]string) error {
+	for name, content := range files {
+		if err := atomicfile.WriteFile(filepath.Join(ls, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(ls, 0o700); err != nil {
+		return err
+	}
+	dst := r.layerDir(chain)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	if err := os.Rename(ls, dst); err != nil {
+		return err
+	}
+	return atomicfile.SyncDir(filepath.Dir(dst))
 }
 
 // layerTmp makes a write set under layerdb/tmp, as dockerd does.

@@ -77,11 +77,46 @@ oracles_base_image() {
 	return $rc
 }
 
-# oracles_stop stops the dockerd this shell started (one found running is
-# left alone).
-oracles_stop() {
-	[ -n "${LC_STARTED_DOCKERD:-}" ] || return 0
-	local pidfile=$LC_ORACLE_DIR/docker.pid
+# oracles_start_docker29 starts Docker 29.7.1 with containerd 2.3.3
+# (built once per machine by scripts/engines.sh) in graphdriver mode
+# (overlay2, containerd-snapshotter off) on its own data root, exec root
+# and socket, and loads the busybox base into it from the 20.10 daemon.
+# Debian's runc runs it with time namespaces off.
+oracles_start_docker29() {
+	local dir=$LC_ORACLE_DIR/docker29 sock=$LC_ORACLE_DIR/docker29/docker.sock bins
+	. "$(dirname "${BASH_SOURCE[0]}")/engines.sh"
+	bins=$(engines_docker29) || return 1
+	mkdir -p "$dir/root" "$dir/exec"
+	export LAYERCOMMIT_DOCKER29_HOST=unix://$sock
+	export LAYERCOMMIT_DOCKER29_ROOT=$dir/root
+	if [ -S "$sock" ] && /usr/bin/docker -H "$LAYERCOMMIT_DOCKER29_HOST" version >/dev/null 2>&1; then
+		return 0
+	fi
+	cat >"$dir/daemon.json" <<'JSON'
+{"features":{"time-namespaces":false,"containerd-snapshotter":false},"storage-driver":"overlay2"}
+JSON
+	LC_STARTED_DOCKER29=1
+	PATH=$bins:$PATH dockerd --config-file "$dir/daemon.json" --data-root "$dir/root" --exec-root "$dir/exec" \
+		-H "$LAYERCOMMIT_DOCKER29_HOST" --pidfile "$dir/docker.pid" --iptables=false --ip6tables=false \
+		--bridge=none --userland-proxy=false >"$dir/dockerd.log" 2>&1 &
+	local i
+	for i in $(seq 1 120); do
+		if /usr/bin/docker -H "$LAYERCOMMIT_DOCKER29_HOST" version >/dev/null 2>&1; then
+			/usr/bin/docker -H "$LAYERCOMMIT_DOCKER_HOST" save "$LAYERCOMMIT_BASE_IMAGE" |
+				/usr/bin/docker -H "$LAYERCOMMIT_DOCKER29_HOST" load -q >/dev/null
+			return
+		fi
+		sleep 0.5
+	done
+	echo "oracles: dockerd 29 did not start; its log:" >&2
+	tail -20 "$dir/dockerd.log" >&2
+	return 1
+}
+
+# _oracles_kill PIDFILE stops the daemon whose pid is in PIDFILE and waits
+# for it to remove the file.
+_oracles_kill() {
+	local pidfile=$1
 	if [ -f "$pidfile" ]; then
 		kill "$(cat "$pidfile")" 2>/dev/null
 		local i
@@ -92,6 +127,13 @@ oracles_stop() {
 	fi
 }
 
+# oracles_stop stops the daemons this shell started (one found running is
+# left alone).
+oracles_stop() {
+	[ -z "${LC_STARTED_DOCKERD:-}" ] || _oracles_kill "$LC_ORACLE_DIR/docker.pid"
+	[ -z "${LC_STARTED_DOCKER29:-}" ] || _oracles_kill "$LC_ORACLE_DIR/docker29/docker.pid"
+}
+
 oracles_up() {
-	oracles_install && oracles_start_dockerd && oracles_base_image
+	oracles_install && oracles_start_dockerd && oracles_base_image && oracles_start_docker29
 }

@@ -337,33 +337,32 @@ func (a *applier) entry(h *tar.Header, r io.Reader) error {
 	// Whatever is in the way goes, except a directory replaced by a
 	// directory, which keeps its contents. A symlink in the way is
 	// removed itself, never followed.
-	var st unix.Stat_t
-	switch err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); {
+	switch st, err := safepath.LstatAt(pfd, base); {
 	case err == nil:
-		if !(st.Mode&unix.S_IFMT == unix.S_IFDIR && h.Typeflag == tar.TypeDir) {
+		if !(safepath.IsDir(st) && h.Typeflag == tar.TypeDir) {
 			if err := safepath.RemoveAllAt(pfd, base); err != nil {
 				return fmt.Errorf("replacing: %w", err)
 			}
 		}
-	case err != unix.ENOENT:
-		return &os.PathError{Op: "fstatat", Path: name, Err: err}
+	case !errors.Is(err, unix.ENOENT):
+		return err
 	}
 	switch h.Typeflag {
 	case tar.TypeDir:
-		if err := unix.Mkdirat(pfd, base, 0o700); err != nil && err != unix.EEXIST {
-			return &os.PathError{Op: "mkdirat", Path: name, Err: err}
+		if err := safepath.MkdirAt(pfd, base, 0o700); err != nil {
+			return err
 		}
-		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := safepath.OpenDirAt(pfd, base)
 		if err != nil {
-			return &os.PathError{Op: "openat", Path: name, Err: err}
+			return err
 		}
 		defer unix.Close(fd)
 		return a.fdMeta(fd, name, h, true)
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
 		return a.file(pfd, name, base, h, r)
 	case tar.TypeSymlink:
-		if err := unix.Symlinkat(h.Linkname, pfd, base); err != nil {
-			return &os.PathError{Op: "symlinkat", Path: name, Err: err}
+		if err := safepath.SymlinkAt(h.Linkname, pfd, base); err != nil {
+			return err
 		}
 		return a.atMeta(pfd, name, base, h, true)
 	case tar.TypeLink:
@@ -442,7 +441,7 @@ func (a *applier) whiteout(dir, target string, h *tar.Header) error {
 	if err := unix.Fchownat(fd, target, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return &os.PathError{Op: "fchownat", Path: full, Err: err}
 	}
-	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, mtime(h)}
+	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, safepath.Timespec(h.ModTime)}
 	if err := unix.UtimesNanoAt(fd, target, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return &os.PathError{Op: "utimensat", Path: full, Err: err}
 	}
@@ -483,14 +482,13 @@ func (a *applier) opaque(dir string) error {
 var zeros [64 << 10]byte
 
 func (a *applier) file(pfd int, name, base string, h *tar.Header, r io.Reader) error {
-	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	f, err := safepath.CreateAt(pfd, base, 0o600)
 	if err != nil {
-		return &os.PathError{Op: "openat", Path: name, Err: err}
+		return err
 	}
-	f := os.NewFile(uintptr(fd), name)
 	err = a.fill(f, h.Size, r)
 	if err == nil {
-		err = a.fdMeta(fd, name, h, false)
+		err = a.fdMeta(int(f.Fd()), name, h, false)
 	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
@@ -538,25 +536,21 @@ func (a *applier) fdMeta(fd int, name string, h *tar.Header, isDir bool) error {
 	}
 	mode := uint32(h.Mode & 0o7777)
 	if isDir {
-		a.dirs = append(a.dirs, dirMode{name: name, mode: mode, mtime: mtime(h)})
+		a.dirs = append(a.dirs, dirMode{name: name, mode: mode, mtime: safepath.Timespec(h.ModTime)})
 		return nil
 	}
 	// After chown, which clears setuid and setgid.
 	if err := unix.Fchmod(fd, mode); err != nil {
 		return &os.PathError{Op: "fchmod", Path: name, Err: err}
 	}
-	ts := []unix.Timespec{mtime(h), mtime(h)}
-	if err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH); err != nil {
-		return &os.PathError{Op: "utimensat", Path: name, Err: err}
-	}
-	return nil
+	return safepath.Futimes(fd, name, safepath.Timespec(h.ModTime))
 }
 
 // atMeta sets the metadata of base in the directory pfd, which is a
 // symlink or a node Apply just made, without following it.
 func (a *applier) atMeta(pfd int, name, base string, h *tar.Header, isLink bool) error {
-	if err := unix.Fchownat(pfd, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &os.PathError{Op: "fchownat", Path: name, Err: err}
+	if err := safepath.LchownAt(pfd, base, h.Uid, h.Gid); err != nil {
+		return err
 	}
 	if !isLink {
 		// The magic link names the directory; base is one component and
@@ -575,11 +569,7 @@ func (a *applier) atMeta(pfd int, name, base string, h *tar.Header, isLink bool)
 			return &os.PathError{Op: "fchmodat", Path: name, Err: err}
 		}
 	}
-	ts := []unix.Timespec{mtime(h), mtime(h)}
-	if err := unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &os.PathError{Op: "utimensat", Path: name, Err: err}
-	}
-	return nil
+	return safepath.UtimesAt(pfd, base, safepath.Timespec(h.ModTime))
 }
 
 // setXattrs applies the xattrs of h that a layer may carry:
@@ -628,25 +618,17 @@ func (a *applier) dirMeta(d dirMode) error {
 			return err
 		}
 		defer p.Close()
-		fd, err = unix.Openat(int(p.Fd()), base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err == unix.ENOENT || err == unix.ENOTDIR || err == unix.ELOOP {
+		fd, err = safepath.OpenDirAt(int(p.Fd()), base)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
 			return nil
 		}
 		if err != nil {
-			return &os.PathError{Op: "openat", Path: d.name, Err: err}
+			return err
 		}
 		defer unix.Close(fd)
 	}
 	if err := unix.Fchmod(fd, d.mode); err != nil {
 		return &os.PathError{Op: "fchmod", Path: d.name, Err: err}
 	}
-	ts := []unix.Timespec{d.mtime, d.mtime}
-	if err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH); err != nil {
-		return &os.PathError{Op: "utimensat", Path: d.name, Err: err}
-	}
-	return nil
-}
-
-func mtime(h *tar.Header) unix.Timespec {
-	return unix.Timespec{Sec: h.ModTime.Unix(), Nsec: int64(h.ModTime.Nanosecond())}
+	return safepath.Futimes(fd, d.name, d.mtime)
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/layercommit/layercommit/builder"
+	"github.com/layercommit/layercommit/commit"
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/statedir"
@@ -63,10 +64,9 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	}
 	o := builder.Options{
 		ContextDir: pos[0], Dockerfile: *dockerfile, Target: *target, NoCache: *noCache,
-		Compat: p, StateDir: *stateDir, Output: *out,
+		Compat: p, StateDir: *stateDir,
 		BuildArgs:     map[string]*string{},
 		BuildContexts: map[string]string{},
-		ExportOptions: []export.Option{export.WithDockerRoot(*dockerRoot)},
 	}
 	for _, a := range buildArgs {
 		k, v, ok := strings.Cut(a, "=")
@@ -86,12 +86,8 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 		}
 		o.BuildContexts[k] = v
 	}
-	if *epoch != "" {
-		n, err := strconv.ParseInt(*epoch, 10, 64)
-		if err != nil || n < 0 {
-			return fmt.Errorf("build: bad --source-date-epoch %q", *epoch)
-		}
-		o.SourceDateEpoch = &n
+	if o.SourceDateEpoch, err = sourceDateEpoch(*epoch); err != nil {
+		return fmt.Errorf("build: %w", err)
 	}
 	switch *network {
 	case "none", "default", "":
@@ -105,10 +101,29 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
-	id, err := builder.Build(ctx, o)
+	id, err := commit.Build(ctx, commit.BuildRequest{Build: o, To: *out,
+		Options: []export.Option{export.WithDockerRoot(*dockerRoot)}})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, id)
 	return nil
+}
+
+// sourceDateEpoch parses --source-date-epoch, else $SOURCE_DATE_EPOCH:
+// a whole number of seconds, nothing else ("12abc" is refused). Neither
+// set gives nil.
+func sourceDateEpoch(flag string) (*int64, error) {
+	v, what := flag, "--source-date-epoch"
+	if v == "" {
+		v, what = os.Getenv("SOURCE_DATE_EPOCH"), "SOURCE_DATE_EPOCH"
+	}
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("bad %s %q", what, v)
+	}
+	return &n, nil
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -50,6 +51,20 @@ func TestBuildCommand(t *testing.T) {
 			t.Errorf("build %v: exit %d, stderr %q, want %q", tc.args, code, stderr, tc.want)
 		}
 	}
+
+	// SOURCE_DATE_EPOCH is parsed once, strictly, by the CLI.
+	for _, v := range []string{"12abc", "-1", "1e9", " 12"} {
+		t.Setenv("SOURCE_DATE_EPOCH", v)
+		code, _, stderr := cli("build", "--state-dir", state, "-o", "oci:"+out, ctx)
+		if want := "layercommit: build: bad SOURCE_DATE_EPOCH " + strconv.Quote(v) + "\n"; code == 0 || stderr != want {
+			t.Errorf("SOURCE_DATE_EPOCH=%q: exit %d, stderr %q, want %q", v, code, stderr, want)
+		}
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "0")
+	if code, stdout3, stderr := cli("build", "-q", "--no-cache", "--state-dir", state, "--build-arg", "WHO=me", "-o", "oci:"+out, ctx); code != 0 || strings.TrimSpace(stdout3) != id {
+		t.Errorf("SOURCE_DATE_EPOCH=0 build: exit %d, %q, want %s (the --source-date-epoch 0 ID): %s", code, stdout3, id, stderr)
+	}
+	os.Unsetenv("SOURCE_DATE_EPOCH")
 
 	// A Dockerfile error names its line, and nothing is written.
 	bad := t.TempDir()

@@ -38,14 +38,36 @@ func createdOf(t *testing.T, root, id string) string {
 // commit.CommitContainer as docker commit's do (whose own ID rules are
 // tested in package commit).
 func TestCommitContainerSameIDAsDockerd(t *testing.T) {
-	d := oracle.NewDocker(t)
-	for _, tc := range []struct {
+	for _, daemon := range []struct {
+		name, profile string
+		docker        func(testing.TB) *oracle.Docker
+	}{
+		{"docker-20.10", "docker-20.10", oracle.NewDocker},
+		{"docker-29", "docker-29", oracle.NewDocker29},
+	} {
+		t.Run(daemon.name, func(t *testing.T) { testCommitContainerSameID(t, daemon.docker(t), daemon.profile) })
+	}
+}
+
+// testCommitContainerSameID commits containers of d with docker commit and
+// with layercommit commit --container --compat profile at docker's
+// created time: the image IDs must be equal.
+func testCommitContainerSameID(t *testing.T, d *oracle.Docker, profile string) {
+	cases := []struct {
 		name string
 		args []string
 	}{
 		{"message and author", []string{"-m", "saved", "-a", "Ann <ann@example.com>"}},
 		{"changes", []string{"-m", "changed", "-c", "ENV A=1 B=2", "-c", "CMD [\"sh\"]", "-c", "EXPOSE 8080", "-c", "LABEL x=y", "-c", "WORKDIR /data"}},
-	} {
+		{"onbuild and ports", []string{"-c", "ONBUILD RUN true", "-c", "EXPOSE 53/udp 80", "-c", "USER 1:2", "-c", "VOLUME /v"}},
+	}
+	if profile != "docker-20.10" {
+		cases = append(cases, struct {
+			name string
+			args []string
+		}{"stopsignal", []string{"-c", "STOPSIGNAL SIGINT", "-c", "ENTRYPOINT [\"/bin/sh\"]"}})
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			id := d.Run(t, "run", "-d", "--network", "none", d.Base, "sh", "-c", "echo x > /data/x; rm /etc/group; touch /ready; exec sleep 3600")
 			t.Cleanup(func() { d.Try("rm", "-f", id) })
@@ -56,7 +78,7 @@ func TestCommitContainerSameIDAsDockerd(t *testing.T) {
 
 			dir := filepath.Join(t.TempDir(), "layout")
 			lcArgs := append([]string{"commit", "--docker-root", d.Root, "--container", id[:12], "--created", createdOf(t, d.Root, ref),
-				"--compat", "docker-20.10", "-q", "-o", "oci:" + dir + ":c"}, tc.args...)
+				"--compat", profile, "-q", "-o", "oci:" + dir + ":c"}, tc.args...)
 			got, _ := lc(t, false, lcArgs...)
 			if got != ref {
 				t.Fatalf("layercommit printed %s, docker commit gave %s", got, ref)

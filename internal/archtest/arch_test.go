@@ -35,7 +35,7 @@ func TestOnlyBuilderImportsBuildkit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pkg := range strings.Fields(string(out)) {
-		if pkg == module+"/builder" || strings.HasPrefix(pkg, module+"/builder/") || pkg == module+"/cmd/layercommit" {
+		if pkg == module+"/builder" || strings.HasPrefix(pkg, module+"/builder/") || pkg == module+"/cmd/layercommit" || pkg == module+"/commit" {
 			continue
 		}
 		for _, d := range deps(t, pkg) {
@@ -47,13 +47,33 @@ func TestOnlyBuilderImportsBuildkit(t *testing.T) {
 	}
 }
 
-// TestLayerImportsNeitherImageNorExport: a layer is made from a change
-// set; images and their destinations come after it.
-func TestLayerImportsNeitherImageNorExport(t *testing.T) {
-	for _, d := range deps(t, module+"/layer") {
-		for _, banned := range []string{module + "/image", module + "/export"} {
-			if d == banned || strings.HasPrefix(d, banned+"/") {
-				t.Errorf("layer depends on %s", d)
+// imports lists pkg's direct non-test imports.
+func imports(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -f {{.Imports}} %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
+}
+
+// TestImportRules: stages return values and their callers pick the sink,
+// so the builder and the layer stage know no transport.
+func TestImportRules(t *testing.T) {
+	out, err := exec.Command("go", "list", module+"/...").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	banned := map[string][]string{
+		module + "/builder": {module + "/export", module + "/commit"},
+		module + "/layer":   {module + "/image", module + "/export"},
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		for _, d := range deps(t, pkg) {
+			for _, b := range banned[pkg] {
+				if d == b {
+					t.Errorf("%s depends on %s", pkg, d)
+				}
 			}
 		}
 	}

@@ -60,25 +60,37 @@ type Docker struct {
 	Base string // a busybox base image imported into it
 }
 
-// NewDocker returns the dockerd that scripts/oracles.sh started, checking
-// that it answers.
+// NewDocker returns the Debian dockerd 20.10 that scripts/oracles.sh
+// started, checking that it answers.
 func NewDocker(t testing.TB) *Docker {
+	t.Helper()
+	return newDocker(t, "LAYERCOMMIT_DOCKER", "dockerd")
+}
+
+// NewDocker29 returns the Docker 29.7.1 (graphdriver mode, overlay2) that
+// scripts/oracles.sh built and started, with the same busybox base.
+func NewDocker29(t testing.TB) *Docker {
+	t.Helper()
+	return newDocker(t, "LAYERCOMMIT_DOCKER29", "dockerd 29")
+}
+
+func newDocker(t testing.TB, prefix, what string) *Docker {
 	t.Helper()
 	Root(t)
 	d := &Docker{
-		Host: os.Getenv("LAYERCOMMIT_DOCKER_HOST"),
-		Root: os.Getenv("LAYERCOMMIT_DOCKER_ROOT"),
+		Host: os.Getenv(prefix + "_HOST"),
+		Root: os.Getenv(prefix + "_ROOT"),
 		Bin:  os.Getenv("LAYERCOMMIT_DOCKER_BIN"),
 		Base: os.Getenv("LAYERCOMMIT_BASE_IMAGE"),
 	}
 	if d.Host == "" || d.Root == "" || d.Base == "" {
-		Missing(t, "dockerd not started: source scripts/oracles.sh and run oracles_up")
+		Missing(t, "%s not started: source scripts/oracles.sh and run oracles_up", what)
 	}
 	if d.Bin == "" {
 		d.Bin = "/usr/bin/docker"
 	}
 	if _, _, err := d.Try("version"); err != nil {
-		Missing(t, "dockerd at %s does not answer: %v", d.Host, err)
+		Missing(t, "%s at %s does not answer: %v", what, d.Host, err)
 	}
 	return d
 }
@@ -124,7 +136,9 @@ func (d *Docker) SavedLayers(t testing.TB, image string) [][]byte {
 		if err != nil {
 			t.Fatalf("reading docker save of %s: %v", image, err)
 		}
-		if h.Typeflag == tar.TypeReg && (h.Name == "manifest.json" || strings.HasSuffix(h.Name, "/layer.tar")) {
+		// Docker 20.10 saves layers as <id>/layer.tar, Docker 25+ as
+		// blobs/sha256/<diffID> (an OCI layout); manifest.json names them.
+		if h.Typeflag == tar.TypeReg && (h.Name == "manifest.json" || strings.HasSuffix(h.Name, "/layer.tar") || strings.HasPrefix(h.Name, "blobs/sha256/")) {
 			b, err := io.ReadAll(tr)
 			if err != nil {
 				t.Fatal(err)
