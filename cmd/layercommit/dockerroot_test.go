@@ -32,11 +32,9 @@ func createdOf(t *testing.T, root, id string) string {
 }
 
 // TestCommitContainerSameIDAsDockerd commits running containers of the
-// shared dockerd with -m, -a and -c, from the data root with no daemon
-// involved, into an OCI layout: the printed image ID must be the one
-// docker commit gives for the same created time, so the flags reach
-// commit.CommitContainer as docker commit's do (whose own ID rules are
-// tested in package commit).
+// shared dockerd with and without -m, -a and -c, from the data root with
+// no daemon involved, into an OCI layout: the printed image ID must be the
+// one docker commit gives for the same created time.
 func TestCommitContainerSameIDAsDockerd(t *testing.T) {
 	for _, daemon := range []struct {
 		name, profile string
@@ -57,6 +55,7 @@ func testCommitContainerSameID(t *testing.T, d *oracle.Docker, profile string) {
 		name string
 		args []string
 	}{
+		{"plain", nil},
 		{"message and author", []string{"-m", "saved", "-a", "Ann <ann@example.com>"}},
 		{"changes", []string{"-m", "changed", "-c", "ENV A=1 B=2", "-c", "CMD [\"sh\"]", "-c", "EXPOSE 8080", "-c", "LABEL x=y", "-c", "WORKDIR /data"}},
 		{"onbuild and ports", []string{"-c", "ONBUILD RUN true", "-c", "EXPOSE 53/udp 80", "-c", "USER 1:2", "-c", "VOLUME /v"}},
