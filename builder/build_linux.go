@@ -28,6 +28,7 @@ import (
 	"github.com/layercommit/layercommit/internal/safepath"
 	"github.com/layercommit/layercommit/layer"
 	"github.com/layercommit/layercommit/sandbox"
+	"github.com/layercommit/layercommit/statedir"
 )
 
 // Options describe one build.
@@ -63,7 +64,7 @@ type Options struct {
 	// Compat picks whose tar bytes to write (compat.Default if zero).
 	Compat compat.Profile
 	// StateDir holds unpacked layers, blobs and the cache
-	// (DefaultStateDir if empty).
+	// (statedir.Default if empty).
 	StateDir string
 	// Progress receives step lines and the output of RUN; may be nil.
 	Progress io.Writer
@@ -122,7 +123,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 type build struct {
 	o        Options
 	df       *Dockerfile
-	st       *state
+	st       *statedir.Dir
 	bctx     *buildContext
 	initDir  string
 	progress io.Writer
@@ -141,7 +142,7 @@ func newBuild(o Options) (*build, error) {
 		o.Compat = compat.Default
 	}
 	if o.StateDir == "" {
-		o.StateDir = DefaultStateDir
+		o.StateDir = statedir.Default
 	}
 	if o.Dockerfile == "" {
 		o.Dockerfile = filepath.Join(o.ContextDir, "Dockerfile")
@@ -168,32 +169,20 @@ func newBuild(o Options) (*build, error) {
 	if b.bctx, err = openContext(o.ContextDir); err != nil {
 		return nil, err
 	}
-	if b.st, err = openState(o.StateDir); err != nil {
+	if b.st, err = statedir.Open(o.StateDir); err != nil {
 		b.bctx.Close()
 		return nil, err
 	}
-	b.initDir = filepath.Join(o.StateDir, "init")
-	if _, err := os.Stat(b.initDir); err != nil {
-		tmp, err := b.st.tempDir("init-")
-		if err == nil {
-			err = sandbox.InitLayer(tmp)
-		}
-		if err == nil {
-			if rerr := os.Rename(tmp, b.initDir); rerr != nil {
-				os.RemoveAll(tmp)
-			}
-		}
-		if err != nil {
-			b.close()
-			return nil, fmt.Errorf("making init layer: %w", err)
-		}
+	if b.initDir, err = b.st.InitDir(sandbox.InitLayer); err != nil {
+		b.close()
+		return nil, fmt.Errorf("making init layer: %w", err)
 	}
 	return b, nil
 }
 
 func (b *build) close() {
 	b.bctx.Close()
-	b.st.close()
+	b.st.Close()
 }
 
 // stageState is a stage being built: its image so far and the state that
@@ -779,7 +768,7 @@ func (b *build) fromCache(s *stageState, key string) bool {
 	if b.o.NoCache {
 		return false
 	}
-	e, ok := b.st.lookup(key)
+	e, ok := b.st.Lookup(key)
 	if !ok {
 		return false
 	}
@@ -789,7 +778,7 @@ func (b *build) fromCache(s *stageState, key string) bool {
 	}
 	img := s.img
 	if e.Layer != nil {
-		l, ok := b.st.blobLayer(*e.Layer)
+		l, ok := b.st.BlobLayer(*e.Layer)
 		if !ok {
 			return false
 		}
@@ -797,7 +786,7 @@ func (b *build) fromCache(s *stageState, key string) bool {
 		if img, err = mutate.Append(img, mutate.Addendum{Layer: l}); err != nil {
 			return false
 		}
-		if dir := b.st.layerDir(e.Layer.DiffID); dirExists(dir) {
+		if dir := b.st.LayerDir(e.Layer.DiffID); dirExists(dir) {
 			b.dirs[e.Layer.DiffID] = dir
 		}
 		s.lowers = nil
@@ -845,10 +834,10 @@ func (b *build) commit(s *stageState, key, createdBy string, l *layer.Layer, upp
 		cf.RootFS.Type = "layers"
 		cf.RootFS.DiffIDs = append(cf.RootFS.DiffIDs, d.DiffID)
 		if upper != "" {
-			if err := b.st.adopt(upper, d.DiffID); err != nil {
+			if err := b.st.Adopt(upper, d.DiffID); err != nil {
 				return err
 			}
-			b.dirs[d.DiffID] = b.st.layerDir(d.DiffID)
+			b.dirs[d.DiffID] = b.st.LayerDir(d.DiffID)
 		}
 		s.lowers = nil
 	} else {
@@ -870,7 +859,7 @@ func (b *build) commit(s *stageState, key, createdBy string, l *layer.Layer, upp
 	if err != nil {
 		return err
 	}
-	if err := b.st.store(key, &cacheEntry{Config: raw, Layer: desc}); err != nil {
+	if err := b.st.Store(key, &statedir.CacheEntry{Config: raw, Layer: desc}); err != nil {
 		return fmt.Errorf("storing build cache: %w", err)
 	}
 	fmt.Fprintf(b.progress, " ---> %s\n", short(id))
@@ -905,7 +894,7 @@ func (b *build) imageDirs(ctx context.Context, img v1.Image) ([]string, error) {
 		}
 		dir, ok := b.dirs[d]
 		if !ok {
-			if dir, err = b.st.unpackLayer(ctx, l); err != nil {
+			if dir, err = b.st.UnpackLayer(ctx, l); err != nil {
 				return nil, err
 			}
 			b.dirs[d] = dir
@@ -926,7 +915,7 @@ func (b *build) layerOptions(s *stageState) []layer.Option {
 
 // newUpper makes a step's upper and work dirs and returns the step dir.
 func (b *build) newStepDir() (dir, upper, work string, err error) {
-	dir, err = b.st.tempDir("step-")
+	dir, err = b.st.TempDir("step-")
 	if err != nil {
 		return "", "", "", err
 	}
@@ -1031,7 +1020,7 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *RunInstr) error 
 	if code != 0 {
 		return &StepError{Line: in.Line, Cmd: strings.Join(args, " "), ExitCode: code, Tail: tail.String()}
 	}
-	l, err := b.st.writeLayer(ctx, upper, b.layerOptions(s)...)
+	l, err := b.st.WriteLayer(ctx, upper, b.layerOptions(s)...)
 	if err != nil {
 		return lineErr(in.Line, "%v", err)
 	}
@@ -1080,7 +1069,7 @@ func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy str
 		}
 		return lineErr(line, "%v", err)
 	}
-	l, err := b.st.writeLayer(ctx, upper, b.layerOptions(s)...)
+	l, err := b.st.WriteLayer(ctx, upper, b.layerOptions(s)...)
 	if err != nil {
 		return lineErr(line, "%v", err)
 	}

@@ -123,7 +123,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 			return err
 		}
 		if in.Add && (strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")) {
-			tmp, err := b.st.tempDir("url-")
+			tmp, err := b.st.TempDir("url-")
 			if err != nil {
 				return err
 			}
@@ -258,7 +258,7 @@ func (b *build) fromFS(ctx context.Context, s *stageState, from string) (fs.FS, 
 	if err != nil {
 		return nil, nil, err
 	}
-	tmp, err := b.st.tempDir("from-")
+	tmp, err := b.st.TempDir("from-")
 	if err != nil {
 		return nil, nil, err
 	}

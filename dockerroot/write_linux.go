@@ -50,6 +50,11 @@ type WriteOptions struct {
 // place; gc removes leftovers.
 const TempPrefix = ".layercommit-tmp-"
 
+// TmpDir is where writers into the root keep temp space (layer blobs
+// waiting for Write): entries named TempPrefix*, each held with a shared
+// flock while its writer lives. GC removes the ones no process holds.
+func (r *Root) TmpDir() string { return r.path("tmp") }
+
 // PendingMarker is a file in an overlay2/<cache-id> dir that Write made
 // but has not yet named in layerdb; gc removes such a dir when no layerdb
 // entry names it.

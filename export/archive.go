@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/layercommit/layercommit/internal/atomicfile"
+	"github.com/layercommit/layercommit/internal/cleanup"
 	"github.com/layercommit/layercommit/internal/crashpoint"
 )
 
@@ -64,9 +65,9 @@ func (dockerArchive) Destination(_ context.Context, rest string, _ *Options) (De
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("no directory for %s: %v", file, err)
 	}
-	// Temp names start with TempPrefix and the file's name, so that gc
-	// of docker-archive:FILE finds them; each is flocked while in use.
-	blobs, err := newTempBlobs(dir, atomicfile.TempPrefix+filepath.Base(file)+"-blobs-", true)
+	// Temp names start with archiveTempPrefix, so that GCArchive finds
+	// them; each is flocked while in use.
+	blobs, err := newTempBlobs(dir, archiveTempPrefix(file)+"blobs-", true)
 	if err != nil {
 		return nil, fmt.Errorf("making temp space beside %s: %w", file, err)
 	}
@@ -117,4 +118,19 @@ func (d *archiveDest) Write(ctx context.Context, img v1.Image) error {
 	}
 	crashpoint.At("archive-renamed")
 	return nil
+}
+
+// archiveTempPrefix starts the names of the temp files and dirs a write of
+// file makes beside it: atomicfile's temp file of the tarball and the
+// blob space of Destination.
+func archiveTempPrefix(file string) string {
+	return atomicfile.TempPrefix + filepath.Base(file) + "-"
+}
+
+// GCArchive removes the temp files and dirs that writes of the
+// docker-archive file left beside it, except those a running writer
+// holds (each is flocked shared while in use): those are reported as
+// kept. The archive itself is never touched.
+func GCArchive(file string, r cleanup.Report) error {
+	return r.RemoveUnheldTemps(filepath.Dir(file), archiveTempPrefix(file))
 }

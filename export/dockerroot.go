@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -56,12 +55,12 @@ func (dockerRoot) Destination(_ context.Context, rest string, o *Options) (Desti
 			return nil, fmt.Errorf("dockerd (pid %d) is running on %s: stop it first, or pass --force", pid, root.Dir)
 		}
 	}
-	// New layer blobs wait in the data root's tmp dir, which gc cleans.
-	tmpRoot := filepath.Join(root.Dir, "tmp")
-	if err := os.MkdirAll(tmpRoot, 0o700); err != nil {
+	// New layer blobs wait in the data root's tmp dir, which its gc
+	// cleans (dockerroot.GC).
+	if err := os.MkdirAll(root.TmpDir(), 0o700); err != nil {
 		return nil, err
 	}
-	blobs, err := newTempBlobs(tmpRoot, dockerroot.TempPrefix, true)
+	blobs, err := newTempBlobs(root.TmpDir(), dockerroot.TempPrefix, true)
 	if err != nil {
 		return nil, err
 	}

@@ -83,7 +83,9 @@ func WithDockerRoot(dir string) Option { return func(o *Options) { o.DockerRoot 
 // WithCounters makes uploads report progress into c.
 func WithCounters(c *layer.Counters) Option { return func(o *Options) { o.Counters = c } }
 
-func newOptions(opts []Option) *Options {
+// NewOptions returns the options opts set over the defaults, as Open and
+// NewDestination see them.
+func NewOptions(opts ...Option) *Options {
 	o := &Options{
 		Keychain:   authn.DefaultKeychain,
 		Platform:   v1.Platform{OS: "linux", Architecture: runtime.GOARCH},
@@ -134,7 +136,7 @@ func Open(ctx context.Context, ref string, opts ...Option) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := t.Open(ctx, rest, newOptions(opts))
+	img, err := t.Open(ctx, rest, NewOptions(opts...))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", ref, err)
 	}
@@ -147,7 +149,7 @@ func NewDestination(ctx context.Context, ref string, opts ...Option) (Destinatio
 	if err != nil {
 		return nil, err
 	}
-	d, err := t.Destination(ctx, rest, newOptions(opts))
+	d, err := t.Destination(ctx, rest, NewOptions(opts...))
 	if err != nil {
 		return nil, fmt.Errorf("destination %s: %w", ref, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/layercommit/layercommit/commit"
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/export"
+	"github.com/layercommit/layercommit/statedir"
 )
 
 func init() {
@@ -32,7 +33,7 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	epoch := fs.String("source-date-epoch", "", "created times and mtimes clamped to this Unix time (default $SOURCE_DATE_EPOCH)")
 	network := fs.String("network", "none", "network for RUN: none or host")
 	profile := fs.String("compat", compat.Default.Name, "whose bytes to reproduce")
-	stateDir := fs.String("state-dir", builder.DefaultStateDir, "unpacked layers and the build cache")
+	stateDir := fs.String("state-dir", statedir.Default, "unpacked layers and the build cache")
 	dockerRoot := fs.String("docker-root", "/var/lib/docker", "Docker data root")
 	quiet := fs.Bool("q", false, "no progress display")
 	out := fs.String("o", "", "destination reference")

@@ -14,10 +14,12 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/layercommit/layercommit/commit"
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/image"
 	"github.com/layercommit/layercommit/layer"
+	"github.com/layercommit/layercommit/statedir"
 )
 
 func init() {
@@ -45,7 +47,7 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	source := fs.String("source", "overlay", "overlay, aufs or naive")
 	fs.Var(&lowers, "lower", "lower dir, top first (repeatable)")
 	dockerRoot := fs.String("docker-root", "/var/lib/docker", "Docker data root")
-	fs.String("state-dir", "/var/lib/layercommit", "state dir")
+	fs.String("state-dir", statedir.Default, "state dir")
 	pause := fs.Bool("pause", true, "with --container: freeze a running container while reading it (docker commit's default)")
 	force := fs.Bool("force", false, "write into a docker-root a live dockerd uses")
 	if err := parse(fs, args, stderr); err != nil {
@@ -103,12 +105,12 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
 	counters := &layer.Counters{}
-	output := export.Output{
+	output := commit.Output{
 		Compat: p, Compression: comp, Level: lvl, Counters: counters,
 		Options: []export.Option{export.WithDockerRoot(*dockerRoot), export.WithForce(*force)},
 	}
 	if *container != "" {
-		req := export.ContainerRequest{
+		req := commit.ContainerRequest{
 			Container: *container, To: *out, Changes: changes, Author: *author, Comment: *msg,
 			Pause: *pause, Output: output,
 		}
@@ -122,7 +124,7 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 			req.Created, _ = time.Parse(time.RFC3339Nano, *created)
 		}
 		done := showProgress(stderr, counters, *quiet)
-		id, err := export.CommitContainer(ctx, req)
+		id, err := commit.CommitContainer(ctx, req)
 		done()
 		if err != nil {
 			return err
@@ -135,7 +137,7 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	done := showProgress(stderr, counters, *quiet)
-	id, err := export.Commit(ctx, export.CommitRequest{
+	id, err := commit.Commit(ctx, commit.CommitRequest{
 		From:    *from,
 		Changes: src,
 		To:      *out,

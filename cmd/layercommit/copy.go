@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/layercommit/layercommit/commit"
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/export"
 )
@@ -30,7 +31,7 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	id, err := export.Copy(context.Background(), fs.Arg(0), fs.Arg(1),
+	id, err := commit.Copy(context.Background(), fs.Arg(0), fs.Arg(1),
 		export.WithDockerRoot(*dockerRoot), export.WithForce(*force), export.WithCompat(p))
 	if err != nil {
 		return err

@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/layercommit/layercommit/export"
+	"github.com/layercommit/layercommit/commit"
 )
 
 func init() {
@@ -25,7 +25,7 @@ func runGC(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	r := export.GCRequest{
+	r := commit.GCRequest{
 		DockerRoot: *dockerRoot, StateDir: *stateDir, Force: *force,
 		Removed: func(p string) { fmt.Fprintln(stdout, p) },
 		Kept:    func(p, why string) { fmt.Fprintf(stderr, "layercommit: kept %s: %s\n", p, why) },
@@ -46,5 +46,5 @@ func runGC(args []string, stdout, stderr io.Writer) error {
 	if len(r.Layouts)+len(r.Archives) == 0 && r.DockerRoot == "" && r.StateDir == "" {
 		return errors.New("gc: nothing named to clean: give oci:DIR, docker-archive:FILE, --docker-root DIR or --state-dir DIR")
 	}
-	return export.GC(context.Background(), r)
+	return commit.GC(context.Background(), r)
 }

@@ -1,4 +1,4 @@
-package export
+package commit
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/dockerroot"
+	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/image"
 )
 
@@ -38,7 +39,7 @@ type ContainerRequest struct {
 }
 
 // CommitContainer commits a container of the data root named by
-// WithDockerRoot: its upper dir becomes the new layer, its image the base,
+// export.WithDockerRoot in r.Options: its upper dir becomes the new layer, its image the base,
 // its config (merged with the changes by docker commit's rules) the new
 // config, encoded byte for byte as dockerd would, so the returned image ID
 // is the one docker commit would give.
@@ -47,8 +48,8 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	if err := image.ValidateChanges(r.Changes, r.Compat); err != nil {
 		return v1.Hash{}, err
 	}
-	opts := append([]Option{WithCounters(r.Counters), WithCompat(r.Compat)}, r.Options...)
-	o := newOptions(opts)
+	opts := append([]export.Option{export.WithCounters(r.Counters), export.WithCompat(r.Compat)}, r.Options...)
+	o := export.NewOptions(opts...)
 	root, err := dockerroot.Open(o.DockerRoot)
 	if err != nil {
 		return v1.Hash{}, err
@@ -70,15 +71,15 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 		if base, err = root.Image(ctx, c.Image, r.Compat); err != nil {
 			return v1.Hash{}, fmt.Errorf("image of container %s: %w", c.ID, err)
 		}
-		opts = append(opts, WithParent(c.Image))
-	} else if base, err = Open(ctx, r.From, opts...); err != nil {
+		opts = append(opts, export.WithParent(c.Image))
+	} else if base, err = export.Open(ctx, r.From, opts...); err != nil {
 		return v1.Hash{}, err
 	}
 	parent, err := base.RawConfigFile()
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("reading base config: %w", err)
 	}
-	dest, err := NewDestination(ctx, r.To, opts...)
+	dest, err := export.NewDestination(ctx, r.To, opts...)
 	if err != nil {
 		return v1.Hash{}, err
 	}

@@ -1,4 +1,4 @@
-package export
+package commit
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/diff"
+	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/image"
 	"github.com/layercommit/layercommit/layer"
 )
@@ -35,7 +36,7 @@ type Output struct {
 	Compression layer.Compression
 	Level       *int
 	// Options for opening the base and the destination.
-	Options []Option
+	Options []export.Option
 	// Counters receive progress; may be nil.
 	Counters *layer.Counters
 }
@@ -51,7 +52,7 @@ func (o *Output) setDefaults() {
 }
 
 // writeLayer writes src's layer blob into dest's blob dir.
-func (o *Output) writeLayer(ctx context.Context, dest Destination, src diff.Source, docker bool) (*layer.Layer, error) {
+func (o *Output) writeLayer(ctx context.Context, dest export.Destination, src diff.Source, docker bool) (*layer.Layer, error) {
 	return layer.Write(ctx, dest.BlobDir(), src,
 		layer.WithCompression(o.Compression, o.Level),
 		layer.WithDockerMediaTypes(docker),
@@ -65,8 +66,8 @@ func (o *Output) writeLayer(ctx context.Context, dest Destination, src diff.Sour
 // destination is left as it was and the new layer blob is removed.
 func Commit(ctx context.Context, r CommitRequest) (v1.Hash, error) {
 	r.setDefaults()
-	opts := append([]Option{WithCounters(r.Counters)}, r.Options...)
-	t, _, err := Parse(r.From)
+	opts := append([]export.Option{export.WithCounters(r.Counters)}, r.Options...)
+	t, _, err := export.Parse(r.From)
 	if err != nil {
 		return v1.Hash{}, err
 	}
@@ -74,16 +75,16 @@ func Commit(ctx context.Context, r CommitRequest) (v1.Hash, error) {
 	// base leaves nothing behind.
 	var base v1.Image
 	var docker bool
-	_, isScratch := t.(scratch)
+	isScratch := t.Name() == "scratch"
 	if !isScratch {
-		if base, err = Open(ctx, r.From, opts...); err != nil {
+		if base, err = export.Open(ctx, r.From, opts...); err != nil {
 			return v1.Hash{}, err
 		}
 		if docker, err = image.DockerMediaTypes(base); err != nil {
 			return v1.Hash{}, fmt.Errorf("reading %s: %w", r.From, err)
 		}
 	}
-	dest, err := NewDestination(ctx, r.To, opts...)
+	dest, err := export.NewDestination(ctx, r.To, opts...)
 	if err != nil {
 		return v1.Hash{}, err
 	}

@@ -1,0 +1,219 @@
+package statedir
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/layercommit/layercommit/diff"
+	"github.com/layercommit/layercommit/internal/atomicfile"
+	"github.com/layercommit/layercommit/internal/flock"
+	"github.com/layercommit/layercommit/internal/verify"
+	"github.com/layercommit/layercommit/layer"
+	"github.com/layercommit/layercommit/unpack"
+)
+
+// Dir is a state dir opened by a build. Its methods may be called from
+// one goroutine at a time; several processes may have the same state dir
+// open at once.
+type Dir struct {
+	layout
+	lock *flock.Lock
+}
+
+// Open makes the state dir at path (and its parts) if missing and holds a
+// shared flock on it until Close, waiting up to flock.Wait while gc holds
+// it exclusive. Builds share it with each other; GC refuses while any
+// holds it.
+func Open(path string) (*Dir, error) {
+	l := layout(path)
+	for _, d := range l.dirs() {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("making state dir: %w", err)
+		}
+	}
+	lk, err := flock.Acquire(path, flock.Shared, flock.Wait, "state dir "+path)
+	if err != nil {
+		return nil, err
+	}
+	return &Dir{layout: l, lock: lk}, nil
+}
+
+// Close releases the state dir's lock. It is safe on nil and more than
+// once.
+func (d *Dir) Close() {
+	if d != nil {
+		d.lock.Unlock()
+	}
+}
+
+// Path is the state dir.
+func (d *Dir) Path() string { return d.path() }
+
+// BlobDir is where new layer blobs go (blobs/sha256), named by digest;
+// a blob there is named by the cache entry that Store records.
+func (d *Dir) BlobDir() string { return d.blobDir() }
+
+// LayerDir is where the layer of diffID is kept in overlay form once
+// unpacked or adopted; it may not exist.
+func (d *Dir) LayerDir(diffID v1.Hash) string { return d.layerDir(diffID) }
+
+// TempDir makes a scratch dir under tmp/ whose name starts with prefix.
+// The caller removes it; GC removes what a killed build left there
+// (unmounting anything mounted below it first).
+func (d *Dir) TempDir(prefix string) (string, error) {
+	return os.MkdirTemp(d.tmpDir(), prefix)
+}
+
+// InitDir returns the init layer's dir, made once by calling build on a
+// fresh scratch dir that is then renamed into place. When another build
+// made it first, the scratch dir is dropped and theirs is used.
+func (d *Dir) InitDir(build func(dir string) error) (string, error) {
+	dst := d.initDir()
+	if _, err := os.Stat(dst); err == nil {
+		return dst, nil
+	}
+	tmp, err := d.TempDir("init-")
+	if err != nil {
+		return "", err
+	}
+	if err := build(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.RemoveAll(tmp)
+		if _, serr := os.Stat(dst); serr != nil {
+			return "", err
+		}
+	}
+	return dst, nil
+}
+
+// WriteLayer diffs the overlay upper dir upper into a layer blob in
+// BlobDir (layer.Write with opts).
+func (d *Dir) WriteLayer(ctx context.Context, upper string, opts ...layer.Option) (*layer.Layer, error) {
+	return layer.Write(ctx, d.blobDir(), diff.Overlay(upper), opts...)
+}
+
+// BlobLayer reopens a layer blob of BlobDir from its record; false when
+// the blob is gone or is not of the recorded size. Reads of the layer are
+// digest-checked.
+func (d *Dir) BlobLayer(desc layer.Descriptor) (*layer.Layer, bool) {
+	l, err := layer.FromFile(d.blobPath(desc.Digest), desc)
+	return l, err == nil
+}
+
+// overlayDirLayer is the optional ability of a layer that already exists
+// as an overlay-form directory (a Docker data root's overlay2/<id>/diff):
+// it is used as a lower as is, without unpacking.
+type overlayDirLayer interface {
+	OverlayDir() (string, error)
+}
+
+// UnpackLayer returns the overlay-form dir of l: its own, if l has one
+// (an OverlayDir method), else LayerDir of its diffID, unpacked there
+// once. The stream is checked against the diffID to its end before the
+// dir is published.
+func (d *Dir) UnpackLayer(ctx context.Context, l v1.Layer) (string, error) {
+	if od, ok := l.(overlayDirLayer); ok {
+		if dir, err := od.OverlayDir(); err == nil {
+			return dir, nil
+		}
+	}
+	diffID, err := l.DiffID()
+	if err != nil {
+		return "", err
+	}
+	dst := d.layerDir(diffID)
+	if _, err := os.Stat(dst); err == nil {
+		return dst, nil
+	}
+	tmp, err := d.TempDir("unpack-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return "", fmt.Errorf("reading layer %s: %w", diffID, err)
+	}
+	v := verify.Reader(rc, diffID, verify.UnknownSize)
+	defer v.Close()
+	tree := filepath.Join(tmp, "tree")
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		return "", err
+	}
+	if _, err := unpack.Apply(ctx, tree, v, unpack.WithOverlayForm()); err != nil {
+		return "", fmt.Errorf("unpacking layer %s: %w", diffID, err)
+	}
+	// Read to the end so that the diffID covers the whole stream.
+	if _, err := io.Copy(io.Discard, v); err != nil {
+		return "", fmt.Errorf("unpacking layer %s: %w", diffID, err)
+	}
+	return dst, d.Adopt(tree, diffID)
+}
+
+// Adopt moves the overlay-form dir dir (on the state dir's file system,
+// e.g. a step's upper dir) to LayerDir(diffID); if one is already there,
+// dir is removed instead.
+func (d *Dir) Adopt(dir string, diffID v1.Hash) error {
+	dst := d.layerDir(diffID)
+	if err := os.Rename(dir, dst); err != nil {
+		if _, serr := os.Stat(dst); serr == nil {
+			return os.RemoveAll(dir)
+		}
+		return fmt.Errorf("storing unpacked layer %s: %w", diffID, err)
+	}
+	return nil
+}
+
+// CacheEntry is one build step's result, stored as cache/<key>.json: the
+// step's image config and, for a step that made a layer, the record of
+// its blob in BlobDir.
+type CacheEntry struct {
+	Config json.RawMessage   `json:"config"`
+	Layer  *layer.Descriptor `json:"layer,omitempty"`
+}
+
+// readEntry reads the cache entry at p.
+func readEntry(p string) (*CacheEntry, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var e CacheEntry
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", p, err)
+	}
+	return &e, nil
+}
+
+// Lookup returns the entry stored under key, if it and its blob exist;
+// an unreadable entry is a miss.
+func (d *Dir) Lookup(key string) (*CacheEntry, bool) {
+	e, err := readEntry(d.cachePath(key))
+	if err != nil || len(e.Config) == 0 {
+		return nil, false
+	}
+	if e.Layer != nil {
+		if _, ok := d.BlobLayer(*e.Layer); !ok {
+			return nil, false
+		}
+	}
+	return e, true
+}
+
+// Store records e under key (temp file, fsync, rename).
+func (d *Dir) Store(key string, e *CacheEntry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(d.cachePath(key), b, 0o600)
+}
