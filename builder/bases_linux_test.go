@@ -63,7 +63,7 @@ func importBare(t *testing.T, d *oracle.Docker, ref string) {
 func buildBoth(t *testing.T, d *oracle.Docker, ctxDir, base, name string) (ours, theirs string) {
 	t.Helper()
 	t.Setenv("DOCKER_BUILDKIT", "0")
-	ours, theirs = "lc-ours/"+name+":test", "lc-theirs/"+name+":test"
+	ours, theirs = oracle.Tag("lc-ours/"+name), oracle.Tag("lc-theirs/"+name)
 	out := filepath.Join(t.TempDir(), "ours.tar")
 	if _, err := testBuild(t, Options{ContextDir: ctxDir, NoCache: true,
 		BuildContexts: map[string]string{base: "docker-root:" + base},
@@ -84,7 +84,7 @@ func buildBoth(t *testing.T, d *oracle.Docker, ctxDir, base, name string) (ours,
 // succeed and give the same files, /ok owned by 0:0.
 func TestBuildOnPasswdlessBase(t *testing.T) {
 	d := oracle.NewDocker(t)
-	base := "lc-test/nopasswd:1"
+	base := oracle.Tag("lc-test/nopasswd")
 	importBare(t, d, base)
 	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM " + base + `
 RUN echo ok > /ok
@@ -127,7 +127,7 @@ func TestBuildOnManyLayers(t *testing.T) {
 				df += fmt.Sprintf("COPY f%d /layers/f%d\n", i, i)
 			}
 			files["Dockerfile"] = df
-			base := fmt.Sprintf("lc-test/layers:%d", n)
+			base := oracle.Tag(fmt.Sprintf("lc-test/layers-%d", n))
 			d.Run(t, "build", "-q", "--network", "none", "-t", base, writeContext(t, files))
 			t.Cleanup(func() { d.Try("rmi", "-f", base) })
 			if got := d.Run(t, "image", "inspect", "--format", "{{len .RootFS.Layers}}", base); got != fmt.Sprint(n) {

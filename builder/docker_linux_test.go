@@ -40,7 +40,7 @@ func TestFixtureBuildsMatchDocker(t *testing.T) {
 		name := filepath.Base(dir)
 		t.Run(name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "lc.tar")
-			ours := "lc-fixture/" + name + ":test"
+			ours := oracle.Tag("lc-fixture/" + name)
 			id, err := testBuild(t, Options{ContextDir: dir, StateDir: state, NoCache: true,
 				BuildContexts: map[string]string{d.Base: "docker-archive:" + base},
 			}, "docker-archive:"+out+":"+ours)
@@ -48,7 +48,7 @@ func TestFixtureBuildsMatchDocker(t *testing.T) {
 				t.Fatal(err)
 			}
 			d.Run(t, "load", "-i", out)
-			theirs := "dk-fixture/" + name + ":test"
+			theirs := oracle.Tag("dk-fixture/" + name)
 			d.Run(t, "build", "-q", "--no-cache", "--network", "none", "-t", theirs, dir)
 			t.Cleanup(func() { d.Try("rmi", "-f", ours, theirs) })
 			if got := d.Run(t, "image", "inspect", "--format", "{{.Id}}", ours); got != id.String() {

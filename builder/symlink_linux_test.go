@@ -177,7 +177,7 @@ CMD ["sh"]
 	base := filepath.Join(t.TempDir(), "base.tar")
 	d.Run(t, "save", "-o", base, d.Base)
 	out := filepath.Join(t.TempDir(), "lc.tar")
-	ours, theirs := "lc-symlinks:test", "dk-symlinks:test"
+	ours, theirs := oracle.Tag("lc-symlinks"), oracle.Tag("dk-symlinks")
 	if _, err := testBuild(t, Options{ContextDir: ctxDir, NoCache: true,
 		BuildContexts: map[string]string{d.Base: "docker-archive:" + base},
 	}, "docker-archive:"+out+":"+ours); err != nil {

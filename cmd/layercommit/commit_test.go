@@ -233,21 +233,22 @@ func TestCommitDockerArchiveLoadAndRun(t *testing.T) {
 	dir := t.TempDir()
 	a1, a2 := filepath.Join(dir, "one.tar"), filepath.Join(dir, "two.tar")
 	lc(t, false, "commit", "-q", "--from", "docker-archive:"+base, "--upper", stage1, "-c", `CMD ["/bin/sh"]`, "-o", "docker-archive:"+a1)
-	id, _ := lc(t, false, "commit", "-q", "--from", "docker-archive:"+a1, "--upper", stage2, "-c", "ENV STAGE=2", "-o", "docker-archive:"+a2+":lc-test/archive:v2")
+	name := oracle.Tag("lc-test/archive")
+	id, _ := lc(t, false, "commit", "-q", "--from", "docker-archive:"+a1, "--upper", stage2, "-c", "ENV STAGE=2", "-o", "docker-archive:"+a2+":"+name)
 	checkImage(t, "docker-archive:"+a2)
-	t.Cleanup(func() { d.Try("rmi", "-f", "lc-test/archive:v2") })
+	t.Cleanup(func() { d.Try("rmi", "-f", name) })
 	d.Run(t, "load", "-i", a2)
-	if got := d.Run(t, "image", "inspect", "-f", "{{.Id}}", "lc-test/archive:v2"); got != id {
+	if got := d.Run(t, "image", "inspect", "-f", "{{.Id}}", name); got != id {
 		t.Fatalf("docker loaded %s, we made %s", got, id)
 	}
-	out := d.Run(t, "run", "--rm", "--network", "none", "lc-test/archive:v2", "sh", "-c",
+	out := d.Run(t, "run", "--rm", "--network", "none", name, "sh", "-c",
 		`cat /data/basefile; ls /app; ls /etc/group 2>&1 || true; cat /new.txt; test -d /newdir && echo newdir; echo $STAGE; ls /bin/busybox`)
 	want := "changed\nfresh\nls: /etc/group: No such file or directory\nnew\nnewdir\n2\n/bin/busybox"
 	if out != want {
 		t.Fatalf("docker run shows:\n%s\nwant:\n%s", out, want)
 	}
 	// The last diffID is what `layercommit diff` gives for the upper dir.
-	layers := d.Run(t, "image", "inspect", "-f", "{{range .RootFS.Layers}}{{.}} {{end}}", "lc-test/archive:v2")
+	layers := d.Run(t, "image", "inspect", "-f", "{{range .RootFS.Layers}}{{.}} {{end}}", name)
 	fields := strings.Fields(layers)
 	diffOut, _ := lc(t, false, "diff", "-o", filepath.Join(dir, "layer.tar"), stage2)
 	if len(fields) != 3 || fields[2] != diffOut {

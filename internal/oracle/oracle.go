@@ -10,11 +10,13 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -173,4 +175,14 @@ func (d *Docker) WaitReady(t testing.TB, id string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("container %s did not create /ready in 10s", id)
+}
+
+// tagSeq numbers the tags of this test process.
+var tagSeq atomic.Int64
+
+// Tag returns repo with a tag no other test run gives it (the process ID
+// and a counter), so that runs sharing a daemon never use each other's
+// images.
+func Tag(repo string) string {
+	return fmt.Sprintf("%s:t%d-%d", repo, os.Getpid(), tagSeq.Add(1))
 }
