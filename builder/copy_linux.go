@@ -28,6 +28,7 @@ import (
 	"github.com/ulikunitz/xz"
 	"golang.org/x/sys/unix"
 
+	"github.com/layercommit/layercommit/dockerfile"
 	"github.com/layercommit/layercommit/internal/safepath"
 	"github.com/layercommit/layercommit/unpack"
 )
@@ -57,7 +58,7 @@ type copySource struct {
 }
 
 // copyStep runs COPY or ADD.
-func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) error {
+func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.CopyInstr) error {
 	line := in.Line
 	dest, err := b.expand(s, line, in.Dest)
 	if err != nil {
@@ -93,12 +94,12 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 		}
 		fsys, cleanup, err := b.fromFS(ctx, s, from)
 		if err != nil {
-			return lineErr(line, "%s --from=%s: %v", in.Name(), from, err)
+			return lineErr(line, "%s --from=%s: %w", in.Name(), from, err)
 		}
 		srcFS, srcCleanup = fsys, cleanup
 		defer srcCleanup()
 	}
-	heredocs := map[string]Heredoc{}
+	heredocs := map[string]dockerfile.Heredoc{}
 	for _, h := range in.Heredocs {
 		heredocs[h.Name] = h
 	}
@@ -123,7 +124,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 		if in.Add && (strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")) {
 			cs, err := fetchURL(ctx, src, in.Checksum)
 			if err != nil {
-				return lineErr(line, "ADD %s: %v", src, err)
+				return lineErr(line, "ADD %s: %w", src, err)
 			}
 			srcs = append(srcs, cs)
 			names = append(names, src)
@@ -134,7 +135,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 		}
 		rel, err := contextPath(src)
 		if err != nil {
-			return lineErr(line, "%v", err)
+			return lineErr(line, "%w", err)
 		}
 		var matches []string
 		if hasWildcard(rel) {
@@ -144,7 +145,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 				matches, err = matchFS(srcFS, rel)
 			}
 			if err != nil {
-				return lineErr(line, "%v", err)
+				return lineErr(line, "%w", err)
 			}
 			if len(matches) == 0 {
 				return lineErr(line, "%s failed: no source files were specified", in.Name())
@@ -166,7 +167,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 		for _, m := range matches {
 			fi, err := fs.Stat(srcFS, m)
 			if err != nil {
-				return lineErr(line, "%s failed: %v", in.Name(), err)
+				return lineErr(line, "%s failed: %w", in.Name(), err)
 			}
 			cs := copySource{name: path.Base(m), fsys: srcFS, rel: m, mode: fi.Mode(), mtime: fi.ModTime()}
 			if in.Add && fi.Mode().IsRegular() {
@@ -195,7 +196,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 	}
 	digest, err := b.digestSources(srcs, fromContext)
 	if err != nil {
-		return lineErr(line, "%v", err)
+		return lineErr(line, "%w", err)
 	}
 	opts, flag := "", ""
 	if chown != "" {
@@ -221,13 +222,13 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 		id := Identity{}
 		if chown != "" {
 			if id, err = chownIdentity(rootFS{root}, chown); err != nil {
-				return lineErr(line, "%v", err)
+				return lineErr(line, "%w", err)
 			}
 		}
 		cp := &copier{root: root, id: id, chmod: chmod, ctx: ctx, buf: make([]byte, 1<<20)}
 		for _, src := range srcs {
 			if err := cp.copy(src, destAbs); err != nil {
-				return lineErr(line, "%s %s: %v", in.Name(), src.name, err)
+				return lineErr(line, "%s %s: %w", in.Name(), src.name, err)
 			}
 		}
 		return nil
