@@ -74,3 +74,34 @@ func TestParseCaps(t *testing.T) {
 		t.Errorf("1001 instructions: %v", err)
 	}
 }
+
+// TestParseTrigger: an ONBUILD trigger of a base image parses as one
+// instruction located at the FROM that runs it; what ONBUILD itself
+// refuses is refused here too.
+func TestParseTrigger(t *testing.T) {
+	for _, tc := range []struct {
+		name, expr, want, wantErr string
+	}{
+		{"env", "ENV A=$B", "ENV A=$B", ""},
+		{"run", "RUN echo hi", "RUN echo hi", ""},
+		{"from", "FROM scratch", "", "Dockerfile:7: FROM isn't allowed as an ONBUILD trigger"},
+		{"two", "ENV A=1\nENV B=2", "", "Dockerfile:7: bad ONBUILD trigger"},
+		{"bogus", "BOGUS x", "", "Dockerfile:7: unknown instruction: BOGUS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in, err := ParseTrigger(tc.expr, 7)
+			if tc.wantErr != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want prefix %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if in.String() != tc.want || in.Pos() != 7 || in.Source() != tc.expr {
+				t.Errorf("got %q at %d (source %q)", in, in.Pos(), in.Source())
+			}
+		})
+	}
+}
