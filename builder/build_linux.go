@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -18,11 +17,10 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/moby/buildkit/frontend/dockerfile/parser"
-	"github.com/moby/buildkit/frontend/dockerfile/shell"
 
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/diff"
+	"github.com/layercommit/layercommit/dockerfile"
 	"github.com/layercommit/layercommit/image"
 	"github.com/layercommit/layercommit/internal/overlay"
 	"github.com/layercommit/layercommit/internal/safepath"
@@ -122,12 +120,12 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 
 type build struct {
 	o        Options
-	df       *Dockerfile
+	df       *dockerfile.Dockerfile
 	st       *statedir.Dir
 	bctx     *buildContext
 	initDir  string
 	progress io.Writer
-	lex      *shell.Lex
+	lex      *dockerfile.Lex
 	metaArgs map[string]*string // after --build-arg overrides
 	usedArgs map[string]bool
 	stages   map[int]*stageState
@@ -156,7 +154,7 @@ func newBuild(o Options) (*build, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading Dockerfile: %w", err)
 	}
-	df, err := Parse(f)
+	df, err := dockerfile.Parse(f)
 	f.Close()
 	if err != nil {
 		return nil, err
@@ -165,7 +163,7 @@ func newBuild(o Options) (*build, error) {
 	for _, w := range df.Warnings {
 		fmt.Fprintf(b.progress, "[WARNING]: %s\n", w)
 	}
-	b.lex = shell.NewLex(df.EscapeToken)
+	b.lex = dockerfile.NewLex(df.EscapeToken)
 	if b.bctx, err = openContext(o.ContextDir); err != nil {
 		return nil, err
 	}
@@ -188,7 +186,7 @@ func (b *build) close() {
 // stageState is a stage being built: its image so far and the state that
 // instructions change, as the legacy builder's dispatchState.
 type stageState struct {
-	stage      *Stage
+	stage      *dockerfile.Stage
 	img        v1.Image
 	id         v1.Hash // config digest of img
 	cf         *v1.ConfigFile
@@ -260,16 +258,16 @@ func (b *build) run(ctx context.Context) (v1.Image, error) {
 
 // expandMeta gives a meta ARG its value: --build-arg, else the default
 // expanded with the meta args so far.
-func (b *build) expandMeta(line int, kv KeyValue) (*string, error) {
+func (b *build) expandMeta(line int, kv dockerfile.KeyValue) (*string, error) {
 	if v, ok := b.buildArg(kv.Key); ok {
 		return v, nil
 	}
 	if kv.Value == nil {
 		return nil, nil
 	}
-	v, _, err := b.lex.ProcessWord(*kv.Value, envGetter(b.metaEnv()))
+	v, err := b.lex.ProcessWord(*kv.Value, b.metaEnv())
 	if err != nil {
-		return nil, lineErr(line, "expanding ARG %s: %v", kv.Key, err)
+		return nil, lineErr(line, "expanding ARG %s: %w", kv.Key, err)
 	}
 	return &v, nil
 }
@@ -312,12 +310,12 @@ func (b *build) neededStages(target int) (map[int]bool, error) {
 		need[i] = true
 		s := b.df.Stages[i]
 		deps := []string{}
-		img, _, err := b.lex.ProcessWord(s.From.Image, envGetter(b.metaEnv()))
+		img, err := b.lex.ProcessWord(s.From.Image, b.metaEnv())
 		if err == nil {
 			deps = append(deps, img)
 		}
 		for _, in := range s.Instructions {
-			if c, ok := in.(*CopyInstr); ok && c.From != "" {
+			if c, ok := in.(*dockerfile.CopyInstr); ok && c.From != "" {
 				deps = append(deps, c.From)
 			}
 		}
@@ -375,21 +373,21 @@ func (b *build) stepf(format string, args ...any) {
 	fmt.Fprintf(b.progress, "Step %d/%d : %s\n", b.step, b.steps, fmt.Sprintf(format, args...))
 }
 
-func (b *build) buildStage(ctx context.Context, st *Stage) (*stageState, error) {
+func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageState, error) {
 	from := st.From
 	b.stepf("%s", from.Original)
 	if from.Platform != "" {
-		p, _, err := b.lex.ProcessWord(from.Platform, envGetter(b.metaEnv()))
+		p, err := b.lex.ProcessWord(from.Platform, b.metaEnv())
 		if err != nil {
-			return nil, lineErr(from.Line, "%v", err)
+			return nil, lineErr(from.Line, "%w", err)
 		}
 		if want := "linux/" + goarch(); p != want && p != "linux" && p != "$BUILDPLATFORM" && p != "$TARGETPLATFORM" {
 			return nil, lineErr(from.Line, "platform %s is not supported (only %s)", p, want)
 		}
 	}
-	name, _, err := b.lex.ProcessWord(from.Image, envGetter(b.metaEnv()))
+	name, err := b.lex.ProcessWord(from.Image, b.metaEnv())
 	if err != nil {
-		return nil, lineErr(from.Line, "%v", err)
+		return nil, lineErr(from.Line, "%w", err)
 	}
 	if name == "" {
 		return nil, lineErr(from.Line, "base name (%s) should not be blank", from.Image)
@@ -403,18 +401,18 @@ func (b *build) buildStage(ctx context.Context, st *Stage) (*stageState, error) 
 		s.img = image.Scratch(!s.docker)
 	} else {
 		if s.img, err = b.openImage(ctx, name); err != nil {
-			return nil, lineErr(from.Line, "FROM %s: %v", name, err)
+			return nil, lineErr(from.Line, "FROM %s: %w", name, err)
 		}
 		if s.docker, err = image.DockerMediaTypes(s.img); err != nil {
-			return nil, lineErr(from.Line, "FROM %s: %v", name, err)
+			return nil, lineErr(from.Line, "FROM %s: %w", name, err)
 		}
 	}
 	if s.id, err = s.img.ConfigName(); err != nil {
-		return nil, lineErr(from.Line, "reading %s: %v", name, err)
+		return nil, lineErr(from.Line, "reading %s: %w", name, err)
 	}
 	cf, err := s.img.ConfigFile()
 	if err != nil {
-		return nil, lineErr(from.Line, "reading %s: %v", name, err)
+		return nil, lineErr(from.Line, "reading %s: %w", name, err)
 	}
 	s.cf = cf.DeepCopy()
 	if s.cf.OS == "" {
@@ -433,13 +431,7 @@ func (b *build) buildStage(ctx context.Context, st *Stage) (*stageState, error) 
 	if triggers := c.OnBuild; len(triggers) > 0 {
 		c.OnBuild = nil
 		for _, t := range triggers {
-			res, err := parser.Parse(strings.NewReader(t + "\n"))
-			if err != nil || len(res.AST.Children) != 1 {
-				return nil, lineErr(from.Line, "bad ONBUILD trigger %q in the base image: %v", t, err)
-			}
-			n := res.AST.Children[0]
-			n.StartLine = from.Line
-			in, err := parseInstruction(n, true)
+			in, err := dockerfile.ParseTrigger(t, from.Line)
 			if err != nil {
 				return nil, err
 			}
@@ -450,15 +442,13 @@ func (b *build) buildStage(ctx context.Context, st *Stage) (*stageState, error) 
 		}
 	}
 	for _, in := range st.Instructions {
-		b.stepf("%s", in.(interface{ original() string }).original())
+		b.stepf("%s", in.Source())
 		if err := b.dispatch(ctx, s, in); err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
 }
-
-func (a at) original() string { return a.Original }
 
 func short(h v1.Hash) string {
 	if len(h.Hex) < 12 {
@@ -499,41 +489,10 @@ func lookupEnv(env []string, k string) (string, bool) {
 	return "", false
 }
 
-// setEnv replaces or appends k in env, as docker's ENV does.
-func setEnv(env []string, k, v string) []string {
-	for i, e := range env {
-		if strings.HasPrefix(e, k+"=") {
-			env[i] = k + "=" + v
-			return env
-		}
-	}
-	return append(env, k+"="+v)
-}
-
-type envGetter []string
-
-func (e envGetter) Get(k string) (string, bool) { return lookupEnv(e, k) }
-func (e envGetter) Keys() []string {
-	var ks []string
-	for _, kv := range e {
-		k, _, _ := strings.Cut(kv, "=")
-		ks = append(ks, k)
-	}
-	return ks
-}
-
 func (b *build) expand(s *stageState, line int, word string) (string, error) {
-	v, _, err := b.lex.ProcessWord(word, envGetter(b.expansionEnv(s)))
+	v, err := b.lex.ProcessWord(word, b.expansionEnv(s))
 	if err != nil {
-		return "", lineErr(line, "%v", err)
-	}
-	return v, nil
-}
-
-func (b *build) expandWords(s *stageState, line int, word string) ([]string, error) {
-	v, err := b.lex.ProcessWords(word, envGetter(b.expansionEnv(s)))
-	if err != nil {
-		return nil, lineErr(line, "%v", err)
+		return "", lineErr(line, "%w", err)
 	}
 	return v, nil
 }
@@ -556,181 +515,70 @@ func (s *stageState) nopCommentString(text string) string {
 	return strings.Join(append(s.shell(), "#(nop) "+text), " ")
 }
 
-// dispatch runs one instruction.
-func (b *build) dispatch(ctx context.Context, s *stageState, in Instruction) error {
-	c := s.config()
-	line := in.Pos()
+// dispatch runs one instruction: ARG and MAINTAINER change the stage,
+// RUN, COPY and ADD make layers, and every other instruction changes the
+// config through dockerfile's Dispatcher, the one `commit --change` runs
+// too; WORKDIR then also makes its directory.
+func (b *build) dispatch(ctx context.Context, s *stageState, in dockerfile.Instruction) error {
 	switch in := in.(type) {
-	case *ArgInstr:
-		var parts []string
-		for _, kv := range in.Args {
-			var v *string
-			if kv.Value != nil {
-				x, err := b.expand(s, line, *kv.Value)
-				if err != nil {
-					return err
-				}
-				v = &x
-				parts = append(parts, kv.Key+"="+x)
-			} else {
-				parts = append(parts, kv.Key)
-			}
-			if o, ok := b.buildArg(kv.Key); ok {
-				v = o
-			} else if v == nil {
-				v = b.metaArgs[kv.Key]
-			}
-			if _, seen := s.args[kv.Key]; !seen {
-				s.argOrder = append(s.argOrder, kv.Key)
-			}
-			s.args[kv.Key] = v
-		}
-		return b.commitMeta(ctx, s, line, s.nopComment("ARG "+strings.Join(parts, " ")))
-	case *EnvInstr:
-		var parts []string
-		for _, kv := range in.Pairs {
-			k, err := b.expand(s, line, kv.Key)
-			if err != nil {
-				return err
-			}
-			v, err := b.expand(s, line, *kv.Value)
-			if err != nil {
-				return err
-			}
-			c.Env = setEnv(c.Env, k, v)
-			parts = append(parts, k+"="+v)
-		}
-		return b.commitMeta(ctx, s, line, s.nopComment("ENV "+strings.Join(parts, " ")))
-	case *LabelInstr:
-		var parts []string
-		for _, kv := range in.Pairs {
-			k, err := b.expand(s, line, kv.Key)
-			if err != nil {
-				return err
-			}
-			v, err := b.expand(s, line, *kv.Value)
-			if err != nil {
-				return err
-			}
-			if c.Labels == nil {
-				c.Labels = map[string]string{}
-			}
-			c.Labels[k] = v
-			parts = append(parts, k+"="+v)
-		}
-		return b.commitMeta(ctx, s, line, s.nopComment("LABEL "+strings.Join(parts, " ")))
-	case *MaintainerInstr:
-		v, err := b.expand(s, line, in.Name)
-		if err != nil {
-			return err
-		}
-		s.maintainer = v
-		return b.commitMeta(ctx, s, line, s.nopComment("MAINTAINER "+v))
-	case *UserInstr:
-		v, err := b.expand(s, line, in.User)
-		if err != nil {
-			return err
-		}
-		c.User = v
-		return b.commitMeta(ctx, s, line, s.nopComment("USER "+v))
-	case *StopSignalInstr:
-		v, err := b.expand(s, line, in.Signal)
-		if err != nil {
-			return err
-		}
-		c.StopSignal = v
-		return b.commitMeta(ctx, s, line, s.nopComment("STOPSIGNAL "+v))
-	case *ExposeInstr:
-		var ports, names []string
-		for _, p := range in.Ports {
-			ws, err := b.expandWords(s, line, p)
-			if err != nil {
-				return err
-			}
-			for _, w := range ws {
-				names = append(names, w)
-				if !strings.Contains(w, "/") {
-					w += "/tcp"
-				}
-				ports = append(ports, w)
-			}
-		}
-		if c.ExposedPorts == nil {
-			c.ExposedPorts = map[string]struct{}{}
-		}
-		for _, p := range ports {
-			c.ExposedPorts[p] = struct{}{}
-		}
-		sort.Strings(names)
-		return b.commitMeta(ctx, s, line, s.nopComment("EXPOSE "+strings.Join(names, " ")))
-	case *VolumeInstr:
-		var vols []string
-		for _, p := range in.Paths {
-			v, err := b.expand(s, line, p)
-			if err != nil {
-				return err
-			}
-			if strings.TrimSpace(v) == "" {
-				return lineErr(line, "VOLUME specified can not be an empty string")
-			}
-			vols = append(vols, v)
-		}
-		if c.Volumes == nil {
-			c.Volumes = map[string]struct{}{}
-		}
-		for _, v := range vols {
-			c.Volumes[v] = struct{}{}
-		}
-		return b.commitMeta(ctx, s, line, s.nopComment(fmt.Sprintf("VOLUME %v", vols)))
-	case *CmdInstr:
-		c.Cmd = s.commandArgs(in.Cmd)
-		s.cmdSet = true
-		return b.commitMeta(ctx, s, line, s.nopComment(fmt.Sprintf("CMD %q", c.Cmd)))
-	case *EntrypointInstr:
-		c.Entrypoint = s.commandArgs(in.Cmd)
-		if !s.cmdSet {
-			c.Cmd = nil
-		}
-		return b.commitMeta(ctx, s, line, s.nopComment(fmt.Sprintf("ENTRYPOINT %q", c.Entrypoint)))
-	case *ShellInstr:
-		c.Shell = append([]string(nil), in.Shell...)
-		return b.commitMeta(ctx, s, line, s.nopComment(fmt.Sprintf("SHELL %v", c.Shell)))
-	case *HealthcheckInstr:
-		h := in.Health
-		h.Test = append([]string(nil), h.Test...)
-		c.Healthcheck = &h
-		return b.commitMeta(ctx, s, line, s.nopComment(fmt.Sprintf("HEALTHCHECK &{%q %q %q %q %%!q(int=%d)}", h.Test, h.Interval.String(), h.Timeout.String(), h.StartPeriod.String(), h.Retries)))
-	case *OnbuildInstr:
-		c.OnBuild = append(c.OnBuild, in.Expression)
-		return b.commitMeta(ctx, s, line, s.nopComment("ONBUILD "+in.Expression))
-	case *WorkdirInstr:
-		v, err := b.expand(s, line, in.Path)
-		if err != nil {
-			return err
-		}
-		if !path.IsAbs(v) {
-			v = path.Join("/", c.WorkingDir, v)
-		}
-		c.WorkingDir = path.Clean(v)
-		return b.workdir(ctx, s, line)
-	case *RunInstr:
+	case *dockerfile.ArgInstr:
+		return b.dispatchArg(ctx, s, in)
+	case *dockerfile.MaintainerInstr:
+		return b.dispatchMaintainer(ctx, s, in)
+	case *dockerfile.RunInstr:
 		return b.runStep(ctx, s, in)
-	case *CopyInstr:
+	case *dockerfile.CopyInstr:
 		return b.copyStep(ctx, s, in)
 	}
-	return lineErr(line, "%T is not supported here", in)
+	d := dockerfile.Dispatcher{Config: s.config(), Lex: b.lex, Args: b.allowedArgs(s), CmdSet: s.cmdSet}
+	text, err := d.Dispatch(in)
+	if err != nil {
+		return err
+	}
+	s.cmdSet = d.CmdSet
+	if _, ok := in.(*dockerfile.WorkdirInstr); ok {
+		return b.workdir(ctx, s, in.Pos())
+	}
+	return b.commitMeta(ctx, s, in.Pos(), s.nopComment(text))
 }
 
-// commandArgs is CMD's and ENTRYPOINT's value: the exec form as is, the
-// shell form run by the stage's SHELL.
-func (s *stageState) commandArgs(cl CommandLine) []string {
-	if !cl.ShellForm {
-		return append([]string{}, cl.Args...)
+// dispatchArg declares the stage's ARGs: a --build-arg, else the
+// expanded default, else the meta ARG of that name.
+func (b *build) dispatchArg(ctx context.Context, s *stageState, in *dockerfile.ArgInstr) error {
+	var parts []string
+	for _, kv := range in.Args {
+		var v *string
+		if kv.Value != nil {
+			x, err := b.expand(s, in.Line, *kv.Value)
+			if err != nil {
+				return err
+			}
+			v = &x
+			parts = append(parts, kv.Key+"="+x)
+		} else {
+			parts = append(parts, kv.Key)
+		}
+		if o, ok := b.buildArg(kv.Key); ok {
+			v = o
+		} else if v == nil {
+			v = b.metaArgs[kv.Key]
+		}
+		if _, seen := s.args[kv.Key]; !seen {
+			s.argOrder = append(s.argOrder, kv.Key)
+		}
+		s.args[kv.Key] = v
 	}
-	if len(cl.Args) == 0 {
-		return nil
+	return b.commitMeta(ctx, s, in.Line, s.nopComment("ARG "+strings.Join(parts, " ")))
+}
+
+// dispatchMaintainer sets the author of the stage's later images.
+func (b *build) dispatchMaintainer(ctx context.Context, s *stageState, in *dockerfile.MaintainerInstr) error {
+	v, err := b.expand(s, in.Line, in.Name)
+	if err != nil {
+		return err
 	}
-	return append(s.shell(), strings.Join(cl.Args, " "))
+	s.maintainer = v
+	return b.commitMeta(ctx, s, in.Line, s.nopComment("MAINTAINER "+v))
 }
 
 // stepKey is the cache key of a step: parent, the expanded instruction,
@@ -948,7 +796,7 @@ func (b *build) workdir(ctx context.Context, s *stageState, line int) error {
 }
 
 // runStep runs RUN in the sandbox and commits its upper dir.
-func (b *build) runStep(ctx context.Context, s *stageState, in *RunInstr) error {
+func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunInstr) error {
 	c := s.config()
 	var args []string
 	if in.Cmd.ShellForm {
@@ -987,7 +835,7 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *RunInstr) error 
 	}
 	lowers, err := b.lowerDirs(ctx, s)
 	if err != nil {
-		return lineErr(in.Line, "%v", err)
+		return lineErr(in.Line, "%w", err)
 	}
 	dir, upper, work, err := b.newStepDir()
 	if err != nil {
@@ -1022,7 +870,7 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *RunInstr) error 
 	}
 	l, err := b.st.WriteLayer(ctx, upper, b.layerOptions(s)...)
 	if err != nil {
-		return lineErr(in.Line, "%v", err)
+		return lineErr(in.Line, "%w", err)
 	}
 	return b.commit(s, key, createdBy, l, upper)
 }
@@ -1032,7 +880,7 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *RunInstr) error 
 func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy string, line int, fn func(*safepath.Root) error) error {
 	lowers, err := b.lowerDirs(ctx, s)
 	if err != nil {
-		return lineErr(line, "%v", err)
+		return lineErr(line, "%w", err)
 	}
 	dir, upper, work, err := b.newStepDir()
 	if err != nil {
@@ -1063,15 +911,15 @@ func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy str
 		err = uerr
 	}
 	if err != nil {
-		var le *LineError
+		var le *dockerfile.LineError
 		if errors.As(err, &le) {
 			return err
 		}
-		return lineErr(line, "%v", err)
+		return lineErr(line, "%w", err)
 	}
 	l, err := b.st.WriteLayer(ctx, upper, b.layerOptions(s)...)
 	if err != nil {
-		return lineErr(line, "%v", err)
+		return lineErr(line, "%w", err)
 	}
 	return b.commit(s, key, createdBy, l, upper)
 }

@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/layercommit/layercommit/internal/overlay"
+	"github.com/layercommit/layercommit/dockerfile"
 	"github.com/layercommit/layercommit/internal/safepath"
 	"github.com/layercommit/layercommit/unpack"
 )
@@ -59,7 +60,7 @@ type copySource struct {
 }
 
 // copyStep runs COPY or ADD.
-func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) error {
+func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.CopyInstr) error {
 	line := in.Line
 	dest, err := b.expand(s, line, in.Dest)
 	if err != nil {
@@ -95,12 +96,12 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 		}
 		fsys, cleanup, err := b.fromFS(ctx, s, from)
 		if err != nil {
-			return lineErr(line, "%s --from=%s: %v", in.Name(), from, err)
+			return lineErr(line, "%s --from=%s: %w", in.Name(), from, err)
 		}
 		srcFS, srcCleanup = fsys, cleanup
 		defer srcCleanup()
 	}
-	heredocs := map[string]Heredoc{}
+	heredocs := map[string]dockerfile.Heredoc{}
 	for _, h := range in.Heredocs {
 		heredocs[h.Name] = h
 	}
@@ -141,7 +142,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 		}
 		rel, err := contextPath(src)
 		if err != nil {
-			return lineErr(line, "%v", err)
+			return lineErr(line, "%w", err)
 		}
 		var matches []string
 		if hasWildcard(rel) {
@@ -151,7 +152,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 				matches, err = matchFS(srcFS, rel)
 			}
 			if err != nil {
-				return lineErr(line, "%v", err)
+				return lineErr(line, "%w", err)
 			}
 			if len(matches) == 0 {
 				return lineErr(line, "%s failed: no source files were specified", in.Name())
@@ -173,7 +174,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 		for _, m := range matches {
 			fi, err := fs.Stat(srcFS, m)
 			if err != nil {
-				return lineErr(line, "%s failed: %v", in.Name(), err)
+				return lineErr(line, "%s failed: %w", in.Name(), err)
 			}
 			cs := copySource{name: path.Base(m), fsys: srcFS, rel: m, mode: fi.Mode(), mtime: fi.ModTime()}
 			if in.Add && fi.Mode().IsRegular() {
@@ -202,7 +203,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 	}
 	digest, err := b.digestSources(srcs, fromContext)
 	if err != nil {
-		return lineErr(line, "%v", err)
+		return lineErr(line, "%w", err)
 	}
 	opts, flag := "", ""
 	if chown != "" {
@@ -234,7 +235,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *CopyInstr) erro
 		cp := &copier{root: root, id: id, chmod: chmod, ctx: ctx, buf: make([]byte, 1<<20)}
 		for _, src := range srcs {
 			if err := cp.copy(src, destAbs); err != nil {
-				return lineErr(line, "%s %s: %v", in.Name(), src.name, err)
+				return lineErr(line, "%s %s: %w", in.Name(), src.name, err)
 			}
 		}
 		return nil

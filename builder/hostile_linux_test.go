@@ -12,24 +12,6 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-// TestParseCaps is HOSTILE.md D14: BuildKit has no cap on a Dockerfile's
-// size or instruction count; Parse does.
-func TestParseCaps(t *testing.T) {
-	big := "FROM busybox\nLABEL " + strings.Repeat("a=b ", 1000) + "\n"
-	huge := strings.Repeat(big, MaxDockerfileSize/len(big)+1)
-	if _, err := Parse(strings.NewReader(huge)); err == nil || !strings.Contains(err.Error(), "larger than") {
-		t.Errorf("%d bytes: error %v", len(huge), err)
-	}
-	many := "FROM busybox\n" + strings.Repeat("RUN x\n", MaxInstructions)
-	if _, err := Parse(strings.NewReader(many)); err == nil || !strings.Contains(err.Error(), "more than") {
-		t.Errorf("%d instructions: error %v", MaxInstructions+1, err)
-	}
-	ok := "FROM busybox\n" + strings.Repeat("RUN x\n", 1000)
-	if _, err := Parse(strings.NewReader(ok)); err != nil {
-		t.Errorf("1001 instructions: %v", err)
-	}
-}
-
 // TestBuildHostile runs the Dockerfile rows of HOSTILE.md section 5.3 that
 // need a build: meta ARGs (D4), WORKDIR into /proc/self/fd (D22), ADD of
 // an archive that links out of the tree followed by a write through the

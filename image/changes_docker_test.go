@@ -8,11 +8,14 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/internal/oracle"
 )
 
 // changeCases are --change lists run both by the real `docker commit
-// --change` and by ApplyChanges+merge on the same container config.
+// --change` (Docker 20.10) and by ValidateChanges with the docker-20.10
+// profile and CommitConfig (dockerfile.ApplyChanges + merge) on the same
+// container config.
 var changeCases = []struct {
 	name    string
 	changes []string
@@ -29,6 +32,23 @@ var changeCases = []struct {
 	{"cmd-then-entrypoint", []string{`CMD ["a"]`, `ENTRYPOINT ["b"]`}},
 	{"entrypoint-then-cmd", []string{`ENTRYPOINT ["b"]`, `CMD ["a"]`}},
 	{"expose", []string{"EXPOSE 8080 53/udp 7000-7002"}},
+	{"expose-range", []string{"EXPOSE 8000-8002"}},
+	{"expose-udp-and-plain", []string{"EXPOSE 53/udp 80"}},
+	{"expose-upper-proto-and-host-part", []string{"EXPOSE 90/SCTP 127.0.0.1:8080:81"}},
+	{"expose-bad-proto", []string{"EXPOSE 80/xyz"}},
+	{"expose-bad-range", []string{"EXPOSE 9-8"}},
+	{"stopsignal-name", []string{"STOPSIGNAL SIGUSR2"}},
+	{"stopsignal-number", []string{"STOPSIGNAL 9"}},
+	{"stopsignal-invalid", []string{"STOPSIGNAL SIGNOPE"}},
+	{"env-replacement", []string{"ENV A=1", "ENV B=$A C=${A:-x}", "LABEL x=$A"}},
+	{"env-expands-before-instruction", []string{"ENV A=2 B=$A"}},
+	{"cmd-bare", []string{"CMD"}},
+	{"cmd-empty", []string{"CMD []"}},
+	{"entrypoint-empty", []string{"ENTRYPOINT []"}},
+	{"workdir-unclean", []string{"WORKDIR /a/../b/"}},
+	{"volume-trimmed", []string{`VOLUME [" /v "]`}},
+	{"healthcheck-none-flags", []string{"HEALTHCHECK --retries=2 NONE"}},
+	{"env-required-unset", []string{"ENV A=${NOPE:?unset}"}},
 	{"volume", []string{"VOLUME /data", `VOLUME ["/a", "/b"]`}},
 	{"label", []string{`LABEL a=b "c d"=e`, "LABEL legacy some value"}},
 	{"user", []string{"USER 1000:1000"}},
@@ -65,9 +85,10 @@ func TestChangesAgainstDockerCommit(t *testing.T) {
 					args = append(args, "--change", c)
 				}
 				out, stderr, derr := d.Try(append(args, id)...)
-				ours, err := ApplyChanges(container, tc.changes)
+				err := ValidateChanges(tc.changes, compat.Docker2010)
+				var ours v1.Config
 				if err == nil {
-					merge(&ours, &container)
+					ours, err = CommitConfig(container, tc.changes)
 				}
 				if derr != nil || err != nil {
 					if derr == nil || err == nil {

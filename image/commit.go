@@ -40,7 +40,8 @@ func WithComment(m string) Option { return func(o *options) { o.comment = m } }
 // container config's Cmd joined by spaces, as docker commit writes it.
 func WithCreatedBy(s string) Option { return func(o *options) { o.createdBy = &s } }
 
-// WithChanges applies `docker commit --change` instructions.
+// WithChanges applies `docker commit --change` instructions (see
+// dockerfile.ApplyChanges).
 func WithChanges(changes ...string) Option {
 	return func(o *options) { o.changes = append(o.changes, changes...) }
 }
@@ -73,11 +74,10 @@ func Commit(base v1.Image, l v1.Layer, opts ...Option) (v1.Image, error) {
 	if o.container != nil {
 		container = *o.container
 	}
-	cfg, err := ApplyChanges(container, o.changes)
+	cfg, err := CommitConfig(container, o.changes)
 	if err != nil {
 		return nil, err
 	}
-	merge(&cfg, &container)
 
 	cf := bcf.DeepCopy()
 	cf.Config = cfg

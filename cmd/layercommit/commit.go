@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/layercommit/layercommit/commit"
@@ -81,9 +80,6 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 		lvl = &n
 	}
 	// Check the --change lines before any work; they are applied later.
-	if _, err := image.ApplyChanges(v1.Config{}, changes); err != nil {
-		return err
-	}
 	if err := image.ValidateChanges(changes, p); err != nil {
 		return err
 	}

@@ -62,7 +62,7 @@ func TestCommitBadInput(t *testing.T) {
 		{"docker-root without a root", []string{"--docker-root", filepath.Join(dir, "noroot"), "--from", "docker-root:busybox", "--upper", stage1, "-o", "oci:" + layout + ":v2"}, "no such file"},
 		{"docker-root destination without a root", []string{"--docker-root", filepath.Join(dir, "noroot"), "--upper", stage1, "-o", "docker-root:x:y"}, "no such file"},
 		{"scratch destination", []string{"--upper", stage1, "-o", "scratch"}, "scratch is not a destination"},
-		{"bad change", []string{"--upper", stage1, "-c", "RUN rm -rf /", "-o", "oci:" + layout + ":v2"}, "RUN is not a valid change command"},
+		{"bad change", []string{"--upper", stage1, "-c", "RUN rm -rf /", "-o", "oci:" + layout + ":v2"}, "run is not a valid change command"},
 		{"missing upper", []string{"--upper", filepath.Join(dir, "nope"), "-o", "oci:" + layout + ":v2"}, "reading upper dir"},
 		{"zstd on docker base", []string{"--from", "docker-archive:" + archive, "--compression", "zstd", "--upper", stage1, "-o", "oci:" + layout + ":v2"}, "zstd layers need an OCI image"},
 		{"bad level", []string{"--compression-level", "99", "--upper", stage1, "-o", "oci:" + layout + ":v2"}, "gzip level 99 out of range"},

@@ -1,4 +1,4 @@
-package builder
+package dockerfile
 
 import (
 	"fmt"
@@ -13,17 +13,22 @@ import (
 type Instruction interface {
 	// Pos is the instruction's first line in the Dockerfile (1-based).
 	Pos() int
-	// String renders the instruction for golden files and history.
+	// Source is the instruction as written, continuation lines joined
+	// (what docker build prints as the step).
+	Source() string
+	// String renders the parsed instruction for golden files.
 	String() string
 }
 
-// at carries an instruction's line and its original text.
+// at carries an instruction's location: its line and its original text.
+// Every instruction embeds it; parseNode attaches it once.
 type at struct {
 	Line     int
 	Original string // the line after continuation joining
 }
 
-func (a at) Pos() int { return a.Line }
+func (a at) Pos() int       { return a.Line }
+func (a at) Source() string { return a.Original }
 
 // KeyValue is one ENV or LABEL pair, or an ARG with a default (Value nil
 // when the ARG has none). Key and Value are unexpanded words.

@@ -1,4 +1,4 @@
-package builder
+package dockerfile
 
 import (
 	"os"
@@ -6,12 +6,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// FuzzParse parses arbitrary Dockerfiles and expands every word of what
-// parsed the way a build would (meta ARGs, ENV, heredocs): nothing may
-// panic, and errors must be one line naming the Dockerfile.
+// FuzzParse parses arbitrary Dockerfiles, expands every word of what
+// parsed the way a build would (meta ARGs, ENV, heredocs) and dispatches
+// the metadata instructions: nothing may panic, and errors must be one
+// line naming the Dockerfile.
 func FuzzParse(f *testing.F) {
 	dirs, _ := filepath.Glob("testdata/*/Dockerfile")
 	for _, d := range dirs {
@@ -29,11 +30,20 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		lex := shell.NewLex(d.EscapeToken)
-		env := envGetter{"A=abc", "HOME=/root", "PATH=/bin"}
+		lex := NewLex(d.EscapeToken)
+		env := []string{"A=abc", "HOME=/root", "PATH=/bin"}
 		for _, line := range strings.Split(d.Dump(), "\n") {
 			lex.ProcessWord(line, env)
 			lex.ProcessWords(line, env)
+		}
+		for _, s := range d.Stages {
+			cfg := v1.Config{Env: env}
+			m := Dispatcher{Config: &cfg, Lex: lex}
+			for _, in := range s.Instructions {
+				if _, err := m.Dispatch(in); err != nil && strings.Contains(err.Error(), "\n") {
+					t.Errorf("dispatch error is not one line: %q", err)
+				}
+			}
 		}
 	})
 }
