@@ -28,8 +28,8 @@ import (
 	"github.com/ulikunitz/xz"
 	"golang.org/x/sys/unix"
 
-	"github.com/layercommit/layercommit/internal/overlay"
 	"github.com/layercommit/layercommit/dockerfile"
+	"github.com/layercommit/layercommit/internal/overlay"
 	"github.com/layercommit/layercommit/internal/safepath"
 	"github.com/layercommit/layercommit/unpack"
 )
