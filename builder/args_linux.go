@@ -1,0 +1,91 @@
+package builder
+
+import (
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/layercommit/layercommit/dockerfile"
+)
+
+// expandMeta gives a meta ARG its value: --build-arg, else the default
+// expanded with the meta args so far.
+func (b *build) expandMeta(line int, kv dockerfile.KeyValue) (*string, error) {
+	if v, ok := b.buildArg(kv.Key); ok {
+		return v, nil
+	}
+	if kv.Value == nil {
+		return nil, nil
+	}
+	v, err := b.lex.ProcessWord(*kv.Value, b.metaEnv())
+	if err != nil {
+		return nil, lineErr(line, "expanding ARG %s: %w", kv.Key, err)
+	}
+	return &v, nil
+}
+
+func (b *build) buildArg(k string) (*string, bool) {
+	v, ok := b.o.BuildArgs[k]
+	if !ok {
+		return nil, false
+	}
+	b.usedArgs[k] = true
+	if v == nil {
+		if e, ok := os.LookupEnv(k); ok {
+			return &e, true
+		}
+		return nil, true
+	}
+	return v, true
+}
+
+func (b *build) metaEnv() []string {
+	var env []string
+	for k, v := range b.metaArgs {
+		if v != nil {
+			env = append(env, k+"="+*v)
+		}
+	}
+	sort.Strings(env)
+	return env
+}
+
+// expansionEnv is the environment words are expanded with: the stage's
+// Env, then the build args it declared that Env does not override.
+func (b *build) expansionEnv(s *stageState) []string {
+	return append(append([]string(nil), s.config().Env...), b.allowedArgs(s)...)
+}
+
+// allowedArgs are the stage's declared ARGs that have a value and are not
+// overridden by Env, as "k=v", in declaration order.
+func (b *build) allowedArgs(s *stageState) []string {
+	var out []string
+	for _, k := range s.argOrder {
+		v := s.args[k]
+		if v == nil {
+			continue
+		}
+		if _, ok := lookupEnv(s.config().Env, k); ok {
+			continue
+		}
+		out = append(out, k+"="+*v)
+	}
+	return out
+}
+
+func lookupEnv(env []string, k string) (string, bool) {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], k+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func (b *build) expand(s *stageState, line int, word string) (string, error) {
+	v, err := b.lex.ProcessWord(word, b.expansionEnv(s))
+	if err != nil {
+		return "", lineErr(line, "%w", err)
+	}
+	return v, nil
+}

@@ -1,0 +1,188 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/layercommit/layercommit/dockerfile"
+	"github.com/layercommit/layercommit/image"
+)
+
+// stageState is a stage being built: its image so far and the state that
+// instructions change, as the legacy builder's dispatchState.
+type stageState struct {
+	stage      *dockerfile.Stage
+	img        v1.Image
+	id         v1.Hash // config digest of img
+	cf         *v1.ConfigFile
+	docker     bool // Docker media types (else OCI)
+	args       map[string]*string
+	argOrder   []string
+	maintainer string
+	cmdSet     bool
+	lowers     []string // overlay-form dirs, top first; nil until needed
+}
+
+func (s *stageState) config() *v1.Config { return &s.cf.Config }
+
+// neededStages marks the stages target depends on through FROM and
+// COPY --from (names or indexes).
+func (b *build) neededStages(target int) (map[int]bool, error) {
+	need := map[int]bool{}
+	var visit func(i int) error
+	visit = func(i int) error {
+		if need[i] {
+			return nil
+		}
+		need[i] = true
+		s := b.df.Stages[i]
+		deps := []string{}
+		img, err := b.lex.ProcessWord(s.From.Image, b.metaEnv())
+		if err == nil {
+			deps = append(deps, img)
+		}
+		for _, in := range s.Instructions {
+			if c, ok := in.(*dockerfile.CopyInstr); ok && c.From != "" {
+				deps = append(deps, c.From)
+			}
+		}
+		for _, d := range deps {
+			if j, ok := b.stageIndex(d, i); ok {
+				if err := visit(j); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return need, visit(target)
+}
+
+// stageIndex finds a stage by name, or by index for COPY --from=N, among
+// the stages before "before".
+func (b *build) stageIndex(ref string, before int) (int, bool) {
+	ref = strings.ToLower(ref)
+	for _, s := range b.df.Stages[:before] {
+		if s.From.Name != "" && s.From.Name == ref {
+			return s.Index, true
+		}
+	}
+	var n int
+	if _, err := fmt.Sscanf(ref, "%d", &n); err == nil && fmt.Sprint(n) == ref && n >= 0 && n < before {
+		return n, true
+	}
+	return 0, false
+}
+
+// openImage resolves a FROM or COPY --from image: a --build-context name
+// is replaced by its reference, which the caller's resolver opens.
+func (b *build) openImage(ctx context.Context, ref string) (v1.Image, error) {
+	if img, ok := b.images[ref]; ok {
+		return img, nil
+	}
+	target := ref
+	if r, ok := b.o.BuildContexts[ref]; ok {
+		target = r
+	}
+	if b.o.Resolve == nil {
+		return nil, fmt.Errorf("opening %s: the build has no resolver for images", target)
+	}
+	img, err := b.o.Resolve(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	b.images[ref] = img
+	return img, nil
+}
+
+func (b *build) stepf(format string, args ...any) {
+	b.step++
+	fmt.Fprintf(b.progress, "Step %d/%d : %s\n", b.step, b.steps, fmt.Sprintf(format, args...))
+}
+
+func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageState, error) {
+	from := st.From
+	b.stepf("%s", from.Original)
+	if from.Platform != "" {
+		p, err := b.lex.ProcessWord(from.Platform, b.metaEnv())
+		if err != nil {
+			return nil, lineErr(from.Line, "%w", err)
+		}
+		if want := "linux/" + goarch(); p != want && p != "linux" && p != "$BUILDPLATFORM" && p != "$TARGETPLATFORM" {
+			return nil, lineErr(from.Line, "platform %s is not supported (only %s)", p, want)
+		}
+	}
+	name, err := b.lex.ProcessWord(from.Image, b.metaEnv())
+	if err != nil {
+		return nil, lineErr(from.Line, "%w", err)
+	}
+	if name == "" {
+		return nil, lineErr(from.Line, "base name (%s) should not be blank", from.Image)
+	}
+	s := &stageState{stage: st, args: map[string]*string{}}
+	if j, ok := b.stageIndex(name, st.Index); ok {
+		prev := b.stages[j]
+		s.img, s.docker, s.lowers = prev.img, prev.docker, prev.lowers
+	} else if name == "scratch" {
+		s.docker = !b.o.OCIMediaTypes
+		s.img = image.Scratch(!s.docker)
+	} else {
+		if s.img, err = b.openImage(ctx, name); err != nil {
+			return nil, lineErr(from.Line, "FROM %s: %w", name, err)
+		}
+		if s.docker, err = image.DockerMediaTypes(s.img); err != nil {
+			return nil, lineErr(from.Line, "FROM %s: %w", name, err)
+		}
+	}
+	if s.id, err = s.img.ConfigName(); err != nil {
+		return nil, lineErr(from.Line, "reading %s: %w", name, err)
+	}
+	cf, err := s.img.ConfigFile()
+	if err != nil {
+		return nil, lineErr(from.Line, "reading %s: %w", name, err)
+	}
+	s.cf = cf.DeepCopy()
+	if s.cf.OS == "" {
+		s.cf.OS = "linux"
+	}
+	if s.cf.Architecture == "" {
+		s.cf.Architecture = goarch()
+	}
+	c := s.config()
+	c.OpenStdin, c.StdinOnce = false, false
+	if _, ok := lookupEnv(c.Env, "PATH"); !ok {
+		c.Env = append(c.Env, defaultPath)
+	}
+	fmt.Fprintf(b.progress, " ---> %s\n", short(s.id))
+	// ONBUILD triggers of the base run first, and are not inherited.
+	if triggers := c.OnBuild; len(triggers) > 0 {
+		c.OnBuild = nil
+		for _, t := range triggers {
+			in, err := dockerfile.ParseTrigger(t, from.Line)
+			if err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(b.progress, "# Executing build trigger: %s\n", t)
+			if err := b.dispatch(ctx, s, in); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, in := range st.Instructions {
+		b.stepf("%s", in.Source())
+		if err := b.dispatch(ctx, s, in); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func short(h v1.Hash) string {
+	if len(h.Hex) < 12 {
+		return h.Hex
+	}
+	return h.Hex[:12]
+}

@@ -1,0 +1,264 @@
+package builder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/layercommit/layercommit/diff"
+	"github.com/layercommit/layercommit/dockerfile"
+	"github.com/layercommit/layercommit/internal/overlay"
+	"github.com/layercommit/layercommit/internal/safepath"
+	"github.com/layercommit/layercommit/layer"
+	"github.com/layercommit/layercommit/sandbox"
+)
+
+// lowerDirs returns the overlay-form dirs of s's image, top first,
+// unpacking base layers into the state dir once.
+func (b *build) lowerDirs(ctx context.Context, s *stageState) ([]string, error) {
+	if s.lowers != nil {
+		return s.lowers, nil
+	}
+	dirs, err := b.imageDirs(ctx, s.img)
+	if err != nil {
+		return nil, err
+	}
+	s.lowers = dirs
+	return dirs, nil
+}
+
+func (b *build) imageDirs(ctx context.Context, img v1.Image) ([]string, error) {
+	ls, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("reading layers: %w", err)
+	}
+	var dirs []string
+	for _, l := range ls {
+		d, err := l.DiffID()
+		if err != nil {
+			return nil, err
+		}
+		dir, ok := b.dirs[d]
+		if !ok {
+			if dir, err = b.st.UnpackLayer(ctx, l); err != nil {
+				return nil, err
+			}
+			b.dirs[d] = dir
+		}
+		dirs = append([]string{dir}, dirs...)
+	}
+	return dirs, nil
+}
+
+// layerOptions are the options of every layer a step writes.
+func (b *build) layerOptions(s *stageState) []layer.Option {
+	dopts := []diff.Option{diff.WithCompat(b.o.Compat)}
+	if e := b.o.SourceDateEpoch; e != nil {
+		dopts = append(dopts, diff.WithMtimeClamp(*e))
+	}
+	return []layer.Option{layer.WithDockerMediaTypes(s.docker), layer.WithDiffOptions(dopts...)}
+}
+
+// newUpper makes a step's upper and work dirs and returns the step dir.
+func (b *build) newStepDir() (dir, upper, work string, err error) {
+	dir, err = b.st.TempDir("step-")
+	if err != nil {
+		return "", "", "", err
+	}
+	upper, work = filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	for _, d := range []string{upper, work, filepath.Join(dir, "merged")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			os.RemoveAll(dir)
+			return "", "", "", err
+		}
+	}
+	return dir, upper, work, nil
+}
+
+// workdir runs WORKDIR: the directory is made in a layer (empty when it
+// already exists), as the legacy builder does.
+func (b *build) workdir(ctx context.Context, s *stageState, line int) error {
+	c := s.config()
+	createdBy := s.nopCommentString("WORKDIR " + c.WorkingDir)
+	key := b.stepKey(s, createdBy, "")
+	if b.fromCache(s, key) {
+		return nil
+	}
+	return b.inOverlay(ctx, s, key, createdBy, line, func(root *safepath.Root) error {
+		d, err := root.MkdirAll(rel(c.WorkingDir), 0o755)
+		if err != nil {
+			return err
+		}
+		return d.Close()
+	})
+}
+
+// runStep runs RUN in the sandbox and commits its upper dir.
+func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunInstr) error {
+	c := s.config()
+	var args []string
+	if in.Cmd.ShellForm {
+		cmdline := strings.Join(in.Cmd.Args, " ")
+		if len(in.Heredocs) == 1 && isHeredocOnly(cmdline, in.Heredocs[0].Name) {
+			// RUN <<EOF ... EOF: the heredoc is the script.
+			content := in.Heredocs[0].Content
+			if in.Heredocs[0].Expand {
+				var err error
+				if content, err = b.expand(s, in.Line, content); err != nil {
+					return err
+				}
+			}
+			cmdline = content
+		} else {
+			// Other heredocs are passed to the shell, which reads them.
+			for _, h := range in.Heredocs {
+				cmdline += "\n" + h.Content + h.Name
+			}
+		}
+		args = append(s.shell(), cmdline)
+	} else {
+		args = append([]string(nil), in.Cmd.Args...)
+	}
+	buildArgs := b.allowedArgs(s)
+	saveCmd := args
+	if len(buildArgs) > 0 {
+		sorted := append([]string(nil), buildArgs...)
+		sort.Strings(sorted)
+		saveCmd = append(append([]string{fmt.Sprintf("|%d", len(sorted))}, sorted...), args...)
+	}
+	createdBy := strings.Join(saveCmd, " ")
+	key := b.stepKey(s, createdBy+"\x00network="+in.Network, "")
+	if b.fromCache(s, key) {
+		return nil
+	}
+	lowers, err := b.lowerDirs(ctx, s)
+	if err != nil {
+		return lineErr(in.Line, "%w", err)
+	}
+	dir, upper, work, err := b.newStepDir()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	hostname := key[:12]
+	hostNet := b.o.HostNetwork
+	switch in.Network {
+	case "none":
+		hostNet = false
+	case "host":
+		hostNet = true
+	}
+	binds, err := sandbox.EtcFiles(dir, hostname, hostNet)
+	if err != nil {
+		return err
+	}
+	env := append(append([]string(nil), c.Env...), buildArgs...)
+	spec := sandbox.Spec{
+		Lowers: append([]string{b.initDir}, lowers...), Upper: upper, Work: work, Merged: filepath.Join(dir, "merged"),
+		Binds: binds, Hostname: hostname, HostNet: hostNet, Args: args, Env: env, User: c.User, Workdir: c.WorkingDir,
+	}
+	tail := &tailBuffer{max: 4096}
+	out := io.MultiWriter(b.progress, tail)
+	code, err := sandbox.Run(ctx, spec, out, out)
+	if err != nil {
+		return lineErr(in.Line, "RUN: %w", err)
+	}
+	if code != 0 {
+		return &StepError{Line: in.Line, Cmd: strings.Join(args, " "), ExitCode: code, Tail: tail.String()}
+	}
+	l, err := b.st.WriteLayer(ctx, upper, b.layerOptions(s)...)
+	if err != nil {
+		return lineErr(in.Line, "%w", err)
+	}
+	return b.commit(s, key, createdBy, l, upper)
+}
+
+// inOverlay mounts s's layers with a fresh upper, calls fn with the
+// merged root, unmounts and commits the upper as the step's layer.
+func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy string, line int, fn func(*safepath.Root) error) error {
+	lowers, err := b.lowerDirs(ctx, s)
+	if err != nil {
+		return lineErr(line, "%w", err)
+	}
+	dir, upper, work, err := b.newStepDir()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	merged := filepath.Join(dir, "merged")
+	ls := lowers
+	if len(ls) == 0 {
+		empty := filepath.Join(dir, "empty")
+		if err := os.Mkdir(empty, 0o755); err != nil {
+			return err
+		}
+		ls = []string{empty}
+	}
+	if err := overlay.Mount(merged, overlay.Options{Lowers: ls, Upper: upper, Work: work}); err != nil {
+		return lineErr(line, "%w", err)
+	}
+	err = func() error {
+		root, err := safepath.Open(merged)
+		if err != nil {
+			return err
+		}
+		defer root.Close()
+		return fn(root)
+	}()
+	if uerr := unmount(merged); err == nil && uerr != nil {
+		err = uerr
+	}
+	if err != nil {
+		var le *dockerfile.LineError
+		if errors.As(err, &le) {
+			return err
+		}
+		return lineErr(line, "%w", err)
+	}
+	l, err := b.st.WriteLayer(ctx, upper, b.layerOptions(s)...)
+	if err != nil {
+		return lineErr(line, "%w", err)
+	}
+	return b.commit(s, key, createdBy, l, upper)
+}
+
+// tailBuffer keeps the last max bytes written.
+type tailBuffer struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf.Write(p)
+	if t.buf.Len() > 2*t.max {
+		b := append([]byte(nil), t.buf.Bytes()[t.buf.Len()-t.max:]...)
+		t.buf.Reset()
+		t.buf.Write(b)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	b := t.buf.Bytes()
+	if len(b) > t.max {
+		b = b[len(b)-t.max:]
+	}
+	return string(b)
+}
+
+// isHeredocOnly reports whether a RUN command line is just one heredoc
+// marker (<<EOF, <<-EOF, <<'EOF', <<"EOF").
+func isHeredocOnly(cmdline, name string) bool {
+	c := strings.TrimPrefix(strings.TrimSpace(cmdline), "<<")
+	c = strings.TrimPrefix(c, "-")
+	c = strings.Trim(c, `'"`)
+	return c == name
+}
