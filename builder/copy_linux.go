@@ -72,22 +72,9 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 			return err
 		}
 	}
-	var chmod *os.FileMode
-	if in.Chmod != "" {
-		v, _ := strconv.ParseUint(in.Chmod, 8, 32)
-		// Octal setuid, setgid and sticky (04000, 02000, 01000) are
-		// flags above the permission bits in os.FileMode.
-		m := os.FileMode(v) & fs.ModePerm
-		for bit, flag := range map[uint64]os.FileMode{0o4000: fs.ModeSetuid, 0o2000: fs.ModeSetgid, 0o1000: fs.ModeSticky} {
-			if v&bit != 0 {
-				m |= flag
-			}
-		}
-		chmod = &m
-	}
+	chmod := parseChmod(in.Chmod)
 	// Where the sources come from: the context, a stage or an image.
 	var srcFS fs.FS = contextFS{b.bctx}
-	var srcCleanup func()
 	fromContext := in.From == ""
 	if !fromContext {
 		from, err := b.expand(s, line, in.From)
@@ -98,105 +85,21 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 		if err != nil {
 			return lineErr(line, "%s --from=%s: %w", in.Name(), from, err)
 		}
-		srcFS, srcCleanup = fsys, cleanup
-		defer srcCleanup()
+		srcFS = fsys
+		defer cleanup()
 	}
-	heredocs := map[string]dockerfile.Heredoc{}
-	for _, h := range in.Heredocs {
-		heredocs[h.Name] = h
-	}
-	var srcs []copySource
-	var names []string
-	for _, raw := range in.Sources {
-		if h, ok := heredocs[strings.TrimPrefix(strings.TrimPrefix(raw, "<<"), "-")]; ok && strings.HasPrefix(raw, "<<") {
-			content := h.Content
-			if h.Expand {
-				if content, err = b.expand(s, line, content); err != nil {
-					return err
-				}
-			}
-			srcs = append(srcs, copySource{name: h.Name, data: []byte(content), mode: 0o644, mtime: time.Unix(0, 0)})
-			names = append(names, "<<"+h.Name)
-			continue
-		}
-		src, err := b.expand(s, line, raw)
-		if err != nil {
-			return err
-		}
-		if in.Add && (strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")) {
-			tmp, err := b.st.TempDir("url-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(tmp)
-			cs, err := fetchURL(ctx, src, in.Checksum, tmp)
-			if err != nil {
-				return lineErr(line, "ADD %s: %w", src, err)
-			}
-			srcs = append(srcs, cs)
-			names = append(names, src)
-			continue
-		}
-		if in.Checksum != "" {
-			return lineErr(line, "ADD --checksum is only supported for URLs")
-		}
-		rel, err := contextPath(src)
-		if err != nil {
-			return lineErr(line, "%w", err)
-		}
-		var matches []string
-		if hasWildcard(rel) {
-			if fromContext {
-				matches, err = b.bctx.match(rel)
-			} else {
-				matches, err = matchFS(srcFS, rel)
-			}
-			if err != nil {
-				return lineErr(line, "%w", err)
-			}
-			if len(matches) == 0 {
-				return lineErr(line, "%s failed: no source files were specified", in.Name())
-			}
-		} else {
-			if fromContext && b.bctx.ignored(rel) {
-				return lineErr(line, "%s failed: file not found in build context or excluded by .dockerignore: stat %s: file does not exist", in.Name(), src)
-			}
-			fi, err := fs.Stat(srcFS, rel)
-			if err != nil {
-				if strings.Contains(err.Error(), "escapes") {
-					return lineErr(line, "%s failed: forbidden path outside the build context: %s", in.Name(), src)
-				}
-				return lineErr(line, "%s failed: file not found in build context or excluded by .dockerignore: stat %s: file does not exist", in.Name(), src)
-			}
-			_ = fi
-			matches = []string{rel}
-		}
-		for _, m := range matches {
-			fi, err := fs.Stat(srcFS, m)
-			if err != nil {
-				return lineErr(line, "%s failed: %w", in.Name(), err)
-			}
-			cs := copySource{name: path.Base(m), fsys: srcFS, rel: m, mode: fi.Mode(), mtime: fi.ModTime()}
-			if in.Add && fi.Mode().IsRegular() {
-				cs.archive = isArchive(srcFS, m)
-			}
-			srcs = append(srcs, cs)
-		}
-		names = append(names, src)
+	srcs, names, cleanup, err := b.copySources(ctx, s, in, srcFS, fromContext)
+	defer cleanup()
+	if err != nil {
+		return err
 	}
 	multi := len(srcs) > 1
-	for _, r := range in.Sources {
-		if hasWildcard(r) {
-			multi = multi || len(srcs) > 1
-		}
-	}
 	if multi && !strings.HasSuffix(dest, "/") {
 		return lineErr(line, "When using %s with more than one source file, the destination must be a directory and end with a /", in.Name())
 	}
-	c := s.config()
 	destAbs := dest
 	if !path.IsAbs(dest) {
-		destAbs = path.Join("/", c.WorkingDir, dest)
+		destAbs = path.Join("/", s.config().WorkingDir, dest)
 		if strings.HasSuffix(dest, "/") || dest == "." {
 			destAbs += "/"
 		}
@@ -205,22 +108,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 	if err != nil {
 		return lineErr(line, "%w", err)
 	}
-	opts, flag := "", ""
-	if chown != "" {
-		opts += " chown=" + chown
-		// The legacy builder writes the flag with no space after it.
-		flag = "--chown=" + chown
-	}
-	if chmod != nil {
-		opts += " chmod=" + in.Chmod
-	}
-	kind := "file"
-	if len(srcs) > 1 {
-		kind = "multi"
-	} else if len(srcs) == 1 && srcs[0].fsys != nil && srcs[0].mode.IsDir() {
-		kind = "dir"
-	}
-	createdBy := s.nopCommentString(fmt.Sprintf("%s %s%s:%s in %s ", in.Name(), flag, kind, digest, dest))
+	createdBy, opts := copyCreatedBy(s, in, srcs, digest, dest, chown, chmod != nil)
 	key := b.stepKey(s, createdBy+opts+"\x00"+strings.Join(names, "\x00")+"\x00from="+in.From, digest)
 	if b.fromCache(s, key) {
 		return nil
@@ -240,6 +128,151 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 		}
 		return nil
 	})
+}
+
+// parseChmod reads --chmod's octal mode (the parser checked it); "" is
+// nil. Octal setuid, setgid and sticky (04000, 02000, 01000) are flags
+// above the permission bits in os.FileMode.
+func parseChmod(s string) *os.FileMode {
+	if s == "" {
+		return nil
+	}
+	v, _ := strconv.ParseUint(s, 8, 32)
+	m := os.FileMode(v) & fs.ModePerm
+	for bit, flag := range map[uint64]os.FileMode{0o4000: fs.ModeSetuid, 0o2000: fs.ModeSetgid, 0o1000: fs.ModeSticky} {
+		if v&bit != 0 {
+			m |= flag
+		}
+	}
+	return &m
+}
+
+// copyCreatedBy is the legacy builder's created_by of a COPY or ADD, and
+// the options that change its result without showing there (for the
+// cache key).
+func copyCreatedBy(s *stageState, in *dockerfile.CopyInstr, srcs []copySource, digest, dest, chown string, chmod bool) (createdBy, opts string) {
+	flag := ""
+	if chown != "" {
+		opts += " chown=" + chown
+		// The legacy builder writes the flag with no space after it.
+		flag = "--chown=" + chown
+	}
+	if chmod {
+		opts += " chmod=" + in.Chmod
+	}
+	kind := "file"
+	if len(srcs) > 1 {
+		kind = "multi"
+	} else if len(srcs) == 1 && srcs[0].fsys != nil && srcs[0].mode.IsDir() {
+		kind = "dir"
+	}
+	return s.nopCommentString(fmt.Sprintf("%s %s%s:%s in %s ", in.Name(), flag, kind, digest, dest)), opts
+}
+
+// copySources resolves the instruction's sources: heredocs, ADD URLs
+// (downloaded into the state dir; cleanup removes them) and paths or
+// wildcards in srcFS. names are the sources as written, for the cache key.
+func (b *build) copySources(ctx context.Context, s *stageState, in *dockerfile.CopyInstr, srcFS fs.FS, fromContext bool) (srcs []copySource, names []string, cleanup func(), err error) {
+	line := in.Line
+	var tmps []string
+	cleanup = func() {
+		for _, t := range tmps {
+			os.RemoveAll(t)
+		}
+	}
+	heredocs := map[string]dockerfile.Heredoc{}
+	for _, h := range in.Heredocs {
+		heredocs[h.Name] = h
+	}
+	for _, raw := range in.Sources {
+		if h, ok := heredocs[strings.TrimPrefix(strings.TrimPrefix(raw, "<<"), "-")]; ok && strings.HasPrefix(raw, "<<") {
+			content := h.Content
+			if h.Expand {
+				if content, err = b.expand(s, line, content); err != nil {
+					return nil, nil, cleanup, err
+				}
+			}
+			srcs = append(srcs, copySource{name: h.Name, data: []byte(content), mode: 0o644, mtime: time.Unix(0, 0)})
+			names = append(names, "<<"+h.Name)
+			continue
+		}
+		src, err := b.expand(s, line, raw)
+		if err != nil {
+			return nil, nil, cleanup, err
+		}
+		if in.Add && (strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")) {
+			tmp, err := b.st.TempDir("url-")
+			if err != nil {
+				return nil, nil, cleanup, err
+			}
+			tmps = append(tmps, tmp)
+			cs, err := fetchURL(ctx, src, in.Checksum, tmp)
+			if err != nil {
+				return nil, nil, cleanup, lineErr(line, "ADD %s: %w", src, err)
+			}
+			srcs = append(srcs, cs)
+			names = append(names, src)
+			continue
+		}
+		if in.Checksum != "" {
+			return nil, nil, cleanup, lineErr(line, "ADD --checksum is only supported for URLs")
+		}
+		found, err := b.pathSources(in, srcFS, fromContext, src)
+		if err != nil {
+			return nil, nil, cleanup, err
+		}
+		srcs = append(srcs, found...)
+		names = append(names, src)
+	}
+	return srcs, names, cleanup, nil
+}
+
+// pathSources resolves one source path or wildcard in srcFS, with the
+// legacy builder's errors.
+func (b *build) pathSources(in *dockerfile.CopyInstr, srcFS fs.FS, fromContext bool, src string) ([]copySource, error) {
+	line := in.Line
+	rel, err := contextPath(src)
+	if err != nil {
+		return nil, lineErr(line, "%w", err)
+	}
+	var matches []string
+	if hasWildcard(rel) {
+		if fromContext {
+			matches, err = b.bctx.match(rel)
+		} else {
+			matches, err = matchFS(srcFS, rel)
+		}
+		if err != nil {
+			return nil, lineErr(line, "%w", err)
+		}
+		if len(matches) == 0 {
+			return nil, lineErr(line, "%s failed: no source files were specified", in.Name())
+		}
+	} else {
+		if fromContext && b.bctx.ignored(rel) {
+			return nil, lineErr(line, "%s failed: file not found in build context or excluded by .dockerignore: stat %s: file does not exist", in.Name(), src)
+		}
+		if _, err := fs.Stat(srcFS, rel); err != nil {
+			if strings.Contains(err.Error(), "escapes") {
+				return nil, lineErr(line, "%s failed: forbidden path outside the build context: %s", in.Name(), src)
+			}
+			return nil, lineErr(line, "%s failed: file not found in build context or excluded by .dockerignore: stat %s: file does not exist", in.Name(), src)
+		}
+		matches = []string{rel}
+	}
+	var srcs []copySource
+	for _, m := range matches {
+		fi, err := fs.Stat(srcFS, m)
+		if err != nil {
+			return nil, lineErr(line, "%s failed: %w", in.Name(), err)
+		}
+		cs := copySource{name: path.Base(m), fsys: srcFS, rel: m, mode: fi.Mode(), mtime: fi.ModTime()}
+		if in.Add && fi.Mode().IsRegular() {
+			cs.archive = isArchive(srcFS, m)
+		}
+		srcs = append(srcs, cs)
+	}
+	return srcs, nil
 }
 
 // fromFS gives COPY --from's tree: a stage's or an image's root, read
