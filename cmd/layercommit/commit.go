@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/layercommit/layercommit/commit"
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/export"
@@ -27,125 +28,148 @@ func init() {
 
 func runCommit(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("commit", stderr)
-	from := fs.String("from", "scratch", "base image reference")
-	upper := fs.String("upper", "", "the container's overlay upper dir")
-	container := fs.String("container", "", "a container in the Docker data root")
-	var changes, lowers strList
-	fs.Var(&changes, "c", "a docker commit --change instruction (repeatable)")
-	fs.Var(&changes, "change", "same as -c")
-	msg := fs.String("m", "", "commit message (history comment)")
-	author := fs.String("a", "", "author")
-	created := fs.String("created", "", "creation time, RFC 3339 (default now)")
-	createdBy := fs.String("created-by", "", "history created_by (default the base config's Cmd)")
-	dockerVersion := fs.String("docker-version", "", "docker_version to write (default the profile's)")
-	compression := fs.String("compression", "gzip", "gzip, zstd or none")
-	level := fs.String("compression-level", "", "compression level (default the compressor's)")
-	profile := fs.String("compat", compat.Default.Name, "whose bytes to reproduce")
-	out := fs.String("o", "", "destination reference")
-	quiet := fs.Bool("q", false, "no progress display")
-	source := fs.String("source", "overlay", "overlay, aufs or naive")
-	fs.Var(&lowers, "lower", "lower dir, top first (repeatable)")
-	dockerRoot := fs.String("docker-root", "/var/lib/docker", "Docker data root")
+	f := commitFlags{
+		from:          fs.String("from", "scratch", "base image reference"),
+		upper:         fs.String("upper", "", "the container's overlay upper dir"),
+		container:     fs.String("container", "", "a container in the Docker data root"),
+		msg:           fs.String("m", "", "commit message (history comment)"),
+		author:        fs.String("a", "", "author"),
+		created:       fs.String("created", "", "creation time, RFC 3339 (default now)"),
+		createdBy:     fs.String("created-by", "", "history created_by (default the base config's Cmd)"),
+		dockerVersion: fs.String("docker-version", "", "docker_version to write (default the profile's)"),
+		compression:   fs.String("compression", "gzip", "gzip, zstd or none"),
+		level:         fs.String("compression-level", "", "compression level (default the compressor's)"),
+		profile:       fs.String("compat", compat.Default.Name, "whose bytes to reproduce"),
+		out:           fs.String("o", "", "destination reference"),
+		quiet:         fs.Bool("q", false, "no progress display"),
+		source:        fs.String("source", "overlay", "overlay, aufs or naive"),
+		dockerRoot:    fs.String("docker-root", "/var/lib/docker", "Docker data root"),
+		pause:         fs.Bool("pause", true, "with --container: freeze a running container while reading it (docker commit's default)"),
+		force:         fs.Bool("force", false, "write into a docker-root a live dockerd uses"),
+	}
+	fs.Var(&f.changes, "c", "a docker commit --change instruction (repeatable)")
+	fs.Var(&f.changes, "change", "same as -c")
+	fs.Var(&f.lowers, "lower", "lower dir, top first (repeatable)")
 	fs.String("state-dir", statedir.Default, "state dir")
-	pause := fs.Bool("pause", true, "with --container: freeze a running container while reading it (docker commit's default)")
-	force := fs.Bool("force", false, "write into a docker-root a live dockerd uses")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("commit: unexpected argument %q", fs.Arg(0))
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if *out == "" {
+	f.set = map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	if *f.out == "" {
 		return fmt.Errorf("commit: -o DEST is required")
 	}
-	if (*container == "") == (*upper == "") {
+	if (*f.container == "") == (*f.upper == "") {
 		return fmt.Errorf("commit: give exactly one of --upper DIR and --container ID")
 	}
-	p, err := compat.Lookup(*profile)
+	output, err := f.output()
 	if err != nil {
 		return err
-	}
-	comp, err := layer.ParseCompression(*compression)
-	if err != nil {
-		return err
-	}
-	var lvl *int
-	if *level != "" {
-		n, err := strconv.Atoi(*level)
-		if err != nil {
-			return fmt.Errorf("commit: bad --compression-level %q", *level)
-		}
-		lvl = &n
 	}
 	// Check the --change lines before any work; they are applied later.
-	if err := image.ValidateChanges(changes, p); err != nil {
+	if err := image.ValidateChanges(f.changes, output.Compat); err != nil {
 		return err
 	}
-	iopts := []image.Option{image.WithAuthor(*author), image.WithComment(*msg), image.WithChanges(changes...)}
-	if *created != "" {
-		t, err := time.Parse(time.RFC3339Nano, *created)
-		if err != nil {
-			return fmt.Errorf("commit: bad --created %q (want RFC 3339)", *created)
+	var createdAt time.Time
+	if *f.created != "" {
+		if createdAt, err = time.Parse(time.RFC3339Nano, *f.created); err != nil {
+			return fmt.Errorf("commit: bad --created %q (want RFC 3339)", *f.created)
 		}
-		iopts = append(iopts, image.WithCreated(t))
-	}
-	if *createdBy != "" {
-		iopts = append(iopts, image.WithCreatedBy(*createdBy))
-	}
-	dv := p.DockerVersion
-	if *dockerVersion != "" {
-		dv = *dockerVersion
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
-	counters := &layer.Counters{}
-	output := commit.Output{
-		Compat: p, Compression: comp, Level: lvl, Counters: counters,
-		Options: []export.Option{export.WithDockerRoot(*dockerRoot), export.WithForce(*force)},
-	}
-	if *container != "" {
-		req := commit.ContainerRequest{
-			Container: *container, To: *out, Changes: changes, Author: *author, Comment: *msg,
-			Pause: *pause, Output: output,
-		}
-		if set["from"] {
-			req.From = *from
-		}
-		if set["docker-version"] {
-			req.DockerVersion = dockerVersion
-		}
-		if *created != "" {
-			req.Created, _ = time.Parse(time.RFC3339Nano, *created)
-		}
-		done := showProgress(stderr, counters, *quiet)
-		id, err := commit.CommitContainer(ctx, req)
+	var id v1.Hash
+	if *f.container != "" {
+		req := f.containerRequest(output, createdAt)
+		done := showProgress(stderr, output.Counters, *f.quiet)
+		id, err = commit.CommitContainer(ctx, req)
 		done()
-		if err != nil {
+	} else {
+		var req commit.CommitRequest
+		if req, err = f.commitRequest(output, createdAt, stderr); err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, id)
-		return nil
+		done := showProgress(stderr, output.Counters, *f.quiet)
+		id, err = commit.Commit(ctx, req)
+		done()
 	}
-	src, err := diffSource(*source, *upper, lowers, false, stderr)
-	if err != nil {
-		return err
-	}
-	done := showProgress(stderr, counters, *quiet)
-	id, err := commit.Commit(ctx, commit.CommitRequest{
-		From:    *from,
-		Changes: src,
-		To:      *out,
-		Image:   append(iopts, image.WithDockerVersion(dv)),
-		Output:  output,
-	})
-	done()
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, id)
 	return nil
+}
+
+// commitFlags are commit's flags as parsed; set names those given.
+type commitFlags struct {
+	from, upper, container, msg, author, created, createdBy, dockerVersion *string
+	compression, level, profile, out, source, dockerRoot                   *string
+	quiet, pause, force                                                    *bool
+	changes, lowers                                                        strList
+	set                                                                    map[string]bool
+}
+
+// output is how the commit writes its layer and reaches its destination.
+func (f *commitFlags) output() (commit.Output, error) {
+	p, err := compat.Lookup(*f.profile)
+	if err != nil {
+		return commit.Output{}, err
+	}
+	comp, err := layer.ParseCompression(*f.compression)
+	if err != nil {
+		return commit.Output{}, err
+	}
+	var lvl *int
+	if *f.level != "" {
+		n, err := strconv.Atoi(*f.level)
+		if err != nil {
+			return commit.Output{}, fmt.Errorf("commit: bad --compression-level %q", *f.level)
+		}
+		lvl = &n
+	}
+	return commit.Output{
+		Compat: p, Compression: comp, Level: lvl, Counters: &layer.Counters{},
+		Options: []export.Option{export.WithDockerRoot(*f.dockerRoot), export.WithForce(*f.force)},
+	}, nil
+}
+
+// containerRequest is a commit --container.
+func (f *commitFlags) containerRequest(output commit.Output, created time.Time) commit.ContainerRequest {
+	req := commit.ContainerRequest{
+		Container: *f.container, To: *f.out, Changes: f.changes, Author: *f.author, Comment: *f.msg,
+		Created: created, Pause: *f.pause, Output: output,
+	}
+	if f.set["from"] {
+		req.From = *f.from
+	}
+	if f.set["docker-version"] {
+		req.DockerVersion = f.dockerVersion
+	}
+	return req
+}
+
+// commitRequest is a commit --upper.
+func (f *commitFlags) commitRequest(output commit.Output, created time.Time, stderr io.Writer) (commit.CommitRequest, error) {
+	src, err := diffSource(*f.source, *f.upper, f.lowers, false, stderr)
+	if err != nil {
+		return commit.CommitRequest{}, err
+	}
+	iopts := []image.Option{image.WithAuthor(*f.author), image.WithComment(*f.msg), image.WithChanges(f.changes...)}
+	if !created.IsZero() {
+		iopts = append(iopts, image.WithCreated(created))
+	}
+	if *f.createdBy != "" {
+		iopts = append(iopts, image.WithCreatedBy(*f.createdBy))
+	}
+	dv := output.Compat.DockerVersion
+	if *f.dockerVersion != "" {
+		dv = *f.dockerVersion
+	}
+	return commit.CommitRequest{From: *f.from, Changes: src, To: *f.out,
+		Image: append(iopts, image.WithDockerVersion(dv)), Output: output}, nil
 }
 
 // isTerminal reports whether w is a terminal.
