@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/layercommit/layercommit/fixtures"
 	"github.com/layercommit/layercommit/internal/oracle"
 	"github.com/layercommit/layercommit/sandbox"
 )
@@ -26,20 +27,8 @@ func busyboxRoot(t *testing.T) string {
 		oracle.Missing(t, "busybox-static not installed")
 	}
 	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+	if err := fixtures.Apply(dir, fixtures.Busybox(bb)); err != nil {
 		t.Fatal(err)
-	}
-	data, err := os.ReadFile(bb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bin/busybox"), data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []string{"sh", "echo", "cat", "sleep", "id", "hostname", "ls", "touch", "rm", "mkdir", "pwd", "ip", "ps", "mount", "stat", "date", "test"} {
-		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
-			t.Fatal(err)
-		}
 	}
 	os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
 	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"), 0o644)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/layercommit/layercommit/fixtures"
 	"github.com/layercommit/layercommit/internal/oracle"
 )
 
@@ -42,20 +43,8 @@ func bareBusyboxRoot(t *testing.T) string {
 		oracle.Missing(t, "busybox-static not installed")
 	}
 	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+	if err := fixtures.Apply(dir, fixtures.Busybox(bb)); err != nil {
 		t.Fatal(err)
-	}
-	data, err := os.ReadFile(bb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bin/busybox"), data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []string{"sh", "echo", "cat", "sleep", "id", "hostname", "ls", "touch", "rm", "mkdir", "pwd", "ip", "ps", "mount", "stat", "date", "test"} {
-		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return dir
 }
