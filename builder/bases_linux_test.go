@@ -1,16 +1,11 @@
 package builder
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -23,36 +18,7 @@ import (
 // image has), and a world-writable /tmp.
 func importBare(t *testing.T, d *oracle.Docker, ref string) {
 	t.Helper()
-	bb := oracle.Tool(t, "busybox")
-	data, err := os.ReadFile(bb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	add := func(h *tar.Header, body []byte) {
-		h.ModTime = time.Unix(1700000000, 0)
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	add(&tar.Header{Typeflag: tar.TypeDir, Name: "bin/", Mode: 0o755}, nil)
-	add(&tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777}, nil)
-	add(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(data))}, data)
-	for _, a := range []string{"sh", "echo", "id", "cat"} {
-		add(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777}, nil)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(d.Bin, "-H", d.Host, "import", "-", ref)
-	cmd.Stdin = &buf
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("docker import: %v\n%s", err, out)
-	}
+	d.Import(t, ref, append(oracle.Busybox(t, "sh", "echo", "id", "cat"), oracle.Dir("tmp/", 0o1777)))
 	t.Cleanup(func() { d.Try("rmi", "-f", ref) })
 }
 

@@ -114,40 +114,68 @@ func tail(s string, n int) string {
 // importBase imports a busybox-static rootfs as d.Base.
 func importBase(t testing.TB, d *Docker) {
 	t.Helper()
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		Missing(t, "busybox not installed")
+	entries := Busybox(t, "sh", "ls", "cat", "echo", "mkdir", "rm", "mv", "cp", "ln", "touch", "chmod", "chown", "stat", "sleep", "true", "env", "id", "find")
+	for _, dir := range []string{"etc/", "tmp/", "data/", "root/"} {
+		entries = append(entries, Dir(dir, 0o755))
 	}
-	data, err := os.ReadFile(bb)
+	entries = append(entries,
+		File("etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"),
+		File("etc/group", 0o644, "root:x:0:\nnogroup:x:65534:\n"),
+		File("data/basefile", 0o644, "base file\n"))
+	d.Import(t, d.Base, entries)
+}
+
+// TarEntry is one entry of a tar that Import gives docker import.
+type TarEntry struct {
+	Header tar.Header
+	Body   []byte
+}
+
+// Dir is a directory entry.
+func Dir(name string, mode int64) TarEntry {
+	return TarEntry{Header: tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: mode}}
+}
+
+// File is a regular file entry.
+func File(name string, mode int64, body string) TarEntry {
+	return TarEntry{Header: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(body))}, Body: []byte(body)}
+}
+
+// Busybox is a busybox-static root and nothing else: bin/busybox and its
+// applets as symlinks to it.
+func Busybox(t testing.TB, applets ...string) []TarEntry {
+	t.Helper()
+	data, err := os.ReadFile(Tool(t, "busybox"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	entries := []TarEntry{Dir("bin/", 0o755), {Header: tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(data))}, Body: data}}
+	for _, a := range applets {
+		entries = append(entries, TarEntry{Header: tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777}})
+	}
+	return entries
+}
+
+// Import writes entries (times fixed) as a tar and docker-imports it as
+// ref.
+func (d *Docker) Import(t testing.TB, ref string, entries []TarEntry) {
+	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	add := func(h *tar.Header, body []byte) {
+	for _, e := range entries {
+		h := e.Header
 		h.ModTime = time.Unix(1700000000, 0)
-		if err := tw.WriteHeader(h); err != nil {
+		if err := tw.WriteHeader(&h); err != nil {
 			t.Fatal(err)
 		}
-		tw.Write(body)
+		if _, err := tw.Write(e.Body); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for _, dir := range []string{"bin/", "etc/", "tmp/", "data/", "root/"} {
-		add(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755}, nil)
-	}
-	add(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(data))}, data)
-	for _, a := range []string{"sh", "ls", "cat", "echo", "mkdir", "rm", "mv", "cp", "ln", "touch", "chmod", "chown", "stat", "sleep", "true", "env", "id", "find"} {
-		add(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777}, nil)
-	}
-	passwd := "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"
-	group := "root:x:0:\nnogroup:x:65534:\n"
-	add(&tar.Header{Typeflag: tar.TypeReg, Name: "etc/passwd", Mode: 0o644, Size: int64(len(passwd))}, []byte(passwd))
-	add(&tar.Header{Typeflag: tar.TypeReg, Name: "etc/group", Mode: 0o644, Size: int64(len(group))}, []byte(group))
-	base := "base file\n"
-	add(&tar.Header{Typeflag: tar.TypeReg, Name: "data/basefile", Mode: 0o644, Size: int64(len(base))}, []byte(base))
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(d.Bin, "-H", d.Host, "import", "-", d.Base)
+	cmd := exec.Command(d.Bin, "-H", d.Host, "import", "-", ref)
 	cmd.Stdin = &buf
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("docker import: %v\n%s", err, out)
