@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/layercommit/layercommit/export"
+	"github.com/layercommit/layercommit/fixtures"
 	"github.com/layercommit/layercommit/internal/atomicfile"
 	"github.com/layercommit/layercommit/internal/cleanup"
 	"github.com/layercommit/layercommit/internal/flock"
@@ -232,28 +232,10 @@ func TestGCArchiveFindsWriterTemps(t *testing.T) {
 	}
 }
 
-// snapshot lists every path under dir with its size and, for index.json,
-// its bytes, so that "nothing changed" can be compared.
+// snapshot is fixtures.Snapshot, for "nothing changed" comparisons.
 func snapshot(t *testing.T, dir string) string {
 	t.Helper()
-	var b strings.Builder
-	must(t, filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		b.WriteString(rel + " " + fi.Mode().String())
-		if fi.Mode().IsRegular() {
-			fmt.Fprintf(&b, " %d", fi.Size())
-			if fi.Name() == "index.json" {
-				data, _ := os.ReadFile(p)
-				b.Write(data)
-			}
-		}
-		b.WriteString("\n")
-		return nil
-	}))
-	return b.String()
+	return fixtures.Snapshot(dir)
 }
 
 // TestOCILockError: a writer that cannot get a layout's use lock in time

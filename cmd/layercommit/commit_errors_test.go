@@ -2,11 +2,8 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"math/rand"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -15,29 +12,10 @@ import (
 	"github.com/layercommit/layercommit/internal/oracle"
 )
 
-// snapshot lists every path under dir with its size and, for index.json,
-// its bytes, so that "nothing changed" can be compared.
+// snapshot is fixtures.Snapshot, for "nothing changed" comparisons.
 func snapshot(t *testing.T, dir string) string {
 	t.Helper()
-	var b strings.Builder
-	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			b.WriteString("error " + err.Error() + "\n")
-			return nil
-		}
-		rel, _ := filepath.Rel(dir, p)
-		b.WriteString(rel + " " + fi.Mode().String())
-		if fi.Mode().IsRegular() {
-			fmt.Fprintf(&b, " %d", fi.Size())
-			if fi.Name() == "index.json" {
-				data, _ := os.ReadFile(p)
-				b.Write(data)
-			}
-		}
-		b.WriteString("\n")
-		return nil
-	})
-	return b.String()
+	return fixtures.Snapshot(dir)
 }
 
 func TestCommitBadInput(t *testing.T) {
