@@ -147,6 +147,13 @@ func newSpec(t *testing.T, lowers []string, args ...string) Spec {
 // gid 0 with HOME=/, a numeric user needs no entry, a name needs one.
 func TestSandboxUsers(t *testing.T) {
 	bare, full := bareBusyboxRoot(t), busyboxRoot(t)
+	fifo, dirGroup := bareBusyboxRoot(t), busyboxRoot(t)
+	if err := fixtures.Apply(fifo, fixtures.CreateDir("etc", 0o755), fixtures.Fifo("etc/passwd", 0o644)); err != nil {
+		t.Fatal(err)
+	}
+	if err := fixtures.Apply(dirGroup, fixtures.Remove("etc/group"), fixtures.CreateDir("etc/group", 0o755)); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name, root, user, want, err string
 	}{
@@ -160,6 +167,9 @@ func TestSandboxUsers(t *testing.T) {
 		{name: "passwd, name", root: full, user: "nobody", want: "65534:65534:65534 50:/nonexistent"},
 		{name: "passwd, name and group", root: full, user: "nobody:staff", want: "65534:50:50:/nonexistent"},
 		{name: "passwd, unknown name", root: full, user: "nosuch", err: "unable to find user nosuch"},
+		// A FIFO would block runc's open forever; we refuse it at once.
+		{name: "passwd is a FIFO", root: fifo, err: "/etc/passwd: not a regular file"},
+		{name: "group is a directory", root: dirGroup, user: "nobody", err: "/etc/group: not a regular file"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			spec := newSpec(t, []string{c.root}, "sh", "-c", `echo "$(id -u):$(id -g):$(id -G):$HOME"`)
