@@ -19,6 +19,8 @@ type Descriptor struct {
 	// UncompressedSize is the tar's size; 0 when unknown (older records),
 	// then only the diffID is checked on Uncompressed.
 	UncompressedSize int64 `json:"uncompressedSize,omitempty"`
+	// Annotations are the layer descriptor's (estargz, zstd:chunked).
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // CompressionOf is the compression a layer media type names.
@@ -57,12 +59,12 @@ func FromFile(path string, d Descriptor) (*Layer, error) {
 		tarSize = verify.UnknownSize
 	}
 	return &Layer{path: path, digest: d.Digest, diffID: d.DiffID, size: d.Size, tarSize: tarSize,
-		mediaType: d.MediaType, compression: c}, nil
+		mediaType: d.MediaType, compression: c, annotations: d.Annotations}, nil
 }
 
 // Descriptor is what a store records to reopen l with FromFile.
 func (l *Layer) Descriptor() Descriptor {
-	d := Descriptor{Digest: l.digest, DiffID: l.diffID, Size: l.size, MediaType: l.mediaType}
+	d := Descriptor{Digest: l.digest, DiffID: l.diffID, Size: l.size, MediaType: l.mediaType, Annotations: l.annotations}
 	if l.tarSize > 0 {
 		d.UncompressedSize = l.tarSize
 	}
