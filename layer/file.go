@@ -19,8 +19,6 @@ type Descriptor struct {
 	// UncompressedSize is the tar's size; 0 when unknown (older records),
 	// then only the diffID is checked on Uncompressed.
 	UncompressedSize int64 `json:"uncompressedSize,omitempty"`
-	// Annotations are the layer descriptor's (estargz, zstd:chunked).
-	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // CompressionOf is the compression a layer media type names.
@@ -59,12 +57,12 @@ func FromFile(path string, d Descriptor) (*Layer, error) {
 		tarSize = verify.UnknownSize
 	}
 	return &Layer{path: path, digest: d.Digest, diffID: d.DiffID, size: d.Size, tarSize: tarSize,
-		mediaType: d.MediaType, compression: c, annotations: d.Annotations}, nil
+		mediaType: d.MediaType, compression: c}, nil
 }
 
 // Descriptor is what a store records to reopen l with FromFile.
 func (l *Layer) Descriptor() Descriptor {
-	d := Descriptor{Digest: l.digest, DiffID: l.diffID, Size: l.size, MediaType: l.mediaType, Annotations: l.annotations}
+	d := Descriptor{Digest: l.digest, DiffID: l.diffID, Size: l.size, MediaType: l.mediaType}
 	if l.tarSize > 0 {
 		d.UncompressedSize = l.tarSize
 	}
