@@ -90,7 +90,7 @@ func Commit(ctx context.Context, r CommitRequest) (v1.Hash, error) {
 	}
 	defer dest.Close()
 	if isScratch {
-		docker = !dest.PrefersOCI() && r.Compression != layer.Zstd
+		docker = !dest.PrefersOCI() && !r.Compression.NeedsOCI()
 		base = image.Scratch(!docker)
 	}
 

@@ -117,7 +117,13 @@ func Commit(base v1.Image, l v1.Layer, opts ...Option) (v1.Image, error) {
 	d, _ := l.DiffID()
 	cf.RootFS.Type = "layers"
 	cf.RootFS.DiffIDs = append(cf.RootFS.DiffIDs, d)
-	img, err := mutate.Append(base, mutate.Addendum{Layer: l})
+	add := mutate.Addendum{Layer: l}
+	// Seekable layers (estargz, zstd:chunked) carry their TOC's place and
+	// digest in the manifest's layer descriptor.
+	if a, ok := l.(interface{ Annotations() map[string]string }); ok {
+		add.Annotations = a.Annotations()
+	}
+	img, err := mutate.Append(base, add)
 	if err != nil {
 		return nil, fmt.Errorf("appending layer: %w", err)
 	}

@@ -17,6 +17,14 @@ const (
 	Gzip Compression = "gzip"
 	Zstd Compression = "zstd"
 	None Compression = "none"
+	// Estargz is gzip made seekable (estargz.go): one gzip member per
+	// file or chunk and a table of contents at the end. Plain gzip to
+	// every other reader.
+	Estargz Compression = "estargz"
+	// ZstdChunked is zstd made seekable (zstdchunked.go): one zstd frame
+	// per file payload, the table of contents and the tar-split in
+	// skippable frames. Plain zstd to every other reader.
+	ZstdChunked Compression = "zstd:chunked"
 )
 
 // The pinned parameters. Changing any of them changes every blob digest;
@@ -35,38 +43,49 @@ const (
 	// with concurrent blocks, the job split and so the bytes may depend
 	// on it.
 	zstdConcurrency = 4
+	// estargzChunkSize is the largest piece of a regular file that one
+	// estargz gzip member holds (the library's default, pinned here).
+	// Every file starts a new member whatever its size (MinChunkSize 0).
+	estargzChunkSize = 4 << 20
 )
 
 // ParseCompression reads the --compression spelling.
 func ParseCompression(s string) (Compression, error) {
 	switch c := Compression(s); c {
-	case Gzip, Zstd, None:
+	case Gzip, Zstd, None, Estargz, ZstdChunked:
 		return c, nil
 	case "":
 		return Gzip, nil
 	}
-	return "", fmt.Errorf("unknown compression %q (gzip, zstd or none)", s)
+	return "", fmt.Errorf("unknown compression %q (gzip, zstd, zstd:chunked, estargz or none)", s)
 }
 
 // DefaultLevel is the level used when none is given.
 func (c Compression) DefaultLevel() int {
 	switch c {
-	case Gzip:
+	case Gzip, Estargz:
 		return DefaultGzipLevel
-	case Zstd:
+	case Zstd, ZstdChunked:
 		return DefaultZstdLevel
 	}
 	return 0
 }
 
+// NeedsOCI reports whether c has no Docker v2 schema 2 media type (or,
+// for the seekable formats, needs the OCI manifest's layer annotations),
+// so that an image of a c layer must be OCI.
+func (c Compression) NeedsOCI() bool {
+	return c == Zstd || c == Estargz || c == ZstdChunked
+}
+
 // checkLevel rejects a level the compressor does not have.
 func (c Compression) checkLevel(level int) error {
 	switch c {
-	case Gzip:
+	case Gzip, Estargz:
 		if level < pgzip.HuffmanOnly || level > pgzip.BestCompression {
 			return fmt.Errorf("gzip level %d out of range (-2..9)", level)
 		}
-	case Zstd:
+	case Zstd, ZstdChunked:
 		if level < 1 || level > 22 {
 			return fmt.Errorf("zstd level %d out of range (1..22)", level)
 		}
@@ -97,6 +116,13 @@ func (c Compression) MediaType(docker bool) (types.MediaType, error) {
 		return "", fmt.Errorf("zstd layers need an OCI image; the base image uses Docker v2 schema 2 media types")
 	case c == Zstd:
 		return types.OCILayerZStd, nil
+	case (c == Estargz || c == ZstdChunked) && docker:
+		return "", fmt.Errorf("%s layers need an OCI image (their annotations live in the OCI manifest); the base image uses Docker v2 schema 2 media types", c)
+	case c == Estargz:
+		// A gzip stream to every reader; the annotations say it is more.
+		return types.OCILayer, nil
+	case c == ZstdChunked:
+		return types.OCILayerZStd, nil
 	}
 	return "", fmt.Errorf("unknown compression %q", c)
 }
@@ -107,9 +133,14 @@ type nopCloser struct{ io.Writer }
 func (nopCloser) Close() error { return nil }
 
 // compressor wraps w in the pinned compressor. Closing it finishes the
-// stream (it never Flushes midway) and does not close w.
+// stream (it never Flushes midway) and does not close w. The seekable
+// formats also implement sealer.
 func (c Compression) compressor(w io.Writer, level int) (io.WriteCloser, error) {
 	switch c {
+	case Estargz:
+		return newEstargzWriter(w, level), nil
+	case ZstdChunked:
+		return newZstdChunkedWriter(w, level), nil
 	case Gzip:
 		z, err := pgzip.NewWriterLevel(w, level)
 		if err != nil {
@@ -134,9 +165,9 @@ func (c Compression) compressor(w io.Writer, level int) (io.WriteCloser, error) 
 // decompressor reads what compressor wrote. The caller closes it.
 func (c Compression) decompressor(r io.Reader) (io.ReadCloser, error) {
 	switch c {
-	case Gzip:
+	case Gzip, Estargz:
 		return pgzip.NewReader(r)
-	case Zstd:
+	case Zstd, ZstdChunked: // the decoder skips skippable frames
 		d, err := zstd.NewReader(r)
 		if err != nil {
 			return nil, err

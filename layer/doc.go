@@ -12,6 +12,13 @@
 // its block size are pinned in compression.go, so the same tar always gives
 // the same blob digest (see TestGoldenDigests).
 //
+// Two seekable formats let a puller start before it has the whole blob:
+// estargz (estargz.go; gzip to every other reader, its diffID includes
+// the TOC entry the format puts in the stream) and zstd:chunked
+// (zstdchunked.go; zstd to every other reader, the diffID the tar's).
+// Their TOC locations and digests are the layer's Annotations, which the
+// image stage copies onto the manifest's layer descriptor.
+//
 // Non-goals: images, configs and where the blob ends up (packages image and
 // export); decompressing layers of other origins.
 package layer

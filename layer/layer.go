@@ -69,6 +69,7 @@ type Layer struct {
 	tarSize     int64
 	mediaType   types.MediaType
 	compression Compression
+	annotations map[string]string
 	created     bool
 }
 
@@ -122,6 +123,15 @@ func Write(ctx context.Context, dir string, src diff.Source, opts ...Option) (*L
 	if err != nil {
 		return nil, fmt.Errorf("writing layer: %w", err)
 	}
+	var annotations map[string]string
+	if s, ok := zw.(sealer); ok {
+		sealed := s.seal()
+		if sealed.diffID != nil {
+			diffID = *sealed.diffID
+		}
+		tarSize += sealed.extraTar
+		annotations = sealed.annotations
+	}
 	l := &Layer{
 		digest:      verify.Sum(dh),
 		diffID:      diffID,
@@ -129,6 +139,7 @@ func Write(ctx context.Context, dir string, src diff.Source, opts ...Option) (*L
 		tarSize:     tarSize,
 		mediaType:   mt,
 		compression: o.compression,
+		annotations: annotations,
 	}
 	l.path = filepath.Join(dir, l.digest.Hex)
 	crashpoint.At("layer-blob-temp")
@@ -186,14 +197,21 @@ func (l *Layer) Remove() error {
 // Digest is the sha256 of the compressed blob.
 func (l *Layer) Digest() (v1.Hash, error) { return l.digest, nil }
 
-// DiffID is the sha256 of the uncompressed tar.
+// DiffID is the sha256 of the uncompressed tar (for estargz, of the
+// decompressed stream: the tar and the TOC entry after it).
 func (l *Layer) DiffID() (v1.Hash, error) { return l.diffID, nil }
 
 // Size is the size of the compressed blob.
 func (l *Layer) Size() (int64, error) { return l.size, nil }
 
-// UncompressedSize is the size of the tar.
+// UncompressedSize is the size of the tar (for estargz, of the
+// decompressed stream).
 func (l *Layer) UncompressedSize() int64 { return l.tarSize }
+
+// Annotations are what the layer's descriptor in a manifest must carry
+// (the estargz and zstd:chunked TOC locations and digests); nil for the
+// other compressions. The caller may not change the map.
+func (l *Layer) Annotations() map[string]string { return l.annotations }
 
 // MediaType is the layer's media type.
 func (l *Layer) MediaType() (types.MediaType, error) { return l.mediaType, nil }

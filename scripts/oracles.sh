@@ -8,7 +8,7 @@
 set -u
 
 LC_ORACLE_DIR=${LC_ORACLE_DIR:-/tmp/layercommit-oracle}
-LC_PACKAGES="docker.io busybox-static attr skopeo umoci docker-registry"
+LC_PACKAGES="docker.io busybox-static attr skopeo umoci docker-registry podman"
 
 oracles_install() {
 	local missing=()
@@ -18,6 +18,7 @@ oracles_install() {
 	command -v skopeo >/dev/null || missing+=(skopeo)
 	command -v umoci >/dev/null || missing+=(umoci)
 	command -v docker-registry >/dev/null || missing+=(docker-registry)
+	command -v podman >/dev/null || missing+=(podman)
 	if [ ${#missing[@]} -gt 0 ]; then
 		echo "oracles: installing ${missing[*]}" >&2
 		apt-get update -qq >&2 || return 1

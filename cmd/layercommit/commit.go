@@ -23,7 +23,7 @@ import (
 )
 
 func init() {
-	register(command{"commit", "commit [--from REF] (--upper DIR | --container ID) [-c CHANGE]... [-m MSG] [-a AUTHOR] [--created RFC3339] [--docker-version STR] [--compression gzip|zstd|none] [--compression-level N] [--compat P] [-q] -o DEST", runCommit})
+	register(command{"commit", "commit [--from REF] (--upper DIR | --container ID) [-c CHANGE]... [-m MSG] [-a AUTHOR] [--created RFC3339] [--docker-version STR] [--compression gzip|zstd|zstd:chunked|estargz|none] [--compression-level N] [--compat P] [-q] -o DEST", runCommit})
 }
 
 func runCommit(args []string, stdout, stderr io.Writer) error {
@@ -37,7 +37,7 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 		created:       fs.String("created", "", "creation time, RFC 3339 (default now)"),
 		createdBy:     fs.String("created-by", "", "history created_by (default the base config's Cmd)"),
 		dockerVersion: fs.String("docker-version", "", "docker_version to write (default the profile's)"),
-		compression:   fs.String("compression", "gzip", "gzip, zstd or none"),
+		compression:   fs.String("compression", "gzip", "gzip, zstd, zstd:chunked, estargz or none"),
 		level:         fs.String("compression-level", "", "compression level (default the compressor's)"),
 		profile:       fs.String("compat", compat.Default.Name, "whose bytes to reproduce"),
 		out:           fs.String("o", "", "destination reference"),
