@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layercommit/layercommit/dockerfile"
 	"github.com/layercommit/layercommit/image"
@@ -23,7 +24,8 @@ type stageState struct {
 	argOrder   []string
 	maintainer string
 	cmdSet     bool
-	lowers     []string // overlay-form dirs, top first; nil until needed
+	lowers     []string          // overlay-form dirs, top first; nil until needed
+	platform   ocispecs.Platform // what RUN executes: FROM --platform, else the target
 }
 
 func (s *stageState) config() *v1.Config { return &s.cf.Config }
@@ -106,13 +108,17 @@ func (b *build) stepf(format string, args ...any) {
 func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageState, error) {
 	from := st.From
 	b.stepf("%s", from.Original)
+	platform := b.plat.target
 	if from.Platform != "" {
 		p, err := b.lex.ProcessWord(from.Platform, b.metaEnv())
 		if err != nil {
-			return nil, lineErr(from.Line, "%w", err)
+			return nil, lineErr(from.Line, "failed to process arguments for platform %s: %w", from.Platform, err)
 		}
-		if want := "linux/" + goarch(); p != want && p != "linux" && p != "$BUILDPLATFORM" && p != "$TARGETPLATFORM" {
-			return nil, lineErr(from.Line, "platform %s is not supported (only %s)", p, want)
+		if p == "" {
+			return nil, lineErr(from.Line, "empty platform value from expression %s", from.Platform)
+		}
+		if platform, err = parsePlatform(p); err != nil {
+			return nil, lineErr(from.Line, "failed to parse platform %s: %w", from.Platform, err)
 		}
 	}
 	name, err := b.lex.ProcessWord(from.Image, b.metaEnv())
@@ -122,13 +128,16 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 	if name == "" {
 		return nil, lineErr(from.Line, "base name (%s) should not be blank", from.Image)
 	}
-	s := &stageState{stage: st, args: map[string]*string{}}
+	s := &stageState{stage: st, args: map[string]*string{}, platform: platform}
 	if j, ok := b.stageIndex(name, st.Index); ok {
 		prev := b.stages[j]
 		s.img, s.docker, s.lowers = prev.img, prev.docker, prev.lowers
 	} else if name == "scratch" {
 		s.docker = !b.o.OCIMediaTypes
 		s.img = image.Scratch(!s.docker)
+		// BuildKit runs a scratch stage on the target platform, whatever
+		// its FROM --platform says.
+		s.platform = b.plat.target
 	} else {
 		if s.img, err = b.openImage(ctx, name); err != nil {
 			return nil, lineErr(from.Line, "FROM %s: %w", name, err)
@@ -145,6 +154,12 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 		return nil, lineErr(from.Line, "reading %s: %w", name, err)
 	}
 	s.cf = cf.DeepCopy()
+	b.plat.imagePlatform(&s.cf.OS, &s.cf.Architecture, &s.cf.Variant, name == "scratch")
+	if name == "scratch" {
+		// BuildKit's empty image works in "/" (the legacy builder left
+		// it unset).
+		s.cf.Config.WorkingDir = "/"
+	}
 	if s.cf.OS == "" {
 		s.cf.OS = "linux"
 	}
