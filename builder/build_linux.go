@@ -33,6 +33,10 @@ type Options struct {
 	// (after ARG expansion and BuildContexts; never a stage or scratch).
 	// Each reference is resolved once per build.
 	Resolve Resolver
+	// ResolvePlatform, when set, is used instead of Resolve: it opens the
+	// image for the platform the stage runs on (FROM --platform, else the
+	// target), picking it from a multi-platform index.
+	ResolvePlatform func(ctx context.Context, ref string, p v1.Platform) (v1.Image, error)
 	// OCIMediaTypes gives images built FROM scratch OCI media types
 	// rather than Docker's (the caller knows what its destination
 	// prefers); images built on a base keep the base's family.

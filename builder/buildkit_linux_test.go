@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -337,4 +338,57 @@ func treeDiff(buildkit, ours map[string]string) []string {
 	}
 	sort.Strings(diffs)
 	return diffs
+}
+
+// arm64ELF is the start of an aarch64 executable: enough for the kernel
+// to refuse it (exec format error) on any other architecture.
+func arm64ELF() string {
+	h := make([]byte, 64)
+	copy(h, "\x7fELF\x02\x01\x01")
+	h[16], h[18], h[20] = 2, 183, 1 // ET_EXEC, EM_AARCH64, EV_CURRENT
+	h[52], h[54] = 64, 56           // e_ehsize, e_phentsize
+	return string(h)
+}
+
+// TestBuildKitForeignPlatformRun: a RUN on a platform the host cannot run
+// (no emulator) fails in BuildKit and here, here with one line naming the
+// platform, before anything is written.
+func TestBuildKitForeignPlatformRun(t *testing.T) {
+	if runtime.GOARCH == "arm64" {
+		t.Skip("the host runs arm64")
+	}
+	k := oracle.NewBuildKit(t)
+	ctxDir := writeContext(t, map[string]string{"sh": arm64ELF(), "Dockerfile": "FROM scratch\nCOPY --chmod=0755 sh /bin/sh\nRUN true\n"})
+	if _, out, err := k.TryBuild(t, ctxDir, oracle.BuildOpts{Platform: "linux/arm64"}); err == nil {
+		t.Fatalf("BuildKit ran an arm64 binary here; the test needs a host that cannot:\n%s", out)
+	}
+	dest := filepath.Join(t.TempDir(), "out")
+	_, err := testBuild(t, Options{ContextDir: ctxDir, Platform: "linux/arm64"}, "oci:"+dest)
+	want := "Dockerfile:3: RUN: cannot run linux/arm64 binaries on this linux/" + runtime.GOARCH + " host"
+	if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("err = %v, want one line starting %q", err, want)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Errorf("the failed build wrote %s (%v)", dest, err)
+	}
+}
+
+// TestBuildPlatformErrors: platforms that cannot be parsed fail with one
+// line at the FROM, or before anything for Options.Platform.
+func TestBuildPlatformErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, dockerfile, platform, want string
+	}{
+		{"bad-option", "FROM scratch\n", "linux/nope/x/y", `bad platform "linux/nope/x/y"`},
+		{"empty-from-platform", "FROM --platform=$UNSET scratch\n", "", "Dockerfile:1: empty platform value from expression $UNSET"},
+		{"bad-from-platform", "ARG P=linux/arm64/v8/x\nFROM --platform=$P scratch\n", "", "Dockerfile:2: failed to parse platform $P"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctxDir := writeContext(t, map[string]string{"Dockerfile": tc.dockerfile})
+			_, err := testBuild(t, Options{ContextDir: ctxDir, Platform: tc.platform})
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("err = %v, want one line starting %q", err, tc.want)
+			}
+		})
+	}
 }

@@ -284,7 +284,7 @@ func (b *build) fromFS(ctx context.Context, s *stageState, from string) (fs.FS, 
 	if j, ok := b.stageIndex(from, s.stage.Index); ok {
 		dirs, err = b.lowerDirs(ctx, b.stages[j])
 	} else {
-		img, oerr := b.openImage(ctx, from)
+		img, oerr := b.openImage(ctx, from, s.platform)
 		if oerr != nil {
 			return nil, nil, oerr
 		}

@@ -79,24 +79,33 @@ func (b *build) stageIndex(ref string, before int) (int, bool) {
 	return 0, false
 }
 
-// openImage resolves a FROM or COPY --from image: a --build-context name
-// is replaced by its reference, which the caller's resolver opens.
-func (b *build) openImage(ctx context.Context, ref string) (v1.Image, error) {
-	if img, ok := b.images[ref]; ok {
+// openImage resolves a FROM or COPY --from image for platform p: a
+// --build-context name is replaced by its reference, which the caller's
+// resolver opens.
+func (b *build) openImage(ctx context.Context, ref string, p ocispecs.Platform) (v1.Image, error) {
+	plat := v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant, OSVersion: p.OSVersion}
+	key := ref + "\x00" + plat.String()
+	if img, ok := b.images[key]; ok {
 		return img, nil
 	}
 	target := ref
 	if r, ok := b.o.BuildContexts[ref]; ok {
 		target = r
 	}
-	if b.o.Resolve == nil {
+	var img v1.Image
+	var err error
+	switch {
+	case b.o.ResolvePlatform != nil:
+		img, err = b.o.ResolvePlatform(ctx, target, plat)
+	case b.o.Resolve != nil:
+		img, err = b.o.Resolve(ctx, target)
+	default:
 		return nil, fmt.Errorf("opening %s: the build has no resolver for images", target)
 	}
-	img, err := b.o.Resolve(ctx, target)
 	if err != nil {
 		return nil, err
 	}
-	b.images[ref] = img
+	b.images[key] = img
 	return img, nil
 }
 
@@ -139,7 +148,7 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 		// its FROM --platform says.
 		s.platform = b.plat.target
 	} else {
-		if s.img, err = b.openImage(ctx, name); err != nil {
+		if s.img, err = b.openImage(ctx, name, platform); err != nil {
 			return nil, lineErr(from.Line, "FROM %s: %w", name, err)
 		}
 		if s.docker, err = image.DockerMediaTypes(s.img); err != nil {
