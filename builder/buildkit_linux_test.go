@@ -26,7 +26,7 @@ import (
 // context built by BuildKit v0.34 (buildctl, the built-in dockerfile.v0
 // frontend) and by Build, whose images must look the same to a user.
 // "{{BASE}}" in the Dockerfile is the busybox base in the loopback
-// registry.
+// registry, "{{INDEX}}" a two-platform image there (multiArchBase).
 type conformanceCase struct {
 	name       string
 	dockerfile string
@@ -122,6 +122,13 @@ ENV ARCH=$TARGETARCH
 ARG TARGETVARIANT
 ENV V=$TARGETVARIANT
 `},
+	{name: "platform-index-base-for-target", platform: "linux/arm64", dockerfile: `FROM {{INDEX}}
+COPY --from={{INDEX}} /arch /copied-arch
+`},
+	{name: "platform-index-base-for-build-platform", platform: "linux/arm64", dockerfile: `FROM --platform=$BUILDPLATFORM {{INDEX}} AS host
+FROM {{INDEX}}
+COPY --from=host /arch /host-arch
+`},
 	{name: "platform-build-stage-for-foreign-target", platform: "linux/arm64", dockerfile: `FROM --platform=$BUILDPLATFORM {{BASE}} AS build
 ARG TARGETARCH BUILDARCH
 RUN echo "$BUILDARCH->$TARGETARCH" > /cross
@@ -135,16 +142,18 @@ COPY --from=build /cross /cross
 // owners, symlink targets, xattrs; not times) and the configs.
 func TestBuildKitConformance(t *testing.T) {
 	k := oracle.NewBuildKit(t)
+	index := multiArchBase(t, k)
 	for _, tc := range conformanceCases {
 		t.Run(tc.name, func(t *testing.T) {
-			files := map[string]string{"Dockerfile": strings.ReplaceAll(tc.dockerfile, "{{BASE}}", k.Base)}
+			df := strings.NewReplacer("{{BASE}}", k.Base, "{{INDEX}}", index).Replace(tc.dockerfile)
+			files := map[string]string{"Dockerfile": df}
 			for n, c := range tc.files {
 				files[n] = c
 			}
 			ctxDir := writeContext(t, files)
 			theirs := k.Build(t, ctxDir, oracle.BuildOpts{Platform: tc.platform, BuildArgs: tc.buildArgs})
 			ours := filepath.Join(t.TempDir(), "ours")
-			o := Options{ContextDir: ctxDir, Platform: tc.platform, Resolve: registryResolver, BuildArgs: map[string]*string{}}
+			o := Options{ContextDir: ctxDir, Platform: tc.platform, ResolvePlatform: registryResolver, BuildArgs: map[string]*string{}}
 			for k, v := range tc.buildArgs {
 				o.BuildArgs[k] = &v
 			}
@@ -164,12 +173,23 @@ func TestBuildKitConformance(t *testing.T) {
 }
 
 // registryResolver opens a plain name from its registry (the loopback
-// one here), as layercommit build's resolver does.
-func registryResolver(ctx context.Context, ref string) (v1.Image, error) {
+// one here) for platform p, as layercommit build's resolver does.
+func registryResolver(ctx context.Context, ref string, p v1.Platform) (v1.Image, error) {
 	if _, _, err := export.Parse(ref); err != nil {
 		ref = "docker://" + ref
 	}
-	return export.Open(ctx, ref)
+	return export.Open(ctx, ref, func(o *export.Options) { o.Platform = p })
+}
+
+// multiArchBase pushes an image index for linux/amd64 and linux/arm64
+// (scratch, each with /arch naming its platform) to the loopback registry
+// with BuildKit, and returns its reference.
+func multiArchBase(t *testing.T, k *oracle.BuildKit) string {
+	t.Helper()
+	ref := oracle.Tag(k.Base[:strings.LastIndex(k.Base, ":")] + "-index")
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nARG TARGETPLATFORM\nCOPY <<EOF /arch\n$TARGETPLATFORM\nEOF\n"})
+	k.Build(t, ctxDir, oracle.BuildOpts{Platform: "linux/amd64,linux/arm64", Push: ref})
+	return ref
 }
 
 // layoutImage is the one image of an OCI layout.

@@ -41,12 +41,15 @@ type BuildOpts struct {
 	BuildArgs  map[string]string // --opt build-arg:K=V
 	Platform   string            // --opt platform=P
 	Target     string            // --opt target=STAGE
+	// Push, when set, pushes the image to this reference in the
+	// loopback registry instead of exporting a layout (dest is then "").
+	Push string
 }
 
 // TryBuild builds the context with the built-in Dockerfile frontend
 // (dockerfile.v0: no `# syntax=` image is pulled) and exports it as an
-// OCI layout directory. It returns the layout's path, or BuildKit's
-// output with the error.
+// OCI layout directory (or pushes it, see BuildOpts.Push). It returns
+// the layout's path and BuildKit's output, with the error.
 func (k *BuildKit) TryBuild(t testing.TB, contextDir string, o BuildOpts) (string, string, error) {
 	t.Helper()
 	df := contextDir
@@ -67,7 +70,12 @@ func (k *BuildKit) TryBuild(t testing.TB, contextDir string, o BuildOpts) (strin
 		args = append(args, "--opt", "target="+o.Target)
 	}
 	dest := filepath.Join(t.TempDir(), "buildkit-oci")
-	args = append(args, "--output", "type=oci,dest="+dest+",tar=false")
+	if o.Push != "" {
+		dest = ""
+		args = append(args, "--output", "type=image,name="+o.Push+",push=true,registry.insecure=true")
+	} else {
+		args = append(args, "--output", "type=oci,dest="+dest+",tar=false")
+	}
 	var out bytes.Buffer
 	cmd := exec.Command(k.Buildctl, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
