@@ -1,10 +1,13 @@
 package builder
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,9 +15,14 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sys/unix"
 
 	"github.com/layercommit/layercommit/export"
@@ -33,6 +41,10 @@ type conformanceCase struct {
 	files      map[string]string
 	platform   string
 	buildArgs  map[string]string
+	prepare    func(t *testing.T, contextDir string) // after files are written
+	// want holds, per path, text its description must contain in
+	// BuildKit's image (and so in ours): what the row is about.
+	want map[string]string
 }
 
 var conformanceCases = []conformanceCase{
@@ -44,7 +56,7 @@ f=set-in-script
 echo "$f $HOME $G" > /out
 echo 'single $f' "dq \"x\"" >> /out
 EOF
-`},
+`, want: map[string]string{"out": `content="set-in-script /root env-value\nsingle $f dq \"x\"\n"`}},
 	{name: "run-heredoc-arg-from-env", dockerfile: `FROM {{BASE}}
 ARG V=arg-value
 RUN <<EOF
@@ -58,7 +70,7 @@ RUN <<EOF
 echo "script $# ${0%/*}" > /shebang
 ls /dev/pipes > /pipes
 EOF
-`},
+`, want: map[string]string{"shebang": `content="script 0 /dev/pipes\n"`, "pipes": `content="EOF\n"`}},
 	{name: "run-heredoc-with-command", dockerfile: `FROM {{BASE}}
 RUN cat > /o <<EOF
 $HOME "quoted" 'single'
@@ -87,8 +99,44 @@ EOF
 ADD <<'EOF' /added
 '$E' "x"
 EOF
-`},
+`, want: map[string]string{"a.json": `content="{\"a\": \"b\", 'c': \"env-value\", \"v\": \"arg-value\", \"esc\": \"$E\"}\n"`,
+		"raw": `content="{\"a\": \"b\"} $E ${V}\n"`}},
 	{name: "copy-heredoc-chomp-and-several", dockerfile: "FROM {{BASE}}\nCOPY <<-A <<B /dir/\n\tone\n\t\ttwo\nA\n\tkept tabs\nB\nCOPY --chmod=0755 <<EOF /script\n#!/bin/sh\nEOF\n"},
+	// What every build does: the config fields a user sees, owners,
+	// modes, symlinks and removals.
+	{name: "config-fields", dockerfile: `FROM {{BASE}}
+ENV A=1 B="two words"
+LABEL l1=v1 "l 2"="v 2"
+EXPOSE 80 443/udp 8000-8001
+WORKDIR /srv/app
+USER nobody
+SHELL ["/bin/sh", "-ec"]
+HEALTHCHECK --interval=5s --timeout=2s --retries=4 CMD ["true"]
+STOPSIGNAL SIGINT
+VOLUME /data /cache
+ONBUILD RUN echo triggered
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo hi"]
+`},
+	{name: "files-owners-modes-links", files: map[string]string{"f": "file\n", "d/x": "x\n"}, dockerfile: `FROM {{BASE}}
+COPY --chown=1:2 f /owned
+COPY --chmod=0640 d /d/
+RUN ln -s /owned /link && ln -s ../missing /dangling && mkdir -m 1777 /sticky && chown 65534:65534 /sticky \
+ && rm /data/basefile && mkdir /m && touch /m/a && chmod 4755 /m/a && mkfifo /fifo
+`},
+	// A base's xattrs stay; BuildKit sends none of context files and its
+	// COPY --from copies none (busybox's cp -a neither): ours the same.
+	{name: "files-xattrs", files: map[string]string{"x": "x\n"}, prepare: func(t *testing.T, dir string) {
+		if err := unix.Setxattr(filepath.Join(dir, "x"), "user.note", []byte("context"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}, dockerfile: `FROM {{XATTR}} AS base
+RUN echo > /xattr-changed && cat /xattr >> /xattr-changed
+FROM base
+COPY x /x
+COPY --from=base /xattr /copied
+RUN cp -a /xattr /cp-a
+`, want: map[string]string{"xattr": `xattr:user.note="from the base"`}},
 	// Platform: automatic ARGs, their scoping and FROM --platform.
 	{name: "platform-args-scoping", dockerfile: `FROM --platform=$BUILDPLATFORM {{BASE}}
 ENV BEFORE="${TARGETPLATFORM}|${BUILDARCH}"
@@ -142,15 +190,18 @@ COPY --from=build /cross /cross
 // owners, symlink targets, xattrs; not times) and the configs.
 func TestBuildKitConformance(t *testing.T) {
 	k := oracle.NewBuildKit(t)
-	index := multiArchBase(t, k)
+	index, xattrBase := multiArchBase(t, k), xattrImage(t, k)
 	for _, tc := range conformanceCases {
 		t.Run(tc.name, func(t *testing.T) {
-			df := strings.NewReplacer("{{BASE}}", k.Base, "{{INDEX}}", index).Replace(tc.dockerfile)
+			df := strings.NewReplacer("{{BASE}}", k.Base, "{{INDEX}}", index, "{{XATTR}}", xattrBase).Replace(tc.dockerfile)
 			files := map[string]string{"Dockerfile": df}
 			for n, c := range tc.files {
 				files[n] = c
 			}
 			ctxDir := writeContext(t, files)
+			if tc.prepare != nil {
+				tc.prepare(t, ctxDir)
+			}
 			theirs := k.Build(t, ctxDir, oracle.BuildOpts{Platform: tc.platform, BuildArgs: tc.buildArgs})
 			ours := filepath.Join(t.TempDir(), "ours")
 			o := Options{ContextDir: ctxDir, Platform: tc.platform, ResolvePlatform: registryResolver, BuildArgs: map[string]*string{}}
@@ -165,6 +216,11 @@ func TestBuildKitConformance(t *testing.T) {
 				t.Errorf("config differs:\nbuildkit: %s\nours:     %s", a, b)
 			}
 			a, b := imageTree(t, theirImg), imageTree(t, ourImg)
+			for p, w := range tc.want {
+				if !strings.Contains(a[p], w) {
+					t.Errorf("BuildKit's %s is %q, want it to contain %q", p, a[p], w)
+				}
+			}
 			for _, d := range treeDiff(a, b) {
 				t.Error(d)
 			}
@@ -179,6 +235,48 @@ func registryResolver(ctx context.Context, ref string, p v1.Platform) (v1.Image,
 		ref = "docker://" + ref
 	}
 	return export.Open(ctx, ref, func(o *export.Options) { o.Platform = p })
+}
+
+// xattrImage pushes the busybox base plus a layer holding /xattr with a
+// user.note xattr to the loopback registry and returns its reference.
+func xattrImage(t *testing.T, k *oracle.BuildKit) string {
+	t.Helper()
+	base, err := name.ParseReference(k.Base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(base)
+	if err != nil {
+		t.Fatalf("pulling %s: %v", base, err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	body := "has an xattr\n"
+	h := &tar.Header{Typeflag: tar.TypeReg, Name: "xattr", Mode: 0o644, Size: int64(len(body)), Format: tar.FormatPAX,
+		ModTime: time.Unix(1700000000, 0), PAXRecords: map[string]string{"SCHILY.xattr.user.note": "from the base"}}
+	if err := tw.WriteHeader(h); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte(body))
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err = mutate.AppendLayers(img, l); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(oracle.Tag(k.Base[:strings.LastIndex(k.Base, ":")] + "-xattr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatalf("pushing %s: %v", ref, err)
+	}
+	return ref.String()
 }
 
 // multiArchBase pushes an image index for linux/amd64 and linux/arm64
