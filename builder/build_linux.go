@@ -33,12 +33,21 @@ type Options struct {
 	// (after ARG expansion and BuildContexts; never a stage or scratch).
 	// Each reference is resolved once per build.
 	Resolve Resolver
+	// ResolvePlatform, when set, is used instead of Resolve: it opens the
+	// image for the platform the stage runs on (FROM --platform, else the
+	// target), picking it from a multi-platform index.
+	ResolvePlatform func(ctx context.Context, ref string, p v1.Platform) (v1.Image, error)
 	// OCIMediaTypes gives images built FROM scratch OCI media types
 	// rather than Docker's (the caller knows what its destination
 	// prefers); images built on a base keep the base's family.
 	OCIMediaTypes bool
 	// Target is the stage to build (default: the last).
 	Target string
+	// Platform is the target platform, os/arch[/variant] (--platform;
+	// default the host's). It sets TARGETPLATFORM and friends and the
+	// image's platform; RUN needs a platform the host can run (FROM
+	// --platform=$BUILDPLATFORM for build stages).
+	Platform string
 	// NoCache skips cache lookups; results are still stored.
 	NoCache bool
 	// SourceDateEpoch, when set, makes every created time this instant and
@@ -121,6 +130,7 @@ type build struct {
 	dirs     map[v1.Hash]string  // diffID -> overlay-form dir
 	step     int
 	steps    int
+	plat     buildPlatforms
 }
 
 func newBuild(o Options) (*build, error) {
@@ -137,6 +147,10 @@ func newBuild(o Options) (*build, error) {
 		images: map[string]v1.Image{}, dirs: map[v1.Hash]string{}}
 	if b.progress == nil {
 		b.progress = io.Discard
+	}
+	var err error
+	if b.plat, err = newBuildPlatforms(o.Platform); err != nil {
+		return nil, err
 	}
 	f, err := os.Open(o.Dockerfile)
 	if err != nil {
@@ -173,16 +187,6 @@ func (b *build) close() {
 
 // run builds the stages the target needs, in order.
 func (b *build) run(ctx context.Context) (v1.Image, error) {
-	b.metaArgs = map[string]*string{}
-	for _, a := range b.df.MetaArgs {
-		for _, kv := range a.Args {
-			v, err := b.expandMeta(a.Line, kv)
-			if err != nil {
-				return nil, err
-			}
-			b.metaArgs[kv.Key] = v
-		}
-	}
 	target := len(b.df.Stages) - 1
 	if b.o.Target != "" {
 		target = -1
@@ -193,6 +197,26 @@ func (b *build) run(ctx context.Context) (v1.Image, error) {
 		}
 		if target < 0 {
 			return nil, fmt.Errorf("target stage %q could not be found", b.o.Target)
+		}
+	}
+	b.metaArgs = map[string]*string{}
+	for _, kv := range b.plat.automaticArgs(b.df.Stages[target].From.Name) {
+		v := kv[1]
+		if o, ok := b.buildArg(kv[0]); ok && o != nil {
+			v = *o
+		}
+		b.metaArgs[kv[0]] = &v
+	}
+	for _, a := range b.df.MetaArgs {
+		for _, kv := range a.Args {
+			v, err := b.expandMeta(a.Line, kv)
+			if err != nil {
+				return nil, err
+			}
+			// A declaration without a value keeps the automatic one.
+			if _, ok := b.metaArgs[kv.Key]; v != nil || !ok {
+				b.metaArgs[kv.Key] = v
+			}
 		}
 	}
 	need, err := b.neededStages(target)

@@ -22,8 +22,8 @@ import (
 func (b *build) stepKey(s *stageState, createdBy string, files string) string {
 	h := sha256.New()
 	cfg, _ := json.Marshal(s.cf.Config)
-	fmt.Fprintf(h, "parent %s\nconfig %s\nstep %q\nargs %q\nfiles %s\ncompat %s\ndocker %t\nmaintainer %q\n",
-		s.id, cfg, createdBy, b.allowedArgs(s), files, b.o.Compat.Name, s.docker, s.maintainer)
+	fmt.Fprintf(h, "parent %s\nconfig %s\nstep %q\nargs %q\nfiles %s\ncompat %s\ndocker %t\nmaintainer %q\nplatform %s/%s/%s\n",
+		s.id, cfg, createdBy, b.allowedArgs(s), files, b.o.Compat.Name, s.docker, s.maintainer, s.cf.OS, s.cf.Architecture, s.cf.Variant)
 	if e := b.o.SourceDateEpoch; e != nil {
 		fmt.Fprintf(h, "epoch %d\n", *e)
 	}

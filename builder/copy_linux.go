@@ -185,11 +185,12 @@ func (b *build) copySources(ctx context.Context, s *stageState, in *dockerfile.C
 		heredocs[h.Name] = h
 	}
 	for _, raw := range in.Sources {
-		if h, ok := heredocs[strings.TrimPrefix(strings.TrimPrefix(raw, "<<"), "-")]; ok && strings.HasPrefix(raw, "<<") {
+		name, isHeredoc := dockerfile.HeredocSource(raw)
+		if h, ok := heredocs[name]; ok && isHeredoc {
 			content := h.Content
 			if h.Expand {
-				if content, err = b.expand(s, line, content); err != nil {
-					return nil, nil, cleanup, err
+				if content, err = dockerfile.ProcessHeredoc(content, b.expansionEnv(s)); err != nil {
+					return nil, nil, cleanup, lineErr(line, "%w", err)
 				}
 			}
 			srcs = append(srcs, copySource{name: h.Name, data: []byte(content), mode: 0o644, mtime: time.Unix(0, 0)})
@@ -283,7 +284,7 @@ func (b *build) fromFS(ctx context.Context, s *stageState, from string) (fs.FS, 
 	if j, ok := b.stageIndex(from, s.stage.Index); ok {
 		dirs, err = b.lowerDirs(ctx, b.stages[j])
 	} else {
-		img, oerr := b.openImage(ctx, from)
+		img, oerr := b.openImage(ctx, from, s.platform)
 		if oerr != nil {
 			return nil, nil, oerr
 		}

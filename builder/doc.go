@@ -5,7 +5,11 @@
 // layer → image, with docker build's (legacy builder's) config and
 // history, a build cache under the state dir and reproducible output
 // with a source date epoch. Metadata instructions are applied by
-// dockerfile.Dispatcher, the one commit --change uses.
+// dockerfile.Dispatcher, the one commit --change uses. Heredocs and
+// platforms (Options.Platform, the automatic TARGET*/BUILD* ARGs, FROM
+// --platform) follow BuildKit's dockerfile frontend, proven against a
+// real BuildKit (buildkit_linux_test.go); RUN runs only on a platform the
+// host runs, with no emulator.
 //
 // Non-goals: parsing (package dockerfile), BuildKit's LLB, RUN --mount,
 // parallel stages, remote build contexts (git, URL tarballs), Windows

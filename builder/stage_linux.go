@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layercommit/layercommit/dockerfile"
 	"github.com/layercommit/layercommit/image"
@@ -23,7 +24,8 @@ type stageState struct {
 	argOrder   []string
 	maintainer string
 	cmdSet     bool
-	lowers     []string // overlay-form dirs, top first; nil until needed
+	lowers     []string          // overlay-form dirs, top first; nil until needed
+	platform   ocispecs.Platform // what RUN executes: FROM --platform, else the target
 }
 
 func (s *stageState) config() *v1.Config { return &s.cf.Config }
@@ -77,24 +79,33 @@ func (b *build) stageIndex(ref string, before int) (int, bool) {
 	return 0, false
 }
 
-// openImage resolves a FROM or COPY --from image: a --build-context name
-// is replaced by its reference, which the caller's resolver opens.
-func (b *build) openImage(ctx context.Context, ref string) (v1.Image, error) {
-	if img, ok := b.images[ref]; ok {
+// openImage resolves a FROM or COPY --from image for platform p: a
+// --build-context name is replaced by its reference, which the caller's
+// resolver opens.
+func (b *build) openImage(ctx context.Context, ref string, p ocispecs.Platform) (v1.Image, error) {
+	plat := v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant, OSVersion: p.OSVersion}
+	key := ref + "\x00" + plat.String()
+	if img, ok := b.images[key]; ok {
 		return img, nil
 	}
 	target := ref
 	if r, ok := b.o.BuildContexts[ref]; ok {
 		target = r
 	}
-	if b.o.Resolve == nil {
+	var img v1.Image
+	var err error
+	switch {
+	case b.o.ResolvePlatform != nil:
+		img, err = b.o.ResolvePlatform(ctx, target, plat)
+	case b.o.Resolve != nil:
+		img, err = b.o.Resolve(ctx, target)
+	default:
 		return nil, fmt.Errorf("opening %s: the build has no resolver for images", target)
 	}
-	img, err := b.o.Resolve(ctx, target)
 	if err != nil {
 		return nil, err
 	}
-	b.images[ref] = img
+	b.images[key] = img
 	return img, nil
 }
 
@@ -106,13 +117,17 @@ func (b *build) stepf(format string, args ...any) {
 func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageState, error) {
 	from := st.From
 	b.stepf("%s", from.Original)
+	platform := b.plat.target
 	if from.Platform != "" {
 		p, err := b.lex.ProcessWord(from.Platform, b.metaEnv())
 		if err != nil {
-			return nil, lineErr(from.Line, "%w", err)
+			return nil, lineErr(from.Line, "failed to process arguments for platform %s: %w", from.Platform, err)
 		}
-		if want := "linux/" + goarch(); p != want && p != "linux" && p != "$BUILDPLATFORM" && p != "$TARGETPLATFORM" {
-			return nil, lineErr(from.Line, "platform %s is not supported (only %s)", p, want)
+		if p == "" {
+			return nil, lineErr(from.Line, "empty platform value from expression %s", from.Platform)
+		}
+		if platform, err = parsePlatform(p); err != nil {
+			return nil, lineErr(from.Line, "failed to parse platform %s: %w", from.Platform, err)
 		}
 	}
 	name, err := b.lex.ProcessWord(from.Image, b.metaEnv())
@@ -122,15 +137,18 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 	if name == "" {
 		return nil, lineErr(from.Line, "base name (%s) should not be blank", from.Image)
 	}
-	s := &stageState{stage: st, args: map[string]*string{}}
+	s := &stageState{stage: st, args: map[string]*string{}, platform: platform}
 	if j, ok := b.stageIndex(name, st.Index); ok {
 		prev := b.stages[j]
 		s.img, s.docker, s.lowers = prev.img, prev.docker, prev.lowers
 	} else if name == "scratch" {
 		s.docker = !b.o.OCIMediaTypes
 		s.img = image.Scratch(!s.docker)
+		// BuildKit runs a scratch stage on the target platform, whatever
+		// its FROM --platform says.
+		s.platform = b.plat.target
 	} else {
-		if s.img, err = b.openImage(ctx, name); err != nil {
+		if s.img, err = b.openImage(ctx, name, platform); err != nil {
 			return nil, lineErr(from.Line, "FROM %s: %w", name, err)
 		}
 		if s.docker, err = image.DockerMediaTypes(s.img); err != nil {
@@ -145,6 +163,12 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 		return nil, lineErr(from.Line, "reading %s: %w", name, err)
 	}
 	s.cf = cf.DeepCopy()
+	b.plat.imagePlatform(&s.cf.OS, &s.cf.Architecture, &s.cf.Variant, name == "scratch")
+	if name == "scratch" {
+		// BuildKit's empty image works in "/" (the legacy builder left
+		// it unset).
+		s.cf.Config.WorkingDir = "/"
+	}
 	if s.cf.OS == "" {
 		s.cf.OS = "linux"
 	}

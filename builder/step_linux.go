@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/containerd/platforms"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/layercommit/layercommit/diff"
@@ -104,29 +105,10 @@ func (b *build) workdir(ctx context.Context, s *stageState, line int) error {
 // runStep runs RUN in the sandbox and commits its upper dir.
 func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunInstr) error {
 	c := s.config()
-	var args []string
-	if in.Cmd.ShellForm {
-		cmdline := strings.Join(in.Cmd.Args, " ")
-		if len(in.Heredocs) == 1 && isHeredocOnly(cmdline, in.Heredocs[0].Name) {
-			// RUN <<EOF ... EOF: the heredoc is the script.
-			content := in.Heredocs[0].Content
-			if in.Heredocs[0].Expand {
-				var err error
-				if content, err = b.expand(s, in.Line, content); err != nil {
-					return err
-				}
-			}
-			cmdline = content
-		} else {
-			// Other heredocs are passed to the shell, which reads them.
-			for _, h := range in.Heredocs {
-				cmdline += "\n" + h.Content + h.Name
-			}
-		}
-		args = append(s.shell(), cmdline)
-	} else {
-		args = append([]string(nil), in.Cmd.Args...)
+	if err := b.runnable(s, in.Line); err != nil {
+		return err
 	}
+	args, pipes := runArgs(s, in)
 	buildArgs := b.allowedArgs(s)
 	saveCmd := args
 	if len(buildArgs) > 0 {
@@ -135,7 +117,11 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 		saveCmd = append(append([]string{fmt.Sprintf("|%d", len(sorted))}, sorted...), args...)
 	}
 	createdBy := strings.Join(saveCmd, " ")
-	key := b.stepKey(s, createdBy+"\x00network="+in.Network, "")
+	keyed := createdBy + "\x00network=" + in.Network
+	for name, script := range pipes {
+		keyed += fmt.Sprintf("\x00pipe %q %q", name, script)
+	}
+	key := b.stepKey(s, keyed, "")
 	if b.fromCache(s, key) {
 		return nil
 	}
@@ -164,6 +150,7 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	spec := sandbox.Spec{
 		Lowers: append([]string{b.initDir}, lowers...), Upper: upper, Work: work, Merged: filepath.Join(dir, "merged"),
 		Binds: binds, Hostname: hostname, HostNet: hostNet, Args: args, Env: env, User: c.User, Workdir: c.WorkingDir,
+		Pipes: pipes,
 	}
 	tail := &tailBuffer{max: 4096}
 	out := io.MultiWriter(b.progress, tail)
@@ -254,11 +241,34 @@ func (t *tailBuffer) String() string {
 	return string(b)
 }
 
-// isHeredocOnly reports whether a RUN command line is just one heredoc
-// marker (<<EOF, <<-EOF, <<'EOF', <<"EOF").
-func isHeredocOnly(cmdline, name string) bool {
-	c := strings.TrimPrefix(strings.TrimSpace(cmdline), "<<")
-	c = strings.TrimPrefix(c, "-")
-	c = strings.Trim(c, `'"`)
-	return c == name
+// runnable refuses RUN in a stage whose platform the host cannot run,
+// before anything is mounted.
+func (b *build) runnable(s *stageState, line int) error {
+	if b.plat.canRun(s.platform) {
+		return nil
+	}
+	return lineErr(line, "RUN: cannot run %s binaries on this %s host (build such steps on the host with FROM --platform=$BUILDPLATFORM)",
+		platforms.Format(s.platform), platforms.Format(b.plat.build))
+}
+
+// runArgs is the argv of RUN, as BuildKit makes it: a sole heredoc
+// (RUN <<EOF) is run unexpanded, as a script mounted at /dev/pipes/NAME
+// when it starts with "#!" (pipes holds it), else as the shell's command
+// string; other heredocs follow the command line, each body then its
+// delimiter, for the shell to read.
+func runArgs(s *stageState, in *dockerfile.RunInstr) (args []string, pipes map[string]string) {
+	if !in.Cmd.ShellForm {
+		return append([]string(nil), in.Cmd.Args...), nil
+	}
+	cmdline := strings.Join(in.Cmd.Args, " ")
+	if h, ok := in.SoleHeredoc(); ok {
+		if strings.HasPrefix(h.Content, "#!") {
+			return append(s.shell(), "/dev/pipes/"+h.Name), map[string]string{h.Name: h.Content}
+		}
+		return append(s.shell(), h.Content), nil
+	}
+	for _, h := range in.Heredocs {
+		cmdline += "\n" + h.Content + h.Name
+	}
+	return append(s.shell(), cmdline), nil
 }

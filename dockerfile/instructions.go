@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
 
 // Instruction is one typed Dockerfile instruction. Words are kept as the
@@ -50,6 +51,17 @@ type Heredoc struct {
 	Content string
 	Expand  bool // unquoted terminator: variables are expanded
 	Chomp   bool // <<- : leading tabs are stripped
+}
+
+// HeredocSource reports whether a COPY or ADD source word is a heredoc
+// marker (<<EOF, <<-EOF, <<"EOF", <<'EOF') and returns the heredoc's
+// name, the key of CopyInstr.Heredocs.
+func HeredocSource(word string) (string, bool) {
+	h := parser.MustParseHeredoc(word)
+	if h == nil {
+		return "", false
+	}
+	return h.Name, true
 }
 
 // CommandLine is the argument of RUN, CMD and ENTRYPOINT: a JSON (exec)
@@ -100,6 +112,18 @@ type RunInstr struct {
 	Cmd      CommandLine
 	Heredocs []Heredoc
 	Network  string // --network: "", "default", "none" or "host"
+}
+
+// SoleHeredoc returns the heredoc when the shell-form command line is
+// nothing but its marker (RUN <<EOF): BuildKit then runs the body itself,
+// as a script when it starts with "#!", else as the shell's command
+// string, unexpanded in both cases. Other heredocs are handed to the
+// shell with the command line, which reads them.
+func (i *RunInstr) SoleHeredoc() (Heredoc, bool) {
+	if !i.Cmd.ShellForm || len(i.Heredocs) != 1 || len(i.Cmd.Args) != 1 || parser.MustParseHeredoc(i.Cmd.Args[0]) == nil {
+		return Heredoc{}, false
+	}
+	return i.Heredocs[0], true
 }
 
 func (i *RunInstr) String() string {

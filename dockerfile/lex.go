@@ -36,3 +36,16 @@ func (l *Lex) ProcessWords(word string, env []string) ([]string, error) {
 	}
 	return v, nil
 }
+
+// ProcessHeredoc expands the body of a COPY or ADD heredoc whose marker is
+// unquoted, as BuildKit does: variables only, with quotes kept as written
+// and '\\' as the escape whatever the file's escape token.
+func ProcessHeredoc(body string, env []string) (string, error) {
+	lex := shell.NewLex('\\')
+	lex.SkipProcessQuotes = true
+	v, _, err := lex.ProcessWord(body, shell.EnvsFromSlice(env))
+	if err != nil {
+		return "", fmt.Errorf("expanding heredoc: %w", err)
+	}
+	return v, nil
+}

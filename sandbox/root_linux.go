@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -32,6 +33,9 @@ func setupRoot(s *Spec) error {
 	// sysfs read-only; not fatal (it needs a network namespace we own).
 	_ = unix.Mount("sysfs", filepath.Join(m, "sys"), "sysfs", nsd|unix.MS_RDONLY, "")
 	if err := setupDev(filepath.Join(m, "dev")); err != nil {
+		return err
+	}
+	if err := setupPipes(filepath.Join(m, "dev", "pipes"), s.Pipes); err != nil {
 		return err
 	}
 	if err := unix.Chdir(m); err != nil {
@@ -92,6 +96,33 @@ func setupDev(dev string) error {
 		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// setupPipes mounts a tmpfs at dir holding files (mode 0755) and makes it
+// read-only.
+func setupPipes(dir string, files map[string]string) error {
+	if len(files) == 0 {
+		return nil
+	}
+	const flags = unix.MS_NOSUID | unix.MS_NODEV
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("making /dev/pipes: %w", err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", flags, "mode=755,size=16m"); err != nil {
+		return fmt.Errorf("mounting /dev/pipes: %w", err)
+	}
+	for name, data := range files {
+		if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+			return fmt.Errorf("bad /dev/pipes name %q", name)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o755); err != nil {
+			return fmt.Errorf("writing /dev/pipes/%s: %w", name, err)
+		}
+	}
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY|flags, ""); err != nil {
+		return fmt.Errorf("making /dev/pipes read-only: %w", err)
 	}
 	return nil
 }

@@ -57,6 +57,10 @@ type Spec struct {
 	// Workdir is the working dir in the root (made if missing; "/" when
 	// empty).
 	Workdir string
+	// Pipes are files (name → content) made executable on a read-only
+	// tmpfs at /dev/pipes, as BuildKit mounts a RUN heredoc script: they
+	// are never in the upper dir.
+	Pipes map[string]string `json:",omitempty"`
 }
 
 // Main makes the process a sandbox's init when Run started it: it then

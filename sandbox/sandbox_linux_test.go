@@ -228,3 +228,26 @@ func TestRunNeedsMain(t *testing.T) {
 		t.Fatalf("got %v, want ErrNoMain", err)
 	}
 }
+
+// TestSandboxPipes: Pipes are executable files on a read-only
+// /dev/pipes that never reach the upper dir.
+func TestSandboxPipes(t *testing.T) {
+	spec := newSpec(t, []string{busyboxRoot(t)}, "sh", "-c", `/dev/pipes/script && ! touch /dev/pipes/new 2>/dev/null && stat -c %a /dev/pipes/script`)
+	spec.Pipes = map[string]string{"script": "#!/bin/sh\necho \"ran $0\"\n"}
+	var out bytes.Buffer
+	code, err := Run(context.Background(), spec, &out, &out)
+	if err != nil || code != 0 {
+		t.Fatalf("Run: exit %d, %v\n%s", code, err, out.String())
+	}
+	if got := out.String(); got != "ran /dev/pipes/script\n755\n" {
+		t.Errorf("output %q", got)
+	}
+	if ents, _ := os.ReadDir(spec.Upper); len(ents) != 0 {
+		t.Errorf("the upper dir holds %v", ents)
+	}
+	spec = newSpec(t, []string{busyboxRoot(t)}, "true")
+	spec.Pipes = map[string]string{"../escape": "x"}
+	if _, err := Run(context.Background(), spec, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), `bad /dev/pipes name "../escape"`) {
+		t.Errorf("a name with a slash: %v", err)
+	}
+}

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Installs and starts the real peers the tests compare against: a private
 # dockerd (Debian's docker.io 20.10, overlay2) with a busybox base image,
-# and the tools skopeo, umoci and attr. Source it: it exports the variables
-# the tests read (LAYERCOMMIT_DOCKER_HOST, LAYERCOMMIT_DOCKER_ROOT,
-# LAYERCOMMIT_DOCKER_BIN, LAYERCOMMIT_BASE_IMAGE) and defines
-# oracles_stop. Nothing here reaches beyond Debian's package mirror.
+# Docker 29 and BuildKit (built by scripts/engines.sh), a loopback
+# registry holding the busybox base for BuildKit, and the tools skopeo,
+# umoci and attr. Source it: it exports the variables the tests read
+# (LAYERCOMMIT_DOCKER_HOST, LAYERCOMMIT_DOCKER_ROOT, LAYERCOMMIT_DOCKER_BIN,
+# LAYERCOMMIT_BASE_IMAGE, LAYERCOMMIT_DOCKER29_*, LAYERCOMMIT_BUILDKIT_*)
+# and defines oracles_stop. Nothing here reaches beyond Debian's package
+# mirror and the Go module proxy.
 set -u
 
 LC_ORACLE_DIR=${LC_ORACLE_DIR:-/tmp/layercommit-oracle}
-LC_PACKAGES="docker.io busybox-static attr skopeo umoci docker-registry podman"
+LC_PACKAGES="docker.io busybox-static attr skopeo umoci docker-registry podman runc"
+# The loopback registry BuildKit pulls its bases from.
+LC_REGISTRY_ADDR=${LC_REGISTRY_ADDR:-127.0.0.1:5077}
 
 oracles_install() {
 	local missing=()
@@ -19,6 +24,7 @@ oracles_install() {
 	command -v umoci >/dev/null || missing+=(umoci)
 	command -v docker-registry >/dev/null || missing+=(docker-registry)
 	command -v podman >/dev/null || missing+=(podman)
+	command -v runc >/dev/null || missing+=(runc)
 	if [ ${#missing[@]} -gt 0 ]; then
 		echo "oracles: installing ${missing[*]}" >&2
 		apt-get update -qq >&2 || return 1
@@ -114,6 +120,89 @@ JSON
 	return 1
 }
 
+# oracles_start_registry starts Debian's docker-registry on
+# $LC_REGISTRY_ADDR (plain http, loopback only) and pushes the busybox base
+# of the 20.10 daemon into it with skopeo, for BuildKit, which pulls its
+# bases from a registry (never from Docker Hub).
+oracles_start_registry() {
+	local dir=$LC_ORACLE_DIR/registry
+	mkdir -p "$dir/data"
+	export LAYERCOMMIT_REGISTRY=$LC_REGISTRY_ADDR
+	export LAYERCOMMIT_BUILDKIT_BASE=$LC_REGISTRY_ADDR/layercommit-base:busybox
+	if ! curl -fsS "http://$LC_REGISTRY_ADDR/v2/" >/dev/null 2>&1; then
+		cat >"$dir/config.yml" <<YML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+http:
+  addr: $LC_REGISTRY_ADDR
+YML
+		LC_STARTED_REGISTRY=1
+		docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
+		echo $! >"$dir/registry.pid"
+		local i ok=
+		for i in $(seq 1 60); do
+			if curl -fsS "http://$LC_REGISTRY_ADDR/v2/" >/dev/null 2>&1; then
+				ok=1
+				break
+			fi
+			sleep 0.25
+		done
+		if [ -z "$ok" ]; then
+			echo "oracles: docker-registry did not start; its log:" >&2
+			tail -20 "$dir/registry.log" >&2
+			return 1
+		fi
+	fi
+	skopeo inspect --tls-verify=false "docker://$LAYERCOMMIT_BUILDKIT_BASE" >/dev/null 2>&1 && return 0
+	skopeo copy -q --src-daemon-host "$LAYERCOMMIT_DOCKER_HOST" --dest-tls-verify=false \
+		"docker-daemon:$LAYERCOMMIT_BASE_IMAGE" "docker://$LAYERCOMMIT_BUILDKIT_BASE" >&2
+}
+
+# oracles_start_buildkit starts BuildKit v0.34.2 (built once per machine
+# by scripts/engines.sh) as root: the OCI worker with Debian's runc and the
+# overlayfs snapshotter, the containerd worker off, its root and socket
+# under $LC_ORACLE_DIR/buildkit, the loopback registry as plain http. It
+# exports LAYERCOMMIT_BUILDKIT_HOST and LAYERCOMMIT_BUILDCTL.
+oracles_start_buildkit() {
+	local dir=$LC_ORACLE_DIR/buildkit bins
+	. "$(dirname "${BASH_SOURCE[0]}")/engines.sh"
+	bins=$(engines_buildkit) || return 1
+	mkdir -p "$dir/root"
+	export LAYERCOMMIT_BUILDKIT_HOST=unix://$dir/buildkitd.sock
+	export LAYERCOMMIT_BUILDCTL=$bins/buildctl
+	if "$LAYERCOMMIT_BUILDCTL" --addr "$LAYERCOMMIT_BUILDKIT_HOST" debug workers >/dev/null 2>&1; then
+		return 0
+	fi
+	cat >"$dir/buildkitd.toml" <<TOML
+[worker.oci]
+  enabled = true
+  snapshotter = "overlayfs"
+  binary = "$(command -v runc)"
+[worker.containerd]
+  enabled = false
+[registry."$LC_REGISTRY_ADDR"]
+  http = true
+TOML
+	LC_STARTED_BUILDKIT=1
+	"$bins/buildkitd" --config "$dir/buildkitd.toml" --root "$dir/root" --addr "$LAYERCOMMIT_BUILDKIT_HOST" \
+		>"$dir/buildkitd.log" 2>&1 &
+	echo $! >"$dir/buildkitd.pid"
+	local i
+	for i in $(seq 1 120); do
+		if "$LAYERCOMMIT_BUILDCTL" --addr "$LAYERCOMMIT_BUILDKIT_HOST" debug workers >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.5
+	done
+	echo "oracles: buildkitd did not start; its log:" >&2
+	tail -20 "$dir/buildkitd.log" >&2
+	return 1
+}
+
 # _oracles_kill PIDFILE stops the daemon whose pid is in PIDFILE and waits
 # for it to remove the file.
 _oracles_kill() {
@@ -128,13 +217,32 @@ _oracles_kill() {
 	fi
 }
 
+# _oracles_kill_pid PIDFILE stops the process whose pid this shell wrote
+# into PIDFILE (buildkitd and docker-registry keep none themselves), waits
+# for it to exit and removes the file.
+_oracles_kill_pid() {
+	local pidfile=$1 pid
+	[ -f "$pidfile" ] || return 0
+	pid=$(cat "$pidfile")
+	kill "$pid" 2>/dev/null
+	local i
+	for i in $(seq 1 40); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.25
+	done
+	rm -f "$pidfile"
+}
+
 # oracles_stop stops the daemons this shell started (one found running is
 # left alone).
 oracles_stop() {
 	[ -z "${LC_STARTED_DOCKERD:-}" ] || _oracles_kill "$LC_ORACLE_DIR/docker.pid"
 	[ -z "${LC_STARTED_DOCKER29:-}" ] || _oracles_kill "$LC_ORACLE_DIR/docker29/docker.pid"
+	[ -z "${LC_STARTED_BUILDKIT:-}" ] || _oracles_kill_pid "$LC_ORACLE_DIR/buildkit/buildkitd.pid"
+	[ -z "${LC_STARTED_REGISTRY:-}" ] || _oracles_kill_pid "$LC_ORACLE_DIR/registry/registry.pid"
 }
 
 oracles_up() {
-	oracles_install && oracles_start_dockerd && oracles_base_image && oracles_start_docker29
+	oracles_install && oracles_start_dockerd && oracles_base_image && oracles_start_docker29 &&
+		oracles_start_registry && oracles_start_buildkit
 }

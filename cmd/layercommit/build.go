@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/layercommit/layercommit/builder"
@@ -19,7 +20,7 @@ import (
 )
 
 func init() {
-	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--target STAGE] [--no-cache] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] -o DEST CONTEXT", runBuild})
+	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] -o DEST CONTEXT", runBuild})
 }
 
 func runBuild(args []string, stdout, stderr io.Writer) error {
@@ -30,6 +31,7 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&buildContexts, "build-context", "NAME=REF: an image for FROM NAME and COPY --from=NAME (repeatable)")
 	target := fs.String("target", "", "the stage to build (default the last)")
 	noCache := fs.Bool("no-cache", false, "do not use the build cache")
+	platform := fs.String("platform", "", "target platform OS/ARCH[/VARIANT] (default the host's; RUN needs one the host runs)")
 	epoch := fs.String("source-date-epoch", "", "created times and mtimes clamped to this Unix time (default $SOURCE_DATE_EPOCH)")
 	network := fs.String("network", "none", "network for RUN: none or host")
 	profile := fs.String("compat", compat.Default.Name, "whose bytes to reproduce")
@@ -63,7 +65,7 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	o := builder.Options{
-		ContextDir: pos[0], Dockerfile: *dockerfile, Target: *target, NoCache: *noCache,
+		ContextDir: pos[0], Dockerfile: *dockerfile, Target: *target, NoCache: *noCache, Platform: *platform,
 		Compat: p, StateDir: *stateDir,
 		BuildArgs:     map[string]*string{},
 		BuildContexts: map[string]string{},
@@ -101,8 +103,13 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
-	id, err := commit.Build(ctx, commit.BuildRequest{Build: o, To: *out,
-		Options: []export.Option{export.WithDockerRoot(*dockerRoot)}})
+	opts := []export.Option{export.WithDockerRoot(*dockerRoot)}
+	// Bases are picked from multi-platform indexes for the platform their
+	// stage runs on.
+	o.ResolvePlatform = func(ctx context.Context, ref string, p v1.Platform) (v1.Image, error) {
+		return commit.Resolver(append(opts[:len(opts):len(opts)], func(eo *export.Options) { eo.Platform = p })...)(ctx, ref)
+	}
+	id, err := commit.Build(ctx, commit.BuildRequest{Build: o, To: *out, Options: opts})
 	if err != nil {
 		return err
 	}

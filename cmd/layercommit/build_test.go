@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+
 	"github.com/layercommit/layercommit/internal/oracle"
 )
 
@@ -44,12 +46,36 @@ func TestBuildCommand(t *testing.T) {
 		{[]string{ctx}, "layercommit: build: -o DEST is required\n"},
 		{[]string{"-o", "oci:" + out, "--network", "bridge", ctx}, "layercommit: build: bad --network \"bridge\" (none or host)\n"},
 		{[]string{"-o", "oci:" + out, "--source-date-epoch", "soon", ctx}, "layercommit: build: bad --source-date-epoch \"soon\"\n"},
+		{[]string{"-o", "oci:" + out, "--platform", "linux/", ctx}, "layercommit: bad platform \"linux/\": \"\" is an invalid component of \"linux/\": platform specifier component must match \"^[A-Za-z0-9_.-]+$\": invalid argument\n"},
 		{[]string{"-o", "oci:" + out, "-f", filepath.Join(ctx, "nope"), ctx}, "layercommit: reading Dockerfile: open " + filepath.Join(ctx, "nope") + ": no such file or directory\n"},
 	} {
 		code, _, stderr := cli(append([]string{"build", "--state-dir", state}, tc.args...)...)
 		if code == 0 || stderr != tc.want {
 			t.Errorf("build %v: exit %d, stderr %q, want %q", tc.args, code, stderr, tc.want)
 		}
+	}
+
+	// --platform sets the image's platform and TARGETARCH.
+	pctx := t.TempDir()
+	os.WriteFile(filepath.Join(pctx, "Dockerfile"), []byte("FROM scratch\nARG TARGETARCH\nLABEL arch=$TARGETARCH\n"), 0o644)
+	playout := filepath.Join(t.TempDir(), "arm")
+	if code, _, stderr := cli("build", "-q", "--state-dir", state, "--platform", "linux/arm64", "-o", "oci:"+playout, pctx); code != 0 {
+		t.Fatalf("--platform linux/arm64: exit %d: %s", code, stderr)
+	}
+	idx, err := layout.ImageIndexFromPath(playout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil || len(im.Manifests) != 1 {
+		t.Fatalf("layout %s: %v", playout, err)
+	}
+	img, err := idx.Image(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf, err := img.ConfigFile(); err != nil || cf.Architecture != "arm64" || cf.OS != "linux" || cf.Config.Labels["arch"] != "arm64" {
+		t.Errorf("--platform linux/arm64 gave %+v (%v)", cf, err)
 	}
 
 	// SOURCE_DATE_EPOCH is parsed once, strictly, by the CLI.
