@@ -52,7 +52,12 @@ type Profile struct {
 	// upper dir also holds user.* and trusted.* xattrs).
 	Xattrs string
 	// NoSparse says the engine cannot apply a layer with PAX sparse
-	// entries (GNU sparse 1.0), so --sparse is refused under it.
+	// entries (GNU sparse 1.0), so --sparse is refused under it. Docker
+	// 20.10 and 29 load and run such images (holes written as zeros), so
+	// no Docker profile sets it; but their docker save and push of the
+	// image fail ("could not verify layer data": tar-split rebuilds the
+	// layer from the dense file). See cmd/layercommit
+	// TestSparseDockerLoadRun.
 	NoSparse bool
 }
 
