@@ -4,6 +4,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/layercommit/layercommit/compat"
 )
 
 func TestParseXattrs(t *testing.T) {
@@ -97,4 +99,32 @@ func TestKeptXattrs(t *testing.T) {
 			t.Errorf("kept %q", got)
 		}
 	})
+}
+
+// TestOptions: the command-line tar options, checked before any work.
+func TestOptions(t *testing.T) {
+	noSparse := compat.Docker29
+	noSparse.Name, noSparse.NoSparse = "no-sparse-engine", true
+	cases := []struct {
+		name   string
+		p      compat.Profile
+		xattrs string
+		sparse bool
+		err    error
+		n      int
+	}{
+		{"defaults", compat.Docker29, "", false, nil, 0},
+		{"both", compat.Docker2010, "all", true, nil, 2},
+		{"bad list", compat.Docker29, "user", false, ErrXattrPattern, 0},
+		{"sparse refused", noSparse, "", true, ErrSparseUnsupported, 0},
+		{"no sparse asked", noSparse, "user.*", false, nil, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			opts, err := Options(c.p, c.xattrs, c.sparse)
+			if !errors.Is(err, c.err) || len(opts) != c.n {
+				t.Errorf("%d options, error %v; want %d, %v", len(opts), err, c.n, c.err)
+			}
+		})
+	}
 }
