@@ -39,6 +39,9 @@ type Output struct {
 	Options []export.Option
 	// Counters receive progress; may be nil.
 	Counters *layer.Counters
+	// Diff holds further options for the layer tar (xattrs, sparse
+	// files), after the profile.
+	Diff []diff.Option
 }
 
 // setDefaults fills in the profile and compressor left zero.
@@ -56,7 +59,7 @@ func (o *Output) writeLayer(ctx context.Context, dest export.Destination, src di
 	return layer.Write(ctx, dest.BlobDir(), src,
 		layer.WithCompression(o.Compression, o.Level),
 		layer.WithDockerMediaTypes(docker),
-		layer.WithDiffOptions(diff.WithCompat(o.Compat)),
+		layer.WithDiffOptions(append([]diff.Option{diff.WithCompat(o.Compat)}, o.Diff...)...),
 		layer.WithCounters(o.Counters))
 }
 

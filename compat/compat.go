@@ -44,6 +44,32 @@ type Profile struct {
 	// container_config (Docker 29's api/types/container.Config tags it
 	// omitempty; Docker 20.10 to 28 write "OnBuild":null).
 	OmitEmptyOnBuild bool
+	// Xattrs is the --xattrs list the engine's commit follows when none
+	// is given; empty means security.capability. Every Docker from 20.10
+	// to 29 exports security.capability alone (moby's
+	// ReadSecurityXattrToTarHeader; proven byte for byte by diff's
+	// TestDockerCommitConformance and TestDocker29CommitConformance, whose
+	// upper dir also holds user.* and trusted.* xattrs).
+	Xattrs string
+	// NoSparse says the engine cannot apply a layer with PAX sparse
+	// entries (GNU sparse 1.0), so --sparse is refused under it. Docker
+	// 20.10 and 29 load and run such images (holes written as zeros), so
+	// no Docker profile sets it; but their docker save and push of the
+	// image fail ("could not verify layer data": tar-split rebuilds the
+	// layer from the dense file). See cmd/layercommit
+	// TestSparseDockerLoadRun.
+	NoSparse bool
+}
+
+// DefaultXattrs is the xattr list of a profile that names none.
+const DefaultXattrs = "security.capability"
+
+// XattrList is p's Xattrs, DefaultXattrs when empty.
+func (p Profile) XattrList() string {
+	if p.Xattrs == "" {
+		return DefaultXattrs
+	}
+	return p.Xattrs
 }
 
 var (

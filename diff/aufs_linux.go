@@ -43,7 +43,7 @@ func (a *aufs) walk(ctx context.Context, rel, dir string, fn ChangeFunc) error {
 			continue
 		}
 		p := filepath.Join(dir, name)
-		info, link, capability, _, err := entry(p)
+		info, link, capability, xs, err := entry(p)
 		if err != nil {
 			return err
 		}
@@ -51,7 +51,7 @@ func (a *aufs) walk(ctx context.Context, rel, dir string, fn ChangeFunc) error {
 			a.warn("skipping socket %s", joinRel(rel, name))
 			continue
 		}
-		c := Change{Kind: Add, Path: joinRel(rel, name), Source: p, Info: info, Link: link, Capability: capability}
+		c := Change{Kind: Add, Path: joinRel(rel, name), Source: p, Info: info, Link: link, Capability: capability, xattrNames: xs.names}
 		if strings.HasPrefix(name, WhiteoutPrefix) && name != WhiteoutOpaqueDir && !info.IsDir() {
 			// A whiteout file: the change deletes the name it hides,
 			// and the writer keeps the file's own header.

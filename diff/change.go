@@ -80,6 +80,12 @@ type Change struct {
 	// below had in it.
 	Opaque bool
 
+	// xattrNames lists Source's xattrs, as llistxattr gave them;
+	// internalPrefix is the overlay's own xattr namespace when it is not
+	// trusted.overlay. (user.overlay. on a userxattr mount).
+	xattrNames     []string
+	internalPrefix string
+
 	// sourceIno is the inode of Source when it is not Info's (a metacopy
 	// file whose data is in a lower); 0 means Info.Ino.
 	sourceIno uint64

@@ -98,6 +98,13 @@ func (x xattrs) has(name string) bool {
 
 // getXattr reads one xattr of path; a missing attribute is ("", nil).
 func getXattr(path, name string) (string, error) {
+	v, _, err := getXattrOK(path, name)
+	return v, err
+}
+
+// getXattrOK reads one xattr of path and says whether it is set (an
+// xattr may be set to the empty string).
+func getXattrOK(path, name string) (string, bool, error) {
 	buf := make([]byte, 128)
 	for {
 		n, err := unix.Lgetxattr(path, name, buf)
@@ -105,16 +112,16 @@ func getXattr(path, name string) (string, error) {
 		case errors.Is(err, unix.ERANGE):
 			sz, err2 := unix.Lgetxattr(path, name, nil)
 			if err2 != nil {
-				return "", &os.PathError{Op: "lgetxattr " + name, Path: path, Err: err2}
+				return "", false, &os.PathError{Op: "lgetxattr " + name, Path: path, Err: err2}
 			}
 			buf = make([]byte, sz+16)
 			continue
 		case errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP):
-			return "", nil
+			return "", false, nil
 		case err != nil:
-			return "", &os.PathError{Op: "lgetxattr " + name, Path: path, Err: err}
+			return "", false, &os.PathError{Op: "lgetxattr " + name, Path: path, Err: err}
 		}
-		return string(buf[:n]), nil
+		return string(buf[:n]), true, nil
 	}
 }
 

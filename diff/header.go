@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"os/user"
 	"path"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/layercommit/layercommit/compat"
@@ -20,11 +22,47 @@ type headerRules struct {
 	names nameCache
 	// clamp, when set, is the latest mtime written (SOURCE_DATE_EPOCH).
 	clamp *int64
+	// xattrs picks the xattrs exported (the profile's by default).
+	xattrs XattrPolicy
+}
+
+// keptXattrs returns the names of c's xattrs that go into its header,
+// sorted; Write reads their values and hands them to headers.
+func (r *headerRules) keptXattrs(c Change) []string {
+	if r.xattrs.capabilityOnly() {
+		// Every engine's rule (moby's ReadSecurityXattrToTarHeader, 20.10
+		// to 29): security.capability and nothing else. Its value is
+		// already in the Change, so no further xattr is read.
+		if c.Capability != "" {
+			return []string{xattrCapability}
+		}
+		return nil
+	}
+	var kept []string
+	for _, name := range c.xattrNames {
+		switch {
+		case strings.HasPrefix(name, OverlayXattrPrefix):
+			// overlayfs' own marks (opaque, redirect, metacopy, origin,
+			// impure, nlink, upper...): never layer content, whatever the
+			// pattern; the layer says opaque with its .wh..wh..opq marker.
+		case c.internalPrefix != "" && strings.HasPrefix(name, c.internalPrefix):
+			// The same marks in user.overlay.* on a userxattr overlay.
+		case r.xattrs.Match(name):
+			kept = append(kept, name)
+		}
+	}
+	if c.Capability != "" && len(c.xattrNames) == 0 && r.xattrs.Match(xattrCapability) {
+		// A Change made without a listing (tests, computed changes).
+		kept = append(kept, xattrCapability)
+	}
+	sort.Strings(kept)
+	return kept
 }
 
 // headers returns the header for c and, for an opaque directory, the
-// marker header that must follow it.
-func (r *headerRules) headers(c Change) (*tar.Header, *tar.Header) {
+// marker header that must follow it. xattrs holds the values of the names
+// keptXattrs chose.
+func (r *headerRules) headers(c Change, xattrs map[string]string) (*tar.Header, *tar.Header) {
 	i := c.Info
 	if c.Kind == Delete && c.Source == "" {
 		// A computed delete (naive diff) has no node: a bare whiteout,
@@ -74,10 +112,18 @@ func (r *headerRules) headers(c Change) (*tar.Header, *tar.Header) {
 		// moby 20.10-23 fillGo18FileTypeBits.
 		h.Mode |= int64(i.Mode & sIFMT)
 	}
-	if c.Capability != "" {
-		// Only security.capability is exported; revision 3 (with a
+	for name, v := range xattrs {
+		// The xattrs keptXattrs chose (security.capability alone unless
+		// --xattrs says more), as SCHILY.xattr. records, which the tar
+		// writer sorts by key. security.capability revision 3 (with a
 		// root uid) becomes revision 2, cut to its 20 bytes.
-		h.PAXRecords = map[string]string{"SCHILY.xattr." + xattrCapability: capabilityV2(c.Capability)}
+		if name == xattrCapability {
+			v = capabilityV2(v)
+		}
+		if h.PAXRecords == nil {
+			h.PAXRecords = map[string]string{}
+		}
+		h.PAXRecords["SCHILY.xattr."+name] = v
 	}
 	if !i.IsDir() && i.Nlink > 1 {
 		// Hard links: the first name of an inode carries the data,

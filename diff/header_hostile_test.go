@@ -15,7 +15,7 @@ import (
 func TestHeaderLimits(t *testing.T) {
 	t.Run("U14/size over 8 GiB uses a PAX size record", func(t *testing.T) {
 		r := headerRules{seen: map[uint64]string{}}
-		h, _ := r.headers(Change{Path: "big", Source: "/nonexistent", Info: Info{Mode: sIFREG | 0o644, Size: 8 << 30}})
+		h, _ := r.headers(Change{Path: "big", Source: "/nonexistent", Info: Info{Mode: sIFREG | 0o644, Size: 8 << 30}}, nil)
 		var b bytes.Buffer
 		if err := tar.NewWriter(&b).WriteHeader(h); err != nil {
 			t.Fatal(err)

@@ -97,7 +97,7 @@ func (n *naive) compareEntry(ctx context.Context, rel, lp, cp string, e *emitter
 	if err != nil {
 		return err
 	}
-	ci, clink, ccap, _, err := entry(cp)
+	ci, clink, ccap, cxs, err := entry(cp)
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func (n *naive) compareEntry(ctx context.Context, rel, lp, cp string, e *emitter
 		n.warn("skipping socket %s", rel)
 		return nil
 	}
-	c := Change{Kind: Add, Path: rel, Source: cp, Info: ci, Link: clink, Capability: ccap}
+	c := Change{Kind: Add, Path: rel, Source: cp, Info: ci, Link: clink, Capability: ccap, xattrNames: cxs.names}
 	if !li.IsDir() || !ci.IsDir() {
 		same, err := sameEntry(li, ci, llink, clink, lcap, ccap, lp, cp)
 		if err != nil || same {
@@ -133,7 +133,7 @@ func (n *naive) compareEntry(ctx context.Context, rel, lp, cp string, e *emitter
 
 // addTree emits the entry at p and, for a directory, everything below it.
 func (n *naive) addTree(ctx context.Context, rel, p string, e *emitter) error {
-	info, link, capability, _, err := entry(p)
+	info, link, capability, xs, err := entry(p)
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func (n *naive) addTree(ctx context.Context, rel, p string, e *emitter) error {
 		n.warn("skipping socket %s", rel)
 		return nil
 	}
-	if err := e.emit(Change{Kind: Add, Path: rel, Source: p, Info: info, Link: link, Capability: capability}); err != nil {
+	if err := e.emit(Change{Kind: Add, Path: rel, Source: p, Info: info, Link: link, Capability: capability, xattrNames: xs.names}); err != nil {
 		return err
 	}
 	if !info.IsDir() {

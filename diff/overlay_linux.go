@@ -75,7 +75,7 @@ func (o *overlay) walk(ctx context.Context, rel, dir string, fn ChangeFunc) erro
 		if err != nil {
 			return err
 		}
-		c := Change{Kind: Add, Path: r, Source: p, Info: info, Link: link, Capability: capability}
+		c := Change{Kind: Add, Path: r, Source: p, Info: info, Link: link, Capability: capability, xattrNames: xs.names, internalPrefix: o.prefix}
 		switch {
 		case info.IsWhiteout():
 			c.Kind = Delete
@@ -257,7 +257,7 @@ func (o *overlay) walkMerged(ctx context.Context, rel string, dirs []string, fn 
 			o.warn("skipping socket %s", r)
 			continue
 		}
-		c := Change{Kind: Add, Path: r, Source: p, Info: info, Link: link, Capability: capability}
+		c := Change{Kind: Add, Path: r, Source: p, Info: info, Link: link, Capability: capability, xattrNames: xs.names, internalPrefix: o.prefix}
 		if info.IsRegular() && xs.has(o.prefix+"metacopy") {
 			if err := o.resolveMetacopy(&c, xs); err != nil {
 				return err

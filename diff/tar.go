@@ -24,6 +24,8 @@ type writeOptions struct {
 	clamp   *int64
 	onEntry func(Change)
 	maxFile int64
+	xattrs  *XattrPolicy
+	sparse  bool
 }
 
 // WithMaxFileSize makes a regular file larger than n bytes an
@@ -64,8 +66,21 @@ func Write(ctx context.Context, w io.Writer, src Source, opts ...Option) (v1.Has
 	defer out.abort()
 	tw := tar.NewWriter(out)
 	rules := headerRules{profile: o.profile, seen: map[uint64]string{}, clamp: o.clamp}
+	if o.xattrs != nil {
+		rules.xattrs = *o.xattrs
+	} else {
+		p, err := ParseXattrs(o.profile.XattrList())
+		if err != nil {
+			return v1.Hash{}, 0, fmt.Errorf("profile %s: %w", o.profile.Name, err)
+		}
+		rules.xattrs = p
+	}
 	err := src.Changes(ctx, func(c Change) error {
-		hdr, marker := rules.headers(c)
+		xattrs, err := readXattrs(c, rules.keptXattrs(c))
+		if err != nil {
+			return err
+		}
+		hdr, marker := rules.headers(c, xattrs)
 		if o.maxFile > 0 && hdr.Typeflag == tar.TypeReg && hdr.Size > o.maxFile {
 			return fmt.Errorf("%w: %s has %d bytes, more than %d", ErrFileTooLarge, c.Path, hdr.Size, o.maxFile)
 		}
@@ -74,12 +89,23 @@ func Write(ctx context.Context, w io.Writer, src Source, opts ...Option) (v1.Has
 			// PAX records (xattrs, long names) a layer may need.
 			return fmt.Errorf("%w: %s has device numbers %d/%d, above %d", ErrUnrepresentable, c.Path, hdr.Devmajor, hdr.Devminor, maxOctal7)
 		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("writing header of %s: %w", c.Path, err)
-		}
-		if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
-			if err := copyFile(tw, out.space, c.Source, hdr.Size, c.dataIno()); err != nil {
+		sparse := false
+		if o.sparse && hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
+			if sparse, err = writeSparse(tw, out, hdr, c.Source, c.dataIno()); err != nil {
 				return fmt.Errorf("writing %s: %w", c.Path, err)
+			}
+		}
+		if !sparse {
+			if err := tw.WriteHeader(hdr); err != nil {
+				if errors.Is(err, tar.ErrHeader) && len(xattrs) > 0 {
+					return fmt.Errorf("%w: %s: %w (an xattr name holds '=' or a NUL?)", ErrUnrepresentable, c.Path, err)
+				}
+				return fmt.Errorf("writing header of %s: %w", c.Path, err)
+			}
+			if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
+				if err := copyFile(tw, out.space, c.Source, hdr.Size, c.dataIno()); err != nil {
+					return fmt.Errorf("writing %s: %w", c.Path, err)
+				}
 			}
 		}
 		if marker != nil {
@@ -103,6 +129,30 @@ func Write(ctx context.Context, w io.Writer, src Source, opts ...Option) (v1.Has
 		return v1.Hash{}, 0, fmt.Errorf("writing tar stream: %w", err)
 	}
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum)}, n, nil
+}
+
+// readXattrs reads the values of the xattrs names of c.Source;
+// security.capability comes from the Change. An xattr removed since the
+// listing is left out.
+func readXattrs(c Change, names []string) (map[string]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	vals := make(map[string]string, len(names))
+	for _, name := range names {
+		if name == xattrCapability && c.Capability != "" {
+			vals[name] = c.Capability
+			continue
+		}
+		v, ok, err := getXattrOK(c.Source, name)
+		if err != nil {
+			return nil, fmt.Errorf("reading xattrs of %s: %w", c.Path, err)
+		}
+		if ok {
+			vals[name] = v
+		}
+	}
+	return vals, nil
 }
 
 // ErrSizeChanged is returned when a file's size differs from what lstat

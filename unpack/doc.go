@@ -9,8 +9,10 @@
 // (internal/safepath: openat2 with RESOLVE_IN_ROOT, or an O_NOFOLLOW walk),
 // and entries are made with *at system calls on the parent directory's
 // descriptor, so no entry, symlink or hard link of a layer can reach
-// outside the root. Only security.capability and user.* xattrs are
-// applied; trusted.* never is. Nothing from the root is executed and no
+// outside the root. A PAX sparse entry (GNU 1.0) has its map checked
+// from its bytes, then only its data is written and the file truncated to
+// its real size, so holes stay holes. Only security.capability and user.*
+// xattrs are applied; trusted.* never is. Nothing from the root is executed and no
 // name is looked up in its user database.
 //
 // Non-goals: decompression and digest checks (callers hand in the

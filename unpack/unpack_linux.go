@@ -143,12 +143,23 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...Option) (Stats
 	}
 	defer rt.Close()
 	a := &applier{root: rt, o: o, keep: map[string]bool{}, seen: map[string]bool{}, buf: make([]byte, 1<<20)}
-	tr := tar.NewReader(r)
+	tp := &tap{r: r}
+	tr := tar.NewReader(tp)
 	for {
 		if err := ctx.Err(); err != nil {
 			return a.stats, err
 		}
+		if !a.tookData {
+			// What an entry left unread is skipped here rather than in
+			// Next, so that what Next reads is its headers alone.
+			if _, err := io.CopyBuffer(io.Discard, tr, a.buf); err != nil {
+				return a.stats, fmt.Errorf("reading layer: %w", err)
+			}
+		}
+		a.tookData = false
+		tp.record()
 		h, err := tr.Next()
+		a.raw, a.rawStart = tp.recorded()
 		if err == io.EOF {
 			break
 		}
@@ -159,7 +170,7 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...Option) (Stats
 		if a.stats.Entries > o.maxEntries {
 			return a.stats, fmt.Errorf("%w: more than %d entries", ErrLimit, o.maxEntries)
 		}
-		if err := a.entry(h, tr); err != nil {
+		if err := a.entry(h, tr, tp); err != nil {
 			return a.stats, fmt.Errorf("applying %q: %w", h.Name, err)
 		}
 	}
@@ -201,6 +212,12 @@ type applier struct {
 	seen map[string]bool // every cleaned name, for duplicates
 	dirs []dirMode
 	buf  []byte
+	// raw is what the tar reader read for the current header, from stream
+	// offset rawStart (see tap); tookData says the entry's data was read
+	// from the stream directly (a sparse entry).
+	raw      []byte
+	rawStart int64
+	tookData bool
 }
 
 // entryKind is what a name asks for, decided from the header alone.
@@ -215,8 +232,29 @@ const (
 )
 
 // check makes every decision that needs only the header: the clean name,
-// its kind, and the errors for bad names, types, devices and limits.
-func (a *applier) check(h *tar.Header) (string, entryKind, error) {
+// its kind, the sparse map of a sparse entry (from a.raw), and the errors
+// for bad names, types, devices, sparse maps and limits.
+func (a *applier) check(h *tar.Header) (string, entryKind, *sparseEntry, error) {
+	name, kind, err := a.checkHeader(h)
+	if err != nil || kind != plainEntry || h.PAXRecords["GNU.sparse.major"] != "1" || h.PAXRecords["GNU.sparse.minor"] != "0" {
+		return name, kind, nil, err
+	}
+	// archive/tar made a regular file of realsize bytes out of it.
+	blocks, data, err := sparseMapBlocks(a.raw, a.rawStart)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	sp, err := parseSparse(blocks, h.Size, data)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	if sp.data > a.o.maxBytes-a.stats.Bytes {
+		return "", 0, nil, fmt.Errorf("%w: more than %d bytes of file data", ErrLimit, a.o.maxBytes)
+	}
+	return name, kind, sp, nil
+}
+
+func (a *applier) checkHeader(h *tar.Header) (string, entryKind, error) {
 	name, err := safepath.Clean(h.Name)
 	if err != nil {
 		return "", 0, fmt.Errorf("%w: %w", ErrUnsafePath, err)
@@ -263,7 +301,7 @@ func (a *applier) check(h *tar.Header) (string, entryKind, error) {
 		if h.Size < 0 {
 			return "", 0, fmt.Errorf("%w: negative size %d", tar.ErrHeader, h.Size)
 		}
-		if h.Size > a.o.maxBytes-a.stats.Bytes {
+		if h.Size > a.o.maxBytes-a.stats.Bytes && h.PAXRecords["GNU.sparse.major"] == "" {
 			return "", 0, fmt.Errorf("%w: more than %d bytes of file data", ErrLimit, a.o.maxBytes)
 		}
 	case tar.TypeLink:
@@ -303,11 +341,11 @@ func (a *applier) made(name string) {
 	}
 }
 
-func (a *applier) entry(h *tar.Header, r io.Reader) error {
+func (a *applier) entry(h *tar.Header, r io.Reader, tp *tap) error {
 	if h.Typeflag == tar.TypeXGlobalHeader {
 		return nil // global PAX records: nothing to create
 	}
-	name, kind, err := a.check(h)
+	name, kind, sp, err := a.check(h)
 	if err != nil {
 		return err
 	}
@@ -359,6 +397,9 @@ func (a *applier) entry(h *tar.Header, r io.Reader) error {
 		defer unix.Close(fd)
 		return a.fdMeta(fd, name, h, true)
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		if sp != nil {
+			return a.sparseFile(pfd, name, base, h, sp, tp)
+		}
 		return a.file(pfd, name, base, h, r)
 	case tar.TypeSymlink:
 		if err := safepath.SymlinkAt(h.Linkname, pfd, base); err != nil {
@@ -523,6 +564,51 @@ func (a *applier) fill(f *os.File, size int64, r io.Reader) error {
 		}
 	}
 	return f.Truncate(size)
+}
+
+// sparseFile makes the file of a checked sparse entry: each data segment
+// is copied from the stream to its offset, then the file is truncated to
+// its real size, so holes are left unwritten. The tap then owes the tar
+// reader the data it skips.
+func (a *applier) sparseFile(pfd int, name, base string, h *tar.Header, sp *sparseEntry, tp *tap) error {
+	a.tookData = true
+	f, err := safepath.CreateAt(pfd, base, 0o600)
+	if err != nil {
+		return err
+	}
+	err = a.fillSparse(f, sp, tp)
+	if err == nil {
+		err = a.fdMeta(int(f.Fd()), name, h, false)
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return err
+}
+
+func (a *applier) fillSparse(f *os.File, sp *sparseEntry, tp *tap) error {
+	var took int64
+	defer func() { tp.owed += took }() // not before: owed bytes read as zeros
+	for _, s := range sp.segs {
+		for off, end := s.off, s.off+s.len; off < end; {
+			n, err := io.ReadFull(tp, a.buf[:min(int64(len(a.buf)), end-off)])
+			if n > 0 {
+				if _, werr := f.WriteAt(a.buf[:n], off); werr != nil {
+					return werr
+				}
+			}
+			off += int64(n)
+			a.stats.Bytes += int64(n)
+			took += int64(n)
+			if err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return fmt.Errorf("reading sparse file data: %w", err)
+			}
+		}
+	}
+	return f.Truncate(sp.realsize)
 }
 
 // fdMeta sets owner and xattrs of the open file or directory fd, then its

@@ -16,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/layercommit/layercommit/commit"
 	"github.com/layercommit/layercommit/compat"
+	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/image"
 	"github.com/layercommit/layercommit/layer"
@@ -47,6 +48,7 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 		pause:         fs.Bool("pause", true, "with --container: freeze a running container while reading it (docker commit's default)"),
 		force:         fs.Bool("force", false, "write into a docker-root a live dockerd uses"),
 	}
+	f.xattrs, f.sparse = fs.String("xattrs", "", "xattrs to keep: security.capability|all|NAME|PREFIX.*,... (default the profile's)"), fs.Bool("sparse", false, "write files with holes as PAX sparse entries")
 	fs.Var(&f.changes, "c", "a docker commit --change instruction (repeatable)")
 	fs.Var(&f.changes, "change", "same as -c")
 	fs.Var(&f.lowers, "lower", "lower dir, top first (repeatable)")
@@ -110,6 +112,8 @@ type commitFlags struct {
 	quiet, pause, force                                                    *bool
 	changes, lowers                                                        strList
 	set                                                                    map[string]bool
+	xattrs                                                                 *string // --xattrs, --sparse: diff.Options
+	sparse                                                                 *bool
 }
 
 // output is how the commit writes its layer and reaches its destination.
@@ -130,8 +134,12 @@ func (f *commitFlags) output() (commit.Output, error) {
 		}
 		lvl = &n
 	}
+	dopts, err := diff.Options(p, *f.xattrs, *f.sparse)
+	if err != nil {
+		return commit.Output{}, fmt.Errorf("commit: %w", err)
+	}
 	return commit.Output{
-		Compat: p, Compression: comp, Level: lvl, Counters: &layer.Counters{},
+		Compat: p, Compression: comp, Level: lvl, Counters: &layer.Counters{}, Diff: dopts,
 		Options: []export.Option{export.WithDockerRoot(*f.dockerRoot), export.WithForce(*f.force)},
 	}, nil
 }

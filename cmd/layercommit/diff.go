@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	register(command{"diff", "diff [--compat P] [--source overlay|aufs|naive] [--lower DIR]... [--userxattr] [-o FILE|-] UPPERDIR", runDiff})
+	register(command{"diff", "diff [--compat P] [--source overlay|aufs|naive] [--lower DIR]... [--userxattr] [--xattrs LIST] [--sparse] [-o FILE|-] UPPERDIR", runDiff})
 }
 
 func runDiff(args []string, stdout, stderr io.Writer) error {
@@ -23,6 +23,8 @@ func runDiff(args []string, stdout, stderr io.Writer) error {
 	profile := fs.String("compat", compat.Default.Name, "whose bytes to reproduce")
 	source := fs.String("source", "overlay", "overlay, aufs or naive")
 	userxattr := fs.Bool("userxattr", false, "read user.overlay.* xattrs (userxattr mounts)")
+	xattrs := fs.String("xattrs", "", "xattrs to keep: security.capability|all|NAME|PREFIX.*,... (default the profile's)")
+	sparse := fs.Bool("sparse", false, "write files with holes as PAX sparse entries")
 	fs.Bool("q", false, "no progress display")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -34,11 +36,15 @@ func runDiff(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	opts, err := diff.Options(p, *xattrs, *sparse)
+	if err != nil {
+		return fmt.Errorf("diff: %w", err)
+	}
 	src, err := diffSource(*source, fs.Arg(0), lowers, *userxattr, stderr)
 	if err != nil {
 		return err
 	}
-	return writeDiff(context.Background(), src, p, *out, stdout, stderr)
+	return writeDiff(context.Background(), src, append([]diff.Option{diff.WithCompat(p)}, opts...), *out, stdout, stderr)
 }
 
 func diffSource(kind, upper string, lowers []string, userxattr bool, stderr io.Writer) (diff.Source, error) {
@@ -68,9 +74,9 @@ func diffSource(kind, upper string, lowers []string, userxattr bool, stderr io.W
 
 // writeDiff writes the layer tar to out ("-" for stdout) and prints the
 // diffID last: on stdout after a file, on stderr after a stream.
-func writeDiff(ctx context.Context, src diff.Source, p compat.Profile, out string, stdout, stderr io.Writer) error {
+func writeDiff(ctx context.Context, src diff.Source, opts []diff.Option, out string, stdout, stderr io.Writer) error {
 	if out == "-" {
-		id, _, err := diff.Write(ctx, stdout, src, diff.WithCompat(p))
+		id, _, err := diff.Write(ctx, stdout, src, opts...)
 		if err != nil {
 			return fmt.Errorf("diff: %w", err)
 		}
@@ -82,7 +88,7 @@ func writeDiff(ctx context.Context, src diff.Source, p compat.Profile, out strin
 		return err
 	}
 	defer f.Abort()
-	id, _, err := diff.Write(ctx, f, src, diff.WithCompat(p))
+	id, _, err := diff.Write(ctx, f, src, opts...)
 	if err != nil {
 		return fmt.Errorf("diff: %w", err)
 	}
