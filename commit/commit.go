@@ -12,7 +12,6 @@ import (
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/image"
 	"github.com/layercommit/layercommit/layer"
-	"github.com/layercommit/layercommit/statedir"
 )
 
 // CommitRequest is one `layercommit commit`.
@@ -148,39 +147,6 @@ func removeLayers(ls []*layer.Layer) {
 	for _, l := range ls {
 		l.Remove()
 	}
-}
-
-// squashSource is the merged file system of base's layers with upper on
-// top (diff.Squash), the layers unpacked into (or reused from) the state
-// dir. The returned func releases the state dir.
-func squashSource(ctx context.Context, base v1.Image, upper, stateDir string) (diff.Source, func(), error) {
-	if upper == "" {
-		return nil, nil, fmt.Errorf("--squash needs the upper dir")
-	}
-	dirs := []string{upper}
-	if base == nil {
-		return diff.Squash(dirs), func() {}, nil
-	}
-	layers, err := base.Layers()
-	if err != nil {
-		return nil, nil, fmt.Errorf("squashing: reading base layers: %w", err)
-	}
-	if len(layers) == 0 {
-		return diff.Squash(dirs), func() {}, nil
-	}
-	st, err := statedir.Open(stateDir)
-	if err != nil {
-		return nil, nil, fmt.Errorf("squashing: %w", err)
-	}
-	for i := len(layers) - 1; i >= 0; i-- {
-		dir, err := st.UnpackLayer(ctx, layers[i])
-		if err != nil {
-			st.Close()
-			return nil, nil, fmt.Errorf("squashing: base layer %d: %w", i+1, err)
-		}
-		dirs = append(dirs, dir)
-	}
-	return diff.Squash(dirs), st.Close, nil
 }
 
 // Commit writes the change set as a layer, puts it on the base image by
