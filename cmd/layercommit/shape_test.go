@@ -256,3 +256,42 @@ func corruptLayer(t *testing.T, src, dst string) {
 	}
 	must(t, os.WriteFile(dst, buf.Bytes(), 0o644))
 }
+
+// TestCommitContainerShaping: --exclude and --source-date-epoch on a
+// container of each daemon's data root: the excluded deletion leaves the
+// base's file, the excluded log is gone, mtimes are clamped, and two
+// commits of the container give one image ID.
+func TestCommitContainerShaping(t *testing.T) {
+	for _, daemon := range []struct {
+		name string
+		new  func(testing.TB) *oracle.Docker
+	}{{"docker20", oracle.NewDocker}, {"docker29", oracle.NewDocker29}} {
+		t.Run(daemon.name, func(t *testing.T) {
+			d := daemon.new(t)
+			name := fmt.Sprintf("lc-shape-%d", time.Now().UnixNano())
+			d.Run(t, "run", "--name", name, "--network", "none", d.Base, "sh", "-c", "rm /etc/group; echo log > /tmp/x.log; echo new > /new.txt")
+			t.Cleanup(func() { d.Try("rm", "-f", name) })
+			dir := t.TempDir()
+			var ids []string
+			for i := range 2 {
+				out := filepath.Join(dir, fmt.Sprintf("c%d.tar", i))
+				tag := oracle.Tag("lc-test/shape-ctr")
+				id, _ := lc(t, false, "commit", "-q", "--docker-root", d.Root, "--container", name,
+					"--exclude", "etc/group", "--exclude", "tmp/*.log", "--source-date-epoch", "1600000000",
+					"-o", "docker-archive:"+out+":"+tag)
+				ids = append(ids, id)
+				if i == 0 {
+					t.Cleanup(func() { d.Try("rmi", "-f", tag) })
+					d.Run(t, "load", "-i", out)
+					got := d.Run(t, "run", "--rm", "--network", "none", tag, "sh", "-c", `cat /etc/group; ls /tmp; cat /new.txt; stat -c %Y /new.txt`)
+					if want := "root:x:0:\nnogroup:x:65534:\nnew\n1600000000"; got != want {
+						t.Fatalf("container sees:\n%s\nwant:\n%s", got, want)
+					}
+				}
+			}
+			if ids[0] != ids[1] {
+				t.Fatalf("two commits of the container gave %s and %s", ids[0], ids[1])
+			}
+		})
+	}
+}
