@@ -22,10 +22,11 @@ import (
 //     header, and repeating it would hide what earlier parts added);
 //   - a hard link never points into an earlier part: Write starts each
 //     part with an empty link table, so the first name of a link set in a
-//     part carries the data (moby's applier and containerd's resolve a
-//     link's target inside the layer being applied, so a link to an
-//     earlier layer fails there). A link set cut by a part boundary
-//     becomes two files of equal content.
+//     part carries the data. Docker's overlay2 (20.10 and 29) extracts a
+//     layer into a dir of its own, where a link to an earlier layer's file
+//     has no target: `docker load` of such an image fails with "link ...:
+//     no such file or directory" (tried on both). A link set cut by a
+//     part boundary becomes two files of equal content.
 //
 // Sizes are exact for the headers (they are encoded by Write's own rules)
 // and file data rounded up to 512-byte blocks, plus the 1024-byte trailer

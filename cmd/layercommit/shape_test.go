@@ -20,7 +20,8 @@ import (
 // shapeUppers are two upper dirs over the oracle's busybox base, built by
 // code: a adds /app (one, two, a hard link of one) and changes
 // /data/basefile; b, over a, deletes /etc/group and /app/two, adds
-// /new.txt, /tmp/cache.log and three 300 KiB files of random bytes.
+// /new.txt, /tmp/cache.log and three 300 KiB files of random bytes, the
+// first hard-linked as /big/link.
 func shapeUppers(t *testing.T) (a, b string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -50,7 +51,7 @@ func shapeUppers(t *testing.T) (a, b string) {
 		fixtures.CreateDir("tmp", 0o755),
 		fixtures.CreateFile("tmp/cache.log", []byte("log\n"), 0o644),
 		fixtures.CreateDir("big", 0o755),
-	}, big...)...))
+	}, append(big, fixtures.Link("big/f0", "big/link"))...)...))
 	return a, b
 }
 
@@ -163,13 +164,19 @@ func TestCommitShapingDocker(t *testing.T) {
 				if n := layers(t, name); n < 5 {
 					t.Fatalf("%d layers, want at least 5", n)
 				}
-				got := run(t, name, `/bin/busybox md5sum /big/f0 /big/f1 /big/f2; test -e /etc/group || echo no group; cat /new.txt /app/one`)
+				// big/link is a link of big/f0 in another part: a file of
+				// its own there (a link into an earlier layer fails docker
+				// load).
+				got := run(t, name, `/bin/busybox md5sum /big/f0 /big/f1 /big/f2; /bin/busybox md5sum /big/link; test -e /etc/group || echo no group; cat /new.txt /app/one`)
 				want := ""
 				for i := range 3 {
 					b, err := os.ReadFile(filepath.Join(upB, "big", fmt.Sprintf("f%d", i)))
 					must(t, err)
 					want += fmt.Sprintf("%x  /big/f%d\n", md5.Sum(b), i)
 				}
+				b, err := os.ReadFile(filepath.Join(upB, "big", "f0"))
+				must(t, err)
+				want += fmt.Sprintf("%x  /big/link\n", md5.Sum(b))
 				want += "no group\nnew\none"
 				if got != want {
 					t.Fatalf("container sees:\n%s\nwant:\n%s", got, want)
