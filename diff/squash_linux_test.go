@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/fixtures"
 	"github.com/layercommit/layercommit/internal/oracle"
@@ -132,5 +134,41 @@ func TestSquashBadDir(t *testing.T) {
 	_, _, err := diff.Write(context.Background(), &buf, diff.Squash([]string{t.TempDir(), filepath.Join(t.TempDir(), "gone")}))
 	if err == nil || !strings.Contains(err.Error(), "gone") {
 		t.Fatalf("error %v, want one naming the missing dir", err)
+	}
+}
+
+// TestSquashLinksAcrossFileSystems: an upper dir and a layer dir on two
+// file systems whose files have the same inode numbers (two fresh
+// tmpfs mounts number inodes alike): each dir's link set stays its own,
+// never merged by inode number alone.
+func TestSquashLinksAcrossFileSystems(t *testing.T) {
+	oracle.Root(t)
+	var dirs []string
+	for _, names := range [][2]string{{"f", "g"}, {"p", "q"}} {
+		d := t.TempDir()
+		if err := unix.Mount("tmpfs", d, "tmpfs", 0, "size=1m"); err != nil {
+			oracle.Missing(t, "cannot mount a tmpfs: %v", err)
+		}
+		t.Cleanup(func() { unix.Unmount(d, unix.MNT_DETACH) })
+		must(t, fixtures.Apply(d,
+			fixtures.CreateFile(names[0], []byte("data of "+names[0]+"\n"), 0o644),
+			fixtures.Link(names[0], names[1])))
+		dirs = append(dirs, d)
+	}
+	var a, b unix.Stat_t
+	must(t, unix.Lstat(filepath.Join(dirs[0], "f"), &a))
+	must(t, unix.Lstat(filepath.Join(dirs[1], "p"), &b))
+	if a.Ino != b.Ino {
+		t.Skipf("this kernel numbers tmpfs inodes globally (%d, %d): no collision to test", a.Ino, b.Ino)
+	}
+	layer, _ := writeLayer(t, diff.Squash(dirs))
+	es := readLayer(t, layer)
+	for _, want := range []struct{ name, link, data string }{
+		{"f", "", "data of f\n"}, {"g", "f", ""}, {"p", "", "data of p\n"}, {"q", "p", ""},
+	} {
+		e := find(es, want.name)
+		if e == nil || e.h.Linkname != want.link || e.data != want.data {
+			t.Fatalf("%s: %+v, want link %q data %q", want.name, e, want.link, want.data)
+		}
 	}
 }
