@@ -27,7 +27,8 @@ type CommitRequest struct {
 	// Squash makes one layer of the whole merged file system: the base's
 	// layers with Upper (an overlay upper dir) on top, no whiteouts; the
 	// base's history collapses into the new entry (image.WithSquash).
-	// Changes is then not read. The base's layers are unpacked into the
+	// Changes is then not read, and Exclude applies to the merged file
+	// system: an excluded path is gone from the image. The base's layers are unpacked into the
 	// state dir at StateDir (statedir.Dir.UnpackLayer, each stream checked
 	// against its diffID), or reused from there, before the destination
 	// is touched: a base that cannot be read leaves nothing behind.

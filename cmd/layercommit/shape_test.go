@@ -121,6 +121,13 @@ func TestCommitShapingDocker(t *testing.T) {
 				if got != want {
 					t.Fatalf("container sees:\n%s\nwant:\n%s", got, want)
 				}
+				// Excluded from a squash, a path is gone from the image:
+				// there is no base below it any more.
+				name, _ = load(t, "--squash", "--exclude", "data/basefile", "--exclude", "app/one-link")
+				got = run(t, name, `ls /data; ls /app; test "$(stat -c %h /app/one)" = 1 && echo one name`)
+				if want := "one\none name"; got != want {
+					t.Fatalf("container of the squash with --exclude sees:\n%s\nwant:\n%s", got, want)
+				}
 				// Squashing again reuses the unpacked layers and gives the
 				// same image.
 				_, id1 := load(t, "--squash", "--source-date-epoch", "1600000000")
