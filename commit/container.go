@@ -28,7 +28,7 @@ type ContainerRequest struct {
 	// Changes are docker commit --change instructions.
 	Changes         []string
 	Author, Comment string
-	// Created defaults to now.
+	// Created defaults to now; Output.SourceDateEpoch overrides it.
 	Created time.Time
 	// DockerVersion overrides the profile's docker_version when not nil.
 	DockerVersion *string
@@ -46,6 +46,9 @@ type ContainerRequest struct {
 func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	r.setDefaults()
 	if err := image.ValidateChanges(r.Changes, r.Compat); err != nil {
+		return v1.Hash{}, err
+	}
+	if _, err := r.exclude(nil); err != nil {
 		return v1.Hash{}, err
 	}
 	opts := append([]export.Option{export.WithCounters(r.Counters), export.WithCompat(r.Compat)}, r.Options...)
@@ -92,7 +95,11 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 		}
 		defer thaw()
 	}
-	l, err := r.writeLayer(ctx, dest, diff.Overlay(c.UpperDir, diff.WithLowers(c.Lowers...)), true)
+	src, err := r.exclude(diff.Overlay(c.UpperDir, diff.WithLowers(c.Lowers...)))
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	l, err := r.writeLayer(ctx, dest, src, true)
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("container %s: %w", c.ID, err)
 	}
@@ -103,6 +110,9 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 		top = nil
 	}
 	created := r.Created
+	if t := r.created(); !t.IsZero() {
+		created = t
+	}
 	if created.IsZero() {
 		created = time.Now()
 	}

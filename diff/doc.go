@@ -2,9 +2,12 @@
 // container's file system and writes them as a layer tar.
 //
 // A Source (Overlay, Aufs or Naive) walks a change set and reports it as
-// ordered Changes through a ChangeFunc; Write turns those changes into the
-// exact tar bytes of a compat.Profile and returns the diffID computed in the
-// same pass. The two halves meet only at the Change type.
+// ordered Changes through a ChangeFunc; Squash is the whole merged file
+// system of a stack of layer dirs as one change set, and Exclude and
+// Split reshape a Source (paths left out; several layers of bounded
+// size). Write turns those changes into the exact tar bytes of a
+// compat.Profile and returns the diffID computed in the same pass. The two
+// halves meet only at the Change type.
 //
 // Order is part of the contract: changes come depth first, parents before
 // children, and the entries of each directory sorted by the raw bytes of

@@ -47,6 +47,23 @@ func WithMtimeClamp(epoch int64) Option { return func(o *writeOptions) { o.clamp
 // their way to the writer given to Write.
 func WithProgress(fn func(Change)) Option { return func(o *writeOptions) { o.onEntry = fn } }
 
+// newRules returns fresh header rules (an empty hard-link table) for the
+// options: the profile, the mtime clamp and the xattr policy (the
+// profile's default unless WithXattrs gave one).
+func (o *writeOptions) newRules() (headerRules, error) {
+	rules := headerRules{profile: o.profile, seen: map[uint64]string{}, clamp: o.clamp}
+	if o.xattrs != nil {
+		rules.xattrs = *o.xattrs
+		return rules, nil
+	}
+	p, err := ParseXattrs(o.profile.XattrList())
+	if err != nil {
+		return headerRules{}, fmt.Errorf("profile %s: %w", o.profile.Name, err)
+	}
+	rules.xattrs = p
+	return rules, nil
+}
+
 // Write walks src and writes its layer tar to w. It returns the diffID (the
 // sha256 of every byte written, trailer included) and the tar's size,
 // both computed in the same pass. On error some bytes may already have been
@@ -65,17 +82,11 @@ func Write(ctx context.Context, w io.Writer, src Source, opts ...Option) (v1.Has
 	out := newHashingPipe(w)
 	defer out.abort()
 	tw := tar.NewWriter(out)
-	rules := headerRules{profile: o.profile, seen: map[uint64]string{}, clamp: o.clamp}
-	if o.xattrs != nil {
-		rules.xattrs = *o.xattrs
-	} else {
-		p, err := ParseXattrs(o.profile.XattrList())
-		if err != nil {
-			return v1.Hash{}, 0, fmt.Errorf("profile %s: %w", o.profile.Name, err)
-		}
-		rules.xattrs = p
+	rules, err := o.newRules()
+	if err != nil {
+		return v1.Hash{}, 0, err
 	}
-	err := src.Changes(ctx, func(c Change) error {
+	err = src.Changes(ctx, func(c Change) error {
 		xattrs, err := readXattrs(c, rules.keptXattrs(c))
 		if err != nil {
 			return err

@@ -25,6 +25,7 @@ type options struct {
 	changes       []string
 	dockerVersion string
 	container     *v1.Config
+	squash        bool
 }
 
 // WithCreated sets the image and history creation time (default now).
@@ -54,11 +55,30 @@ func WithDockerVersion(v string) Option { return func(o *options) { o.dockerVers
 // options).
 func WithContainerConfig(c v1.Config) Option { return func(o *options) { o.container = &c } }
 
+// WithSquash drops the base's layers and history: the new layer holds
+// the whole file system, and the new history entry is the only one. This
+// is what podman and buildah do for --squash (buildah's image.go clears
+// the history before appending the commit's entry); the rest of the base
+// config (env, cmd, labels...) is kept.
+func WithSquash() Option { return func(o *options) { o.squash = true } }
+
 // Commit returns base with l on top and a config made by docker commit's
 // rules. A layer whose diffID is the empty tar's is not added; its history
 // entry is marked empty_layer instead. l may be nil for no changes. base is
 // not modified.
 func Commit(base v1.Image, l v1.Layer, opts ...Option) (v1.Image, error) {
+	var ls []v1.Layer
+	if l != nil {
+		ls = []v1.Layer{l}
+	}
+	return CommitLayers(base, ls, opts...)
+}
+
+// CommitLayers is Commit with the change set in several layers, bottom
+// first (a split change set): each non-empty layer gets a history entry
+// of its own, all alike, as docker gives every layer one. Empty layers
+// are not added; no layer at all gives one empty_layer entry.
+func CommitLayers(base v1.Image, ls []v1.Layer, opts ...Option) (v1.Image, error) {
 	o := options{}
 	for _, opt := range opts {
 		opt(&o)
@@ -101,31 +121,45 @@ func Commit(base v1.Image, l v1.Layer, opts ...Option) (v1.Image, error) {
 		Author:    o.author,
 		Comment:   o.comment,
 	}
-	empty := l == nil
-	if l != nil {
+	var add []v1.Layer
+	for _, l := range ls {
 		d, err := l.DiffID()
 		if err != nil {
 			return nil, fmt.Errorf("reading layer diffID: %w", err)
 		}
-		empty = d == diff.EmptyDiffID
+		if d != diff.EmptyDiffID {
+			add = append(add, l)
+		}
 	}
-	cf.History = append(cf.History, h)
-	if empty {
-		cf.History[len(cf.History)-1].EmptyLayer = true
+	if o.squash {
+		mt, err := DockerMediaTypes(base)
+		if err != nil {
+			return nil, err
+		}
+		base = Scratch(!mt)
+		cf.History = nil
+		cf.RootFS.DiffIDs = nil
+	}
+	if len(add) == 0 {
+		h.EmptyLayer = true
+		cf.History = append(cf.History, h)
 		return mutate.ConfigFile(base, cf)
 	}
-	d, _ := l.DiffID()
 	cf.RootFS.Type = "layers"
-	cf.RootFS.DiffIDs = append(cf.RootFS.DiffIDs, d)
-	add := mutate.Addendum{Layer: l}
-	// Seekable layers (estargz, zstd:chunked) carry their TOC's place and
-	// digest in the manifest's layer descriptor.
-	if a, ok := l.(interface{ Annotations() map[string]string }); ok {
-		add.Annotations = a.Annotations()
-	}
-	img, err := mutate.Append(base, add)
-	if err != nil {
-		return nil, fmt.Errorf("appending layer: %w", err)
+	img := base
+	for _, l := range add {
+		d, _ := l.DiffID()
+		cf.History = append(cf.History, h)
+		cf.RootFS.DiffIDs = append(cf.RootFS.DiffIDs, d)
+		a := mutate.Addendum{Layer: l}
+		// Seekable layers (estargz, zstd:chunked) carry their TOC's place
+		// and digest in the manifest's layer descriptor.
+		if an, ok := l.(interface{ Annotations() map[string]string }); ok {
+			a.Annotations = an.Annotations()
+		}
+		if img, err = mutate.Append(img, a); err != nil {
+			return nil, fmt.Errorf("appending layer: %w", err)
+		}
 	}
 	return mutate.ConfigFile(img, cf)
 }

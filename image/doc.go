@@ -7,7 +7,10 @@
 // through dockerfile.ApplyChanges (the build's own dispatchers, as
 // moby's BuildFromConfig), the result is merged with the container
 // config, and a history entry is always appended (marked empty_layer,
-// with no layer added, when the change set is empty). ValidateChanges
+// with no layer added, when the change set is empty). CommitLayers puts
+// a change set split into several layers on with one entry per layer;
+// WithSquash replaces the base's layers and history with the new ones
+// (podman's and buildah's --squash). ValidateChanges
 // holds the one per-profile rule on changes (Docker 20.10 refuses
 // STOPSIGNAL).
 //

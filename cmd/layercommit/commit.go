@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	units "github.com/docker/go-units"
 	"golang.org/x/sys/unix"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -24,7 +25,7 @@ import (
 )
 
 func init() {
-	register(command{"commit", "commit [--from REF] (--upper DIR | --container ID) [-c CHANGE]... [-m MSG] [-a AUTHOR] [--created RFC3339] [--docker-version STR] [--compression gzip|zstd|zstd:chunked|estargz|none] [--compression-level N] [--compat P] [-q] -o DEST", runCommit})
+	register(command{"commit", "commit [--from REF] (--upper DIR | --container ID) [-c CHANGE]... [-m MSG] [-a AUTHOR] [--created RFC3339] [--docker-version STR] [--compression gzip|zstd|zstd:chunked|estargz|none] [--compression-level N] [--compat P] [--exclude PATTERN]... [--squash [--state-dir DIR]] [--source-date-epoch N] [--max-layer-size SIZE] [--xattrs LIST] [--sparse] [-q] -o DEST", runCommit})
 }
 
 func runCommit(args []string, stdout, stderr io.Writer) error {
@@ -47,12 +48,16 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 		dockerRoot:    fs.String("docker-root", "/var/lib/docker", "Docker data root"),
 		pause:         fs.Bool("pause", true, "with --container: freeze a running container while reading it (docker commit's default)"),
 		force:         fs.Bool("force", false, "write into a docker-root a live dockerd uses"),
+		squash:        fs.Bool("squash", false, "one layer holding the whole merged file system (base + changes); the base's history becomes the one new entry"),
+		epoch:         fs.String("source-date-epoch", "", "created time and history at this Unix time, later mtimes clamped to it (default $SOURCE_DATE_EPOCH)"),
+		maxLayer:      fs.String("max-layer-size", "", "split the change set into layers of at most SIZE uncompressed bytes (100MB, 1GiB: binary units, as docker's)"),
+		stateDir:      fs.String("state-dir", statedir.Default, "state dir (--squash unpacks the base's layers there)"),
 	}
 	f.xattrs, f.sparse = fs.String("xattrs", "", "xattrs to keep: security.capability|all|NAME|PREFIX.*,... (default the profile's)"), fs.Bool("sparse", false, "write files with holes as PAX sparse entries")
+	fs.Var(&f.exclude, "exclude", "leave out paths matching PATTERN (.dockerignore syntax, relative to the container root; repeatable; ! re-includes)")
 	fs.Var(&f.changes, "c", "a docker commit --change instruction (repeatable)")
 	fs.Var(&f.changes, "change", "same as -c")
 	fs.Var(&f.lowers, "lower", "lower dir, top first (repeatable)")
-	fs.String("state-dir", statedir.Default, "state dir")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -76,6 +81,9 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var createdAt time.Time
+	if output.SourceDateEpoch != nil && *f.created != "" {
+		return fmt.Errorf("commit: give one of --created and --source-date-epoch (or SOURCE_DATE_EPOCH)")
+	}
 	if *f.created != "" {
 		if createdAt, err = time.Parse(time.RFC3339Nano, *f.created); err != nil {
 			return fmt.Errorf("commit: bad --created %q (want RFC 3339)", *f.created)
@@ -85,6 +93,9 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	var id v1.Hash
 	if *f.container != "" {
+		if *f.squash || *f.maxLayer != "" {
+			return fmt.Errorf("commit: --squash and --max-layer-size take --upper DIR, not --container")
+		}
 		req := f.containerRequest(output, createdAt)
 		done := showProgress(stderr, output.Counters, *f.quiet)
 		id, err = commit.CommitContainer(ctx, req)
@@ -109,8 +120,9 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 type commitFlags struct {
 	from, upper, container, msg, author, created, createdBy, dockerVersion *string
 	compression, level, profile, out, source, dockerRoot                   *string
-	quiet, pause, force                                                    *bool
-	changes, lowers                                                        strList
+	epoch, maxLayer, stateDir                                              *string
+	quiet, pause, force, squash                                            *bool
+	changes, lowers, exclude                                               strList
 	set                                                                    map[string]bool
 	xattrs                                                                 *string // --xattrs, --sparse: diff.Options
 	sparse                                                                 *bool
@@ -138,9 +150,14 @@ func (f *commitFlags) output() (commit.Output, error) {
 	if err != nil {
 		return commit.Output{}, fmt.Errorf("commit: %w", err)
 	}
+	epoch, err := sourceDateEpoch(*f.epoch)
+	if err != nil {
+		return commit.Output{}, fmt.Errorf("commit: %w", err)
+	}
 	return commit.Output{
 		Compat: p, Compression: comp, Level: lvl, Counters: &layer.Counters{}, Diff: dopts,
 		Options: []export.Option{export.WithDockerRoot(*f.dockerRoot), export.WithForce(*f.force)},
+		Exclude: f.exclude, SourceDateEpoch: epoch,
 	}, nil
 }
 
@@ -159,8 +176,29 @@ func (f *commitFlags) containerRequest(output commit.Output, created time.Time) 
 	return req
 }
 
+// maxLayerSize parses --max-layer-size with docker's units (RAMInBytes:
+// k, m, g, t, p are powers of 1024, "b" and "i" optional); "" is 0, no
+// split.
+func (f *commitFlags) maxLayerSize() (int64, error) {
+	if *f.maxLayer == "" {
+		return 0, nil
+	}
+	n, err := units.RAMInBytes(*f.maxLayer)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("commit: bad --max-layer-size %q (want a size such as 100MB or 1GiB)", *f.maxLayer)
+	}
+	return n, nil
+}
+
 // commitRequest is a commit --upper.
 func (f *commitFlags) commitRequest(output commit.Output, created time.Time, stderr io.Writer) (commit.CommitRequest, error) {
+	if *f.squash && *f.source != "overlay" {
+		return commit.CommitRequest{}, fmt.Errorf("commit: --squash reads an overlay upper dir, not --source %s", *f.source)
+	}
+	max, err := f.maxLayerSize()
+	if err != nil {
+		return commit.CommitRequest{}, err
+	}
 	src, err := diffSource(*f.source, *f.upper, f.lowers, false, stderr)
 	if err != nil {
 		return commit.CommitRequest{}, err
@@ -177,7 +215,8 @@ func (f *commitFlags) commitRequest(output commit.Output, created time.Time, std
 		dv = *f.dockerVersion
 	}
 	return commit.CommitRequest{From: *f.from, Changes: src, To: *f.out,
-		Image: append(iopts, image.WithDockerVersion(dv)), Output: output}, nil
+		Image: append(iopts, image.WithDockerVersion(dv)), Output: output,
+		Squash: *f.squash, Upper: *f.upper, StateDir: *f.stateDir, MaxLayerSize: max}, nil
 }
 
 // isTerminal reports whether w is a terminal.
