@@ -59,6 +59,14 @@ type Profile struct {
 	// layer from the dense file). See cmd/layercommit
 	// TestSparseDockerLoadRun.
 	NoSparse bool
+	// WhiteoutModeZero writes a whiteout with mode 0 (containers/storage's
+	// overlay converter) instead of moby's 0600.
+	WhiteoutModeZero bool
+	// OpaqueOnlyOverLower writes an opaque directory's marker only when
+	// the directory exists (as anything but a whiteout) in a lower layer,
+	// as containers/storage's overlay converter checks its read-only
+	// layers; the overlay source applies it (containersstorage.Changes).
+	OpaqueOnlyOverLower bool
 }
 
 // DefaultXattrs is the xattr list of a profile that names none.
@@ -98,6 +106,19 @@ var (
 		CommitStopSignal: true,
 		OmitEmptyOnBuild: true,
 	}
+	// Podman4 is containers-storage 1.43's overlay Diff as podman 4.3 and
+	// buildah 1.28 commit it: file-type bits in the mode, no user or group
+	// names, whiteouts of mode 0, opaque markers only over a lower dir.
+	// Proven by containersstorage's TestPodmanCommitConformance.
+	Podman4 = Profile{
+		Name:                "podman-4",
+		TypeBits:            true,
+		WhiteoutModeZero:    true,
+		OpaqueOnlyOverLower: true,
+		// containers/storage exports user.* xattrs besides
+		// security.capability (ReadUserXattrToTarHeader).
+		Xattrs: "security.capability,user.*",
+	}
 	// Default is the profile used when none is named.
 	Default = Docker24
 )
@@ -106,6 +127,7 @@ var byName = map[string]Profile{
 	Docker2010.Name: Docker2010,
 	Docker24.Name:   Docker24,
 	Docker29.Name:   Docker29,
+	Podman4.Name:    Podman4,
 }
 
 // Lookup returns the profile spelled name, or an error listing the known ones.

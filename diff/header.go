@@ -146,6 +146,10 @@ func (r *headerRules) headers(c Change, xattrs map[string]string) (*tar.Header, 
 			// Linkname the hard-link step gave a whiteout that shares
 			// the kernel's whiteout inode.
 			h.Mode = 0o600
+			if r.profile.WhiteoutModeZero {
+				// containers/storage's converter: mode 0.
+				h.Mode = 0
+			}
 			h.Typeflag = tar.TypeReg
 			h.Size = 0
 		}

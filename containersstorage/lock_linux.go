@@ -1,0 +1,42 @@
+package containersstorage
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// readLock takes a shared fcntl lock on the whole of path, as
+// containers/storage's lockfile.RLock does, retrying until timeout. It
+// opens the file read-only and never creates it. The returned func
+// releases the lock.
+func readLock(path string, timeout time.Duration) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock %s: %w", path, err)
+	}
+	lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: 0, Start: 0, Len: 0}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk)
+		if err == nil {
+			return func() {
+				unlock := unix.Flock_t{Type: unix.F_UNLCK}
+				unix.FcntlFlock(f.Fd(), unix.F_SETLK, &unlock)
+				f.Close()
+			}, nil
+		}
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", path, err)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("%w: %s held by another process for %s", ErrLocked, path, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,155 @@
+package oracle
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Podman is Debian's podman 4.3.1 on a private containers-storage store
+// (overlay driver) under a temp dir, with the busybox base of the Docker
+// 20.10 oracle loaded into it as Base.
+type Podman struct {
+	Bin           string
+	Root, RunRoot string
+	Base          string
+}
+
+// NewPodman starts nothing (podman is daemonless): it makes a fresh store
+// under t.TempDir(), loads the base image from the Docker 20.10 oracle
+// (docker save, podman load) and removes every container and mount at
+// cleanup.
+func NewPodman(t testing.TB) *Podman {
+	t.Helper()
+	Root(t)
+	d := NewDocker(t)
+	p := &Podman{Bin: Tool(t, "podman")}
+	dir := t.TempDir()
+	p.Root, p.RunRoot = filepath.Join(dir, "root"), filepath.Join(dir, "run")
+	t.Cleanup(func() { p.cleanup() })
+	save := filepath.Join(dir, "base.tar")
+	d.Run(t, "save", "-o", save, d.Base)
+	out := p.Run(t, "load", "-q", "-i", save)
+	// "Loaded image: localhost/NAME:TAG"
+	if !strings.HasPrefix(out, "Loaded image:") {
+		t.Fatalf("podman load: %q", out)
+	}
+	p.Base = strings.TrimSpace(strings.TrimPrefix(out, "Loaded image:"))
+	return p
+}
+
+// Args are the global flags every podman command gets.
+func (p *Podman) Args() []string {
+	return []string{"--root", p.Root, "--runroot", p.RunRoot, "--storage-driver", "overlay",
+		"--cgroup-manager", "cgroupfs", "--events-backend", "file"}
+}
+
+// Try runs a podman command and returns its stdout and stderr.
+func (p *Podman) Try(args ...string) (string, string, error) {
+	cmd := exec.Command(p.Bin, append(p.Args(), args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// Run runs a podman command, failing the test on error, and returns its
+// trimmed stdout.
+func (p *Podman) Run(t testing.TB, args ...string) string {
+	t.Helper()
+	out, errs, err := p.Try(args...)
+	if err != nil {
+		t.Fatalf("podman %s: %v\n%s", strings.Join(args, " "), err, errs)
+	}
+	return strings.TrimSpace(out)
+}
+
+// RunFlags are the podman run flags this machine needs: no network, and
+// limits under its hard limits (podman's defaults are above them).
+var RunFlags = []string{"--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"}
+
+// Container starts a detached container of image running sleep and
+// returns its ID.
+func (p *Podman) Container(t testing.TB, image string) string {
+	t.Helper()
+	args := append(append([]string{"run", "-d"}, RunFlags...), image, "sleep", "3600")
+	return p.Run(t, args...)
+}
+
+// SavedLayers runs podman save (docker-archive: uncompressed layers, the
+// bytes containers-storage rebuilds from its tar-split) and returns the
+// image's layer tars, bottom first, and its config.
+func (p *Podman) SavedLayers(t testing.TB, image string) ([][]byte, []byte) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "save.tar")
+	p.Run(t, "save", "-q", "--format", "docker-archive", "-o", out, image)
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	files := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading podman save of %s: %v", image, err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[h.Name] = b
+	}
+	var m []struct {
+		Config string
+		Layers []string
+	}
+	if err := json.Unmarshal(files["manifest.json"], &m); err != nil || len(m) != 1 {
+		t.Fatalf("reading manifest.json of podman save of %s: %v", image, err)
+	}
+	var layers [][]byte
+	for _, l := range m[0].Layers {
+		b, ok := files[l]
+		if !ok {
+			t.Fatalf("podman save of %s has no %s", image, l)
+		}
+		layers = append(layers, b)
+	}
+	return layers, files[m[0].Config]
+}
+
+// cleanup removes the containers and images, then unmounts whatever
+// podman left mounted under the store so the temp dir can go.
+func (p *Podman) cleanup() {
+	p.Try("rm", "-af", "-t", "0")
+	p.Try("rmi", "-af")
+	f, err := os.Open("/proc/self/mounts")
+	if err != nil {
+		return
+	}
+	var mounts []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) > 1 && (strings.HasPrefix(fields[1], p.Root+"/") || strings.HasPrefix(fields[1], p.RunRoot+"/")) {
+			mounts = append(mounts, fields[1])
+		}
+	}
+	f.Close()
+	for i := len(mounts) - 1; i >= 0; i-- {
+		unix.Unmount(mounts[i], unix.MNT_DETACH)
+	}
+}
