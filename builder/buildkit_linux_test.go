@@ -42,7 +42,7 @@ type conformanceCase struct {
 	platform   string
 	buildArgs  map[string]string
 	prepare    func(t *testing.T, contextDir string) // after files are written
-	secrets    map[string]string                      // --secret id=K,src=(a file holding V)
+	secrets    map[string]string                     // --secret id=K,src=(a file holding V)
 	// want holds, per path, text its description must contain in
 	// BuildKit's image (and so in ours): what the row is about.
 	want map[string]string

@@ -123,7 +123,7 @@ func (b *build) mountSourceKey(ctx context.Context, s *stageState, line int, m *
 		if m.Type == "cache" {
 			return "scratch", nil
 		}
-		d, err := b.digestSources([]copySource{{fsys: contextFS{b.bctx}, rel: rel(src)}}, true)
+		d, err := b.digestSourcesTimes([]copySource{{fsys: contextFS{b.bctx}, rel: rel(src)}}, true, false)
 		if err != nil {
 			return "", lineErr(line, "mounting %s from the context: %w", src, err)
 		}
@@ -162,14 +162,14 @@ func (b *build) mountFrom(ctx context.Context, s *stageState, line int, m *docke
 // release of the cache mounts they hold.
 func (b *build) prepareMounts(ctx context.Context, s *stageState, line int, rms []runMount, dir string) (mounts []sandbox.Mount, env []string, release func(), err error) {
 	var releases []func()
-	release = func() {
+	releaseAll := func() {
 		for _, r := range releases {
 			r()
 		}
 	}
 	defer func() {
 		if err != nil {
-			release()
+			releaseAll()
 		}
 	}()
 	empty := filepath.Join(dir, "mount-empty")
@@ -252,7 +252,7 @@ func (b *build) prepareMounts(ctx context.Context, s *stageState, line int, rms 
 		}
 		mounts = append(mounts, sm)
 	}
-	return mounts, env, release, nil
+	return mounts, env, releaseAll, nil
 }
 
 // cacheMount opens the state dir's cache of m, made on first use as
