@@ -54,6 +54,11 @@ type Options struct {
 	// clamps file mtimes in new layers to it. The library reads no
 	// environment: the caller parses SOURCE_DATE_EPOCH.
 	SourceDateEpoch *int64
+	// Secrets are the values of RUN --mount=type=secret by id (--secret
+	// id=ID,src=FILE|env=VAR; the caller reads them). A value reaches
+	// the RUN's sandbox only, through a pipe: it is in no layer, config,
+	// cache entry or file of the state dir.
+	Secrets map[string][]byte
 	// HostNetwork gives RUN the host's network (default: none).
 	HostNetwork bool
 	// Compat picks whose tar bytes to write (compat.Default if zero).

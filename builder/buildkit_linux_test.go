@@ -42,6 +42,7 @@ type conformanceCase struct {
 	platform   string
 	buildArgs  map[string]string
 	prepare    func(t *testing.T, contextDir string) // after files are written
+	secrets    map[string]string                     // --secret id=K,src=(a file holding V)
 	// want holds, per path, text its description must contain in
 	// BuildKit's image (and so in ours): what the row is about.
 	want map[string]string
@@ -177,6 +178,38 @@ COPY --from={{INDEX}} /arch /copied-arch
 FROM {{INDEX}}
 COPY --from=host /arch /host-arch
 `},
+	// RUN --mount: every type, its defaults, and no mount point left in
+	// the layer.
+	{name: "mount-bind-context", files: map[string]string{"f": "ctx file\n", "d/x": "x\n"}, dockerfile: `FROM {{BASE}}
+RUN --mount=target=/ctx cat /ctx/f > /from-ctx && (touch /ctx/new 2>/dev/null && echo rw || echo ro) > /ro
+RUN --mount=type=bind,source=d,target=/new/deep/dir,rw touch /new/deep/dir/written && cat /new/deep/dir/x > /dx && ls /new/deep/dir > /rw-ls
+RUN --mount=source=f,dst=/etc/f-file cat /etc/f-file > /ffile
+WORKDIR /w
+RUN --mount=src=d,target=rel ls rel > /rel-ls
+`, want: map[string]string{"ro": `content="ro\n"`, "rw-ls": `content="written\nx\n"`}},
+	{name: "mount-bind-stage-and-image", dockerfile: `FROM {{BASE}} AS s1
+RUN mkdir /made && echo stage > /made/f
+FROM {{BASE}}
+RUN --mount=from=s1,source=/made,target=/m cat /m/f > /got
+RUN --mount=from={{BASE}},target=/base ls /base/data > /base-ls
+RUN --mount=from=s1,target=/rw,rw echo x > /rw/made/f && cat /rw/made/f > /rw-got
+RUN cat /made/f 2>/dev/null > /not-there || echo absent > /not-there
+`, want: map[string]string{"got": `content="stage\n"`}},
+	{name: "mount-tmpfs", dockerfile: `FROM {{BASE}}
+RUN --mount=type=tmpfs,target=/tmp/t,size=1m echo x > /tmp/t/f && df -k /tmp/t | tail -1 | awk '{print $2}' > /size && stat -c '%a %u' /tmp/t > /tmode
+`, want: map[string]string{"size": `content="1024\n"`}},
+	{name: "mount-cache", dockerfile: `FROM {{BASE}}
+RUN --mount=type=cache,target=/var/cache/conf echo one > /var/cache/conf/log && stat -c '%a %u %g' /var/cache/conf > /perm1
+RUN --mount=type=cache,target=/var/cache/conf/ cp /var/cache/conf/log /log2
+RUN --mount=type=cache,id=conf-perm,target=/c2,uid=1,gid=2,mode=0700,sharing=locked stat -c '%a %u %g' /c2 > /perm2
+RUN --mount=type=cache,id=conf-ro,target=/c3,ro,sharing=private (touch /c3/x 2>/dev/null && echo rw || echo ro) > /ro
+`, want: map[string]string{"log2": `content="one\n"`, "perm2": `content="700 1 2\n"`}},
+	{name: "mount-secret", secrets: map[string]string{"tok": "s3cr3t-value"}, dockerfile: `FROM {{BASE}}
+RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /len && stat -c '%a %u %g' /run/secrets/tok > /perm
+RUN --mount=type=secret,id=tok,env=TOK,target=/s/f,mode=0440,uid=1,gid=2 test "$TOK" = "$(cat /s/f)" && stat -c '%a %u %g' /s/f > /same
+RUN --mount=type=secret,id=tok,env=ONLY_ENV test -n "$ONLY_ENV" && ls /run > /run-ls 2>&1; true
+RUN --mount=type=secret,id=absent ls /run/secrets > /absent 2>&1 || true
+`, want: map[string]string{"len": `content="12\n"`, "same": `content="440 1 2\n"`}},
 	{name: "platform-build-stage-for-foreign-target", platform: "linux/arm64", dockerfile: `FROM --platform=$BUILDPLATFORM {{BASE}} AS build
 ARG TARGETARCH BUILDARCH
 RUN echo "$BUILDARCH->$TARGETARCH" > /cross
@@ -202,9 +235,18 @@ func TestBuildKitConformance(t *testing.T) {
 			if tc.prepare != nil {
 				tc.prepare(t, ctxDir)
 			}
-			theirs := k.Build(t, ctxDir, oracle.BuildOpts{Platform: tc.platform, BuildArgs: tc.buildArgs})
+			var secrets []string
+			o := Options{ContextDir: ctxDir, Platform: tc.platform, ResolvePlatform: registryResolver, BuildArgs: map[string]*string{}, Secrets: map[string][]byte{}}
+			for id, v := range tc.secrets {
+				f := filepath.Join(t.TempDir(), id)
+				if err := os.WriteFile(f, []byte(v), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				secrets = append(secrets, "id="+id+",src="+f)
+				o.Secrets[id] = []byte(v)
+			}
+			theirs := k.Build(t, ctxDir, oracle.BuildOpts{Platform: tc.platform, BuildArgs: tc.buildArgs, Secrets: secrets})
 			ours := filepath.Join(t.TempDir(), "ours")
-			o := Options{ContextDir: ctxDir, Platform: tc.platform, ResolvePlatform: registryResolver, BuildArgs: map[string]*string{}}
 			for k, v := range tc.buildArgs {
 				o.BuildArgs[k] = &v
 			}

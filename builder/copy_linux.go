@@ -348,8 +348,18 @@ func matchFS(fsys fs.FS, pattern string) ([]string, error) {
 // what lands in the layer). Owners are not hashed: the copy takes them
 // from --chown, not from the source.
 func (b *build) digestSources(srcs []copySource, fromContext bool) (string, error) {
+	return b.digestSourcesTimes(srcs, fromContext, true)
+}
+
+// digestSourcesTimes is digestSources, with mtimes only when times (a
+// bind mount's key has none: BuildKit's content checksum leaves them
+// out, and they reach no layer).
+func (b *build) digestSourcesTimes(srcs []copySource, fromContext, times bool) (string, error) {
 	h := sha256.New()
 	mt := func(t time.Time) int64 {
+		if !times {
+			return 0
+		}
 		u := t.Unix()
 		if e := b.o.SourceDateEpoch; e != nil && u > *e {
 			u = *e

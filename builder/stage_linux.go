@@ -50,6 +50,16 @@ func (b *build) neededStages(target int) (map[int]bool, error) {
 			if c, ok := in.(*dockerfile.CopyInstr); ok && c.From != "" {
 				deps = append(deps, c.From)
 			}
+			if r, ok := in.(*dockerfile.RunInstr); ok {
+				for _, raw := range r.Mounts {
+					// from= is never expanded (BuildKit refuses
+					// variables there).
+					m, err := dockerfile.ParseMount(raw, func(w string) (string, error) { return w, nil })
+					if err == nil && m.From != "" {
+						deps = append(deps, m.From)
+					}
+				}
+			}
 		}
 		for _, d := range deps {
 			if j, ok := b.stageIndex(d, i); ok {

@@ -121,6 +121,13 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	for name, script := range pipes {
 		keyed += fmt.Sprintf("\x00pipe %q %q", name, script)
 	}
+	rms, err := b.parseRunMounts(ctx, s, in)
+	if err != nil {
+		return err
+	}
+	for _, rm := range rms {
+		keyed += "\x00mount " + rm.key
+	}
 	key := b.stepKey(s, keyed, "")
 	if b.fromCache(s, key) {
 		return nil
@@ -146,8 +153,17 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	if err != nil {
 		return err
 	}
-	env := append(append([]string(nil), c.Env...), buildArgs...)
-	spec := sandbox.Spec{
+	mounts, menv, release, err := b.prepareMounts(ctx, s, in.Line, rms, dir)
+	if err != nil {
+		return err
+	}
+	defer release()
+	env := append(append(append([]string(nil), c.Env...), buildArgs...), menv...)
+	scratch := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(scratch, 0o700); err != nil {
+		return err
+	}
+	spec := sandbox.Spec{Mounts: mounts, Scratch: scratch,
 		Lowers: append([]string{b.initDir}, lowers...), Upper: upper, Work: work, Merged: filepath.Join(dir, "merged"),
 		Binds: binds, Hostname: hostname, HostNet: hostNet, Args: args, Env: env, User: c.User, Workdir: c.WorkingDir,
 		Pipes: pipes,

@@ -131,8 +131,10 @@ func parseRun(r *request) (Instruction, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fs.set["mount"] {
-		return nil, errors.New("RUN --mount is not supported")
+	for _, v := range fs.all["mount"] {
+		if _, err := ParseMount(v, nil); err != nil {
+			return nil, err
+		}
 	}
 	if fs.set["security"] && fs.get("security") != "sandbox" {
 		return nil, fmt.Errorf("RUN --security=%s is not supported", fs.get("security"))
@@ -146,7 +148,7 @@ func parseRun(r *request) (Instruction, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &RunInstr{at: r.at, Cmd: cl, Heredocs: heredocs(r.node), Network: fs.get("network")}, nil
+	return &RunInstr{at: r.at, Cmd: cl, Heredocs: heredocs(r.node), Network: fs.get("network"), Mounts: fs.all["mount"]}, nil
 }
 
 func parseCmd(r *request) (Instruction, error) {
@@ -458,13 +460,14 @@ func interval(flag, v string) (time.Duration, error) {
 type flagSet struct {
 	vals map[string]string
 	set  map[string]bool
+	all  map[string][]string // every value of a repeatable flag, in order
 }
 
 func (fs *flagSet) get(k string) string { return fs.vals[k] }
 
 // flags parses the node's --flags against the allowed names.
 func (r *request) flags(allowed ...string) (*flagSet, error) {
-	fs := &flagSet{vals: map[string]string{}, set: map[string]bool{}}
+	fs := &flagSet{vals: map[string]string{}, set: map[string]bool{}, all: map[string][]string{}}
 	ok := map[string]bool{}
 	for _, a := range allowed {
 		ok[a] = true
@@ -484,6 +487,7 @@ func (r *request) flags(allowed ...string) (*flagSet, error) {
 			v = "true"
 		}
 		fs.vals[k], fs.set[k] = v, true
+		fs.all[k] = append(fs.all[k], v)
 	}
 	return fs, nil
 }

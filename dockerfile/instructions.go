@@ -112,6 +112,10 @@ type RunInstr struct {
 	Cmd      CommandLine
 	Heredocs []Heredoc
 	Network  string // --network: "", "default", "none" or "host"
+	// Mounts are the --mount values as written; ParseMount reads each
+	// once the stage's variables are known (Parse has checked what it
+	// can without them).
+	Mounts []string
 }
 
 // SoleHeredoc returns the heredoc when the shell-form command line is
@@ -130,6 +134,9 @@ func (i *RunInstr) String() string {
 	s := "RUN "
 	if i.Network != "" {
 		s += "--network=" + i.Network + " "
+	}
+	for _, m := range i.Mounts {
+		s += "--mount=" + m + " "
 	}
 	s += i.Cmd.String()
 	for _, h := range i.Heredocs {

@@ -14,5 +14,6 @@
 // binaries in TestMain): there is no init() with side effects.
 //
 // Non-goals: user namespaces (rootless), seccomp, capabilities beyond
-// root's, cgroups and resource limits, RUN --mount, a TTY.
+// root's, cgroups and resource limits, a TTY. RUN --mount's mounts are Spec.Mounts
+// (see Mount); the mount points made for them are removed after the command.
 package sandbox

@@ -11,9 +11,21 @@ import (
 	"github.com/layercommit/layercommit/internal/overlay"
 )
 
-// setupRoot mounts the overlay and the special file systems, then pivots
-// into the merged dir.
-func setupRoot(s *Spec) error {
+// setupRoot mounts the overlay, the special file systems and s.Mounts,
+// then pivots into the merged dir. It returns the mount points it made
+// for s.Mounts and their targets (names in the root), for removeStubs.
+func setupRoot(s *Spec) (stubs, targets []string, err error) {
+	if err := setupFS(s); err != nil {
+		return nil, nil, err
+	}
+	if stubs, targets, err = setupMounts(s, s.Merged); err != nil {
+		return nil, nil, err
+	}
+	return stubs, targets, enterRoot(s)
+}
+
+// setupFS mounts the overlay and the special file systems.
+func setupFS(s *Spec) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private: %w", err)
 	}
@@ -35,10 +47,12 @@ func setupRoot(s *Spec) error {
 	if err := setupDev(filepath.Join(m, "dev")); err != nil {
 		return err
 	}
-	if err := setupPipes(filepath.Join(m, "dev", "pipes"), s.Pipes); err != nil {
-		return err
-	}
-	if err := unix.Chdir(m); err != nil {
+	return setupPipes(filepath.Join(m, "dev", "pipes"), s.Pipes)
+}
+
+// enterRoot pivots into the merged dir and sets the hostname and lo up.
+func enterRoot(s *Spec) error {
+	if err := unix.Chdir(s.Merged); err != nil {
 		return err
 	}
 	// pivot_root(".", ".") stacks the old root under the new one; the

@@ -61,6 +61,14 @@ type Spec struct {
 	// tmpfs at /dev/pipes, as BuildKit mounts a RUN heredoc script: they
 	// are never in the upper dir.
 	Pipes map[string]string `json:",omitempty"`
+	// Mounts are RUN --mount's mounts, set up in order (see Mount). The
+	// spec reaches the init through a pipe, never a file: a secret's Data
+	// is on no disk.
+	Mounts []Mount `json:",omitempty"`
+	// Scratch is an empty host dir where the init mounts the overlays
+	// and tmpfs that Mounts need before binding them (in its own mount
+	// namespace only); required when Mounts has an overlay or a file.
+	Scratch string `json:",omitempty"`
 }
 
 // Main makes the process a sandbox's init when Run started it: it then
@@ -182,7 +190,8 @@ func initMain() int {
 	if len(spec.Args) == 0 {
 		return fail(errors.New("reading spec: no command"))
 	}
-	if err := setupRoot(&spec); err != nil {
+	stubs, targets, err := setupRoot(&spec)
+	if err != nil {
 		return fail(err)
 	}
 	id, err := resolveUser(spec.User)
@@ -246,10 +255,22 @@ func initMain() int {
 		if pid != p.Pid {
 			continue
 		}
+		code := ws.ExitStatus()
 		if ws.Signaled() {
-			return 128 + int(ws.Signal())
+			code = 128 + int(ws.Signal())
 		}
-		return ws.ExitStatus()
+		if len(targets) > 0 {
+			// Nothing may write under a mount point while its stub is
+			// judged: end the namespace's other processes first.
+			_ = unix.Kill(-1, unix.SIGKILL)
+			for {
+				if _, err := unix.Wait4(-1, nil, 0, nil); err != nil && err != unix.EINTR {
+					break
+				}
+			}
+			removeStubs(stubs, targets)
+		}
+		return code
 	}
 }
 

@@ -10,6 +10,9 @@
 //	cache/<key>.json        build cache entries (CacheEntry)
 //	tmp/                    scratch space of running builds (step dirs, unpacks)
 //	init/                   the init layer RUN steps put under a container
+//	cache-mounts/<hex>/<n>/ RUN --mount=type=cache dirs, by sha256 of their key
+//	                        (instance n: one per concurrent private user;
+//	                        flocked while in use; kept by gc)
 //
 // Lock protocol: a build holds a shared flock on the state dir from Open
 // to Close, so builds run side by side; GC takes it exclusive without

@@ -27,6 +27,13 @@ func (l layout) cachePath(key string) string { return filepath.Join(l.cacheDir()
 func (l layout) tmpDir() string              { return filepath.Join(string(l), "tmp") }
 func (l layout) initDir() string             { return filepath.Join(string(l), "init") }
 
+// cacheMountDir holds RUN --mount=type=cache's caches: one dir per key
+// (hex of its sha256), with one instance dir per concurrent private user
+// ("0", "1", ...).
+func (l layout) cacheMountDir(key string) string {
+	return filepath.Join(string(l), "cache-mounts", key)
+}
+
 // dirs are the dirs Open makes.
 func (l layout) dirs() []string {
 	return []string{l.blobDir(), l.layersDir(), l.cacheDir(), l.tmpDir()}

@@ -20,13 +20,14 @@ import (
 )
 
 func init() {
-	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] -o DEST CONTEXT", runBuild})
+	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] -o DEST CONTEXT", runBuild})
 }
 
 func runBuild(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("build", stderr)
 	dockerfile := fs.String("f", "", "the Dockerfile (default CONTEXT/Dockerfile)")
-	var buildArgs, buildContexts strList
+	var buildArgs, buildContexts, secrets strList
+	fs.Var(&secrets, "secret", "id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)")
 	fs.Var(&buildArgs, "build-arg", "K=V, or K to take it from the environment (repeatable)")
 	fs.Var(&buildContexts, "build-context", "NAME=REF: an image for FROM NAME and COPY --from=NAME (repeatable)")
 	target := fs.String("target", "", "the stage to build (default the last)")
@@ -87,6 +88,16 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("build: bad --build-context %q (want NAME=REF)", c)
 		}
 		o.BuildContexts[k] = v
+	}
+	for _, sec := range secrets {
+		id, v, err := builder.ReadSecret(sec, os.LookupEnv)
+		if err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+		if o.Secrets == nil {
+			o.Secrets = map[string][]byte{}
+		}
+		o.Secrets[id] = v
 	}
 	if o.SourceDateEpoch, err = sourceDateEpoch(*epoch); err != nil {
 		return fmt.Errorf("build: %w", err)

@@ -41,6 +41,7 @@ type BuildOpts struct {
 	BuildArgs  map[string]string // --opt build-arg:K=V
 	Platform   string            // --opt platform=P
 	Target     string            // --opt target=STAGE
+	Secrets    []string          // --secret id=ID,src=FILE|env=VAR
 	// Push, when set, pushes the image to this reference in the
 	// loopback registry instead of exporting a layout (dest is then "").
 	Push string
@@ -68,6 +69,9 @@ func (k *BuildKit) TryBuild(t testing.TB, contextDir string, o BuildOpts) (strin
 	}
 	if o.Target != "" {
 		args = append(args, "--opt", "target="+o.Target)
+	}
+	for _, sec := range o.Secrets {
+		args = append(args, "--secret", sec)
 	}
 	dest := filepath.Join(t.TempDir(), "buildkit-oci")
 	if o.Push != "" {

@@ -1,0 +1,307 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/layercommit/layercommit/dockerfile"
+	"github.com/layercommit/layercommit/sandbox"
+)
+
+// runMount is one RUN --mount after expansion, with what it adds to the
+// step's cache key. BuildKit's exec op key holds each mount's kind,
+// target, options and, for a bind, the content of its source (a context
+// path's checksum, a stage's state); a cache mount's contents and a
+// secret's value are never in it.
+type runMount struct {
+	m      *dockerfile.Mount
+	target string // absolute
+	key    string
+}
+
+// parseRunMounts expands and checks RUN's --mounts and computes their
+// part of the cache key; nothing is mounted yet.
+func (b *build) parseRunMounts(ctx context.Context, s *stageState, in *dockerfile.RunInstr) ([]runMount, error) {
+	var out []runMount
+	for _, raw := range in.Mounts {
+		m, err := dockerfile.ParseMount(raw, func(w string) (string, error) { return b.expand(s, in.Line, w) })
+		if err != nil {
+			var le *dockerfile.LineError
+			if errors.As(err, &le) {
+				return nil, err
+			}
+			return nil, lineErr(in.Line, "%w", err)
+		}
+		rm := runMount{m: m}
+		if m.Type == "secret" || m.Type == "ssh" {
+			if m.Type == "ssh" {
+				return nil, lineErr(in.Line, "RUN --mount=type=ssh is not supported")
+			}
+			id := m.ID
+			if m.Source != "" {
+				id = m.Source
+			}
+			if id == "" {
+				id = path.Base(m.Target)
+			}
+			m.ID = id
+			if m.Env == nil && m.Target == "" {
+				m.Target = "/run/secrets/" + path.Base(id)
+			}
+			rm.target = m.Target
+			rm.key = fmt.Sprintf("secret id=%q target=%q env=%v required=%t%s", id, m.Target, ptr(m.Env), m.Required, perms(m))
+			out = append(out, rm)
+			continue
+		}
+		target := m.Target
+		if !path.IsAbs(path.Clean(target)) {
+			target = path.Join("/", s.config().WorkingDir, target)
+		}
+		target = path.Clean(target)
+		if target == "/" {
+			return nil, lineErr(in.Line, "invalid mount target %q", target)
+		}
+		rm.target = target
+		src := path.Join("/", m.Source)
+		switch m.Type {
+		case "tmpfs":
+			rm.key = fmt.Sprintf("tmpfs size=%d", m.SizeLimit)
+		case "cache":
+			if m.ID == "" {
+				m.ID = path.Clean(m.Target)
+			}
+			seed, err := b.mountSourceKey(ctx, s, in.Line, m, src)
+			if err != nil {
+				return nil, err
+			}
+			rm.key = fmt.Sprintf("cache id=%q sharing=%q seed=%s%s", m.ID, m.Sharing, seed, perms(m))
+		case "bind":
+			from, err := b.mountSourceKey(ctx, s, in.Line, m, src)
+			if err != nil {
+				return nil, err
+			}
+			rm.key = "bind " + from
+		}
+		rm.key = fmt.Sprintf("%s target=%q ro=%t", rm.key, target, m.ReadOnly)
+		out = append(out, rm)
+	}
+	return out, nil
+}
+
+func ptr(p *string) string {
+	if p == nil {
+		return "-"
+	}
+	return strconv.Quote(*p)
+}
+
+func perms(m *dockerfile.Mount) string {
+	s := ""
+	for _, f := range []struct {
+		n string
+		v *uint64
+	}{{"mode", m.Mode}, {"uid", m.UID}, {"gid", m.GID}} {
+		if f.v != nil {
+			s += fmt.Sprintf(" %s=%d", f.n, *f.v)
+		}
+	}
+	return s
+}
+
+// mountSourceKey names the content a bind (or a cache's seed) comes
+// from: the context's checksum at src, or a stage's or image's config
+// digest (which names its layers) and src.
+func (b *build) mountSourceKey(ctx context.Context, s *stageState, line int, m *dockerfile.Mount, src string) (string, error) {
+	if m.From == "" {
+		if m.Type == "cache" {
+			return "scratch", nil
+		}
+		d, err := b.digestSourcesTimes([]copySource{{fsys: contextFS{b.bctx}, rel: rel(src)}}, true, false)
+		if err != nil {
+			return "", lineErr(line, "mounting %s from the context: %w", src, err)
+		}
+		return fmt.Sprintf("context %q sha256:%s", src, d), nil
+	}
+	img, err := b.mountFrom(ctx, s, line, m)
+	if err != nil {
+		return "", err
+	}
+	id, err := img.ConfigName()
+	if err != nil {
+		return "", lineErr(line, "%w", err)
+	}
+	return fmt.Sprintf("from %s %q", id, src), nil
+}
+
+// mountFrom finds the stage or image that a mount's from= names.
+func (b *build) mountFrom(ctx context.Context, s *stageState, line int, m *dockerfile.Mount) (imageLike, error) {
+	if j, ok := b.stageIndex(m.From, s.stage.Index); ok {
+		return stageImage{b.stages[j]}, nil
+	}
+	for _, st := range b.df.Stages[s.stage.Index:] {
+		if st.From.Name != "" && st.From.Name == m.From {
+			return nil, lineErr(line, "cannot mount from stage %q to %q, stage needs to be defined before current command", m.From, m.Target)
+		}
+	}
+	img, err := b.openImage(ctx, m.From, s.platform)
+	if err != nil {
+		return nil, lineErr(line, "mount from %s: %w", m.From, err)
+	}
+	return imageOnly{img}, nil
+}
+
+// prepareMounts makes the sandbox mounts of rms in the step dir and
+// returns them with the environment they add (secrets as env) and the
+// release of the cache mounts they hold.
+func (b *build) prepareMounts(ctx context.Context, s *stageState, line int, rms []runMount, dir string) (mounts []sandbox.Mount, env []string, release func(), err error) {
+	var releases []func()
+	releaseAll := func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+	defer func() {
+		if err != nil {
+			releaseAll()
+		}
+	}()
+	empty := filepath.Join(dir, "mount-empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		return nil, nil, nil, err
+	}
+	for i, rm := range rms {
+		m := rm.m
+		sm := sandbox.Mount{Target: rm.target, ReadOnly: m.ReadOnly, SubPath: m.Source}
+		switch m.Type {
+		case "tmpfs":
+			sm.Kind, sm.Size, sm.SubPath = "tmpfs", m.SizeLimit, ""
+		case "secret":
+			v, ok := b.o.Secrets[m.ID]
+			if !ok {
+				if m.Required {
+					return nil, nil, nil, lineErr(line, "secret %s: not found (pass it with --secret id=%s,src=FILE or env=VAR)", m.ID, m.ID)
+				}
+				continue
+			}
+			if m.Env != nil {
+				name := *m.Env
+				if name == "" {
+					name = m.ID
+				}
+				env = append(env, name+"="+string(v))
+				if m.Target == "" {
+					continue
+				}
+			}
+			sm = sandbox.Mount{Target: m.Target, Kind: "file", Data: v, Mode: 0o400, ReadOnly: true}
+			if m.Mode != nil {
+				sm.Mode = uint32(*m.Mode)
+			}
+			if m.UID != nil {
+				sm.UID = int(*m.UID)
+			}
+			if m.GID != nil {
+				sm.GID = int(*m.GID)
+			}
+		case "cache":
+			cdir, rel, err := b.cacheMount(ctx, s, line, m, rm.key)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			releases = append(releases, rel)
+			sm.Kind, sm.Source, sm.SubPath = "bind", cdir, ""
+		case "bind":
+			if m.From == "" {
+				sm.Kind, sm.Source = "bind", b.bctx.dir
+				if !m.ReadOnly {
+					sm.Kind, sm.Source, sm.Lowers = "overlay", "", []string{b.bctx.dir}
+				}
+			} else {
+				img, err := b.mountFrom(ctx, s, line, m)
+				if err != nil {
+					return nil, nil, nil, err
+				}
+				lowers, err := img.dirs(ctx, b)
+				if err != nil {
+					return nil, nil, nil, lineErr(line, "%w", err)
+				}
+				// A read-only overlay needs two lowers: the empty dir
+				// (twice for a scratch stage) makes up the count.
+				sm.Kind, sm.Lowers = "overlay", append(append([]string(nil), lowers...), empty)
+				if len(sm.Lowers) < 2 {
+					sm.Lowers = append(sm.Lowers, empty)
+				}
+			}
+			if sm.Kind == "overlay" && !m.ReadOnly {
+				// Writes land in a throwaway upper dir, dropped with
+				// the step dir (BuildKit's rw bind has no output).
+				sm.Upper, sm.Work = filepath.Join(dir, fmt.Sprintf("mount-%d-upper", i)), filepath.Join(dir, fmt.Sprintf("mount-%d-work", i))
+				for _, d := range []string{sm.Upper, sm.Work} {
+					if err := os.Mkdir(d, 0o755); err != nil {
+						return nil, nil, nil, err
+					}
+				}
+			}
+		}
+		mounts = append(mounts, sm)
+	}
+	return mounts, env, releaseAll, nil
+}
+
+// cacheMount opens the state dir's cache of m, made on first use as
+// BuildKit makes it: an empty dir (mode, uid and gid when given, else
+// 0755 root), kept between builds under its id and what seeds it.
+func (b *build) cacheMount(ctx context.Context, s *stageState, line int, m *dockerfile.Mount, key string) (string, func(), error) {
+	if m.From != "" {
+		return "", nil, lineErr(line, "RUN --mount=type=cache,from=%s is not supported", m.From)
+	}
+	mode, uid, gid := os.FileMode(0o755), 0, 0
+	if m.Mode != nil {
+		mode = os.FileMode(*m.Mode)
+	}
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	ckey := fmt.Sprintf("id=%q seed=scratch%s", m.ID, perms(m))
+	dir, release, err := b.st.CacheMount(ckey, m.Sharing, func(d string) error {
+		if err := os.Chown(d, uid, gid); err != nil {
+			return err
+		}
+		return os.Chmod(d, mode&os.ModePerm)
+	})
+	if err != nil {
+		return "", nil, lineErr(line, "cache mount %s: %w", m.ID, err)
+	}
+	return dir, release, nil
+}
+
+// imageLike is what a mount's from= names: a stage built earlier or an
+// image.
+type imageLike interface {
+	ConfigName() (v1.Hash, error)
+	dirs(ctx context.Context, b *build) ([]string, error)
+}
+
+type stageImage struct{ s *stageState }
+
+func (i stageImage) ConfigName() (v1.Hash, error) { return i.s.img.ConfigName() }
+func (i stageImage) dirs(ctx context.Context, b *build) ([]string, error) {
+	return b.lowerDirs(ctx, i.s)
+}
+
+type imageOnly struct{ img v1.Image }
+
+func (i imageOnly) ConfigName() (v1.Hash, error) { return i.img.ConfigName() }
+func (i imageOnly) dirs(ctx context.Context, b *build) ([]string, error) {
+	return b.imageDirs(ctx, i.img)
+}
