@@ -131,6 +131,8 @@ func Build(ctx context.Context, r BuildRequest) (*BuildResult, error) {
 				return nil, err
 			}
 			res.Descriptor = *desc
+			// BuildKit reports the descriptor without artifactType.
+			res.Descriptor.ArtifactType = ""
 			if res.ID, err = out.ConfigName(); err != nil {
 				return nil, err
 			}
