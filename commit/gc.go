@@ -2,6 +2,7 @@ package commit
 
 import (
 	"context"
+	"os"
 
 	"github.com/layercommit/layercommit/dockerroot"
 	"github.com/layercommit/layercommit/export"
@@ -33,7 +34,7 @@ type GCRequest struct {
 // each by the gc of the package that writes it, beside its writer and
 // its locks: export.GCLayout for each OCI layout, export.GCArchive for
 // each docker-archive file, dockerroot.GC for the data root and
-// statedir.GC for the state dir (their docs say what each removes, which
+// statedir.GC for the state dir and export.GCLayout for its image store (their docs say what each removes, which
 // locks it takes and what it refuses). The stores are cleaned in that
 // order and independently; the first error is returned after all were
 // tried.
@@ -56,6 +57,15 @@ func GC(_ context.Context, r GCRequest) error {
 	}
 	if r.StateDir != "" {
 		keep(statedir.GC(r.StateDir, r.Force, rep))
+		// The state dir's image store (local:) is an OCI layout.
+		if store := export.OpenStore(r.StateDir).Dir(); exists(store) {
+			keep(export.GCLayout(store, rep))
+		}
 	}
 	return first
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

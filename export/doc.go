@@ -8,6 +8,9 @@
 //	docker://HOST[:PORT]/REPO[:TAG]  a registry (plain HTTP for loopback)
 //	docker-root:NAME[:TAG] or ID     a Docker data root on disk, no daemon
 //	                                 (package dockerroot does the store)
+//	local:NAME[:TAG] or ID           the embedded image store: an OCI layout
+//	                                 under the state dir (Store, local.go),
+//	                                 written by the oci: writer
 //
 // Parse, Open and NewDestination pick the transport by prefix; each
 // transport lives in its own file and registers itself in init, so adding

@@ -126,6 +126,25 @@ func (oci) Destination(_ context.Context, rest string, _ *Options) (Destination,
 	if tag == "" {
 		tag = "latest"
 	}
+	return newOCIDest(dir, func(im *v1.IndexManifest, desc v1.Descriptor) {
+		kept := im.Manifests[:0]
+		for _, m := range im.Manifests {
+			if m.Annotations[refNameAnnotation] != tag {
+				kept = append(kept, m)
+			}
+		}
+		desc.Annotations = map[string]string{refNameAnnotation: tag}
+		im.Manifests = append(kept, desc)
+	})
+}
+
+// placeFunc puts the descriptor of a written manifest into the index (as
+// read under the index lock); the index is then replaced atomically.
+type placeFunc func(im *v1.IndexManifest, desc v1.Descriptor)
+
+// newOCIDest prepares writing to the layout dir (created if missing),
+// with place deciding how the manifest enters index.json.
+func newOCIDest(dir string, place placeFunc) (*ociDest, error) {
 	if err := checkLayoutDir(dir); err != nil {
 		return nil, err
 	}
@@ -146,7 +165,7 @@ func (oci) Destination(_ context.Context, rest string, _ *Options) (Destination,
 	if err != nil {
 		return nil, err
 	}
-	d := &ociDest{dir: dir, tag: tag, fresh: errors.Is(statErr, os.ErrNotExist), use: use}
+	d := &ociDest{dir: dir, place: place, fresh: errors.Is(statErr, os.ErrNotExist), use: use}
 	// oci-layout first, so that the dir is a layout to other writers.
 	if err := d.writeFile("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`), true); err != nil {
 		d.Close()
@@ -177,7 +196,8 @@ func checkLayoutDir(dir string) error {
 }
 
 type ociDest struct {
-	dir, tag string
+	dir   string
+	place placeFunc
 	// fresh is set when the layout dir did not exist; Close removes it
 	// again unless an image was written.
 	fresh, written bool
@@ -202,8 +222,8 @@ func (d *ociDest) Close() error {
 }
 
 // Write adds every blob of img that the layout lacks, then the image's
-// manifest to index.json under the tag (replacing the entry of the same
-// tag only). Blobs are written under temp names and checked against their
+// manifest to index.json as place says (for oci:, under the tag,
+// replacing the entry of the same tag only). Blobs are written under temp names and checked against their
 // digests before being renamed; index.json is replaced atomically last.
 func (d *ociDest) Write(ctx context.Context, img v1.Image) error {
 	// skopeo and umoci read only OCI-typed manifests from a layout.
@@ -319,38 +339,53 @@ func (d *ociDest) writeFile(name string, b []byte, keep bool) error {
 	return atomicfile.WriteFile(p, b, 0o644)
 }
 
-// tag1 points the tag at desc in index.json, keeping every other entry.
-// It holds the index lock from reading index.json to replacing it, so
-// that concurrent writers of other tags lose none.
+// tag1 puts desc into index.json by d.place, keeping every other entry.
 func (d *ociDest) tag1(desc v1.Descriptor) error {
-	lk, err := lockDir(d.dir, flock.Exclusive, "OCI layout "+d.dir)
+	desc.Platform = nil
+	desc.ArtifactType = ""
+	desc.Annotations = nil
+	return updateIndex(d.dir, func(im *v1.IndexManifest) error {
+		d.place(im, desc)
+		return nil
+	})
+}
+
+// updateIndex lets change edit the index.json of the layout dir (empty if
+// missing) and replaces the file atomically unless change fails. It holds
+// the index lock from reading index.json to replacing it, so that
+// concurrent writers of other tags lose none.
+func updateIndex(dir string, change func(im *v1.IndexManifest) error) error {
+	lk, err := lockDir(dir, flock.Exclusive, "OCI layout "+dir)
 	if err != nil {
 		return err
 	}
 	defer lk.Unlock()
-	im := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
-	b, err := os.ReadFile(filepath.Join(d.dir, "index.json"))
-	switch {
-	case err == nil:
-		if err := json.Unmarshal(b, &im); err != nil {
-			return fmt.Errorf("reading index.json: %w", err)
-		}
-	case !errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("reading index.json: %w", err)
+	im, err := readIndex(dir)
+	if err != nil {
+		return err
 	}
-	kept := im.Manifests[:0]
-	for _, m := range im.Manifests {
-		if m.Annotations[refNameAnnotation] != d.tag {
-			kept = append(kept, m)
-		}
+	if err := change(im); err != nil {
+		return err
 	}
-	desc.Annotations = map[string]string{refNameAnnotation: d.tag}
-	desc.Platform = nil
-	desc.ArtifactType = ""
-	im.Manifests = append(kept, desc)
 	out, err := json.Marshal(im)
 	if err != nil {
 		return err
 	}
-	return d.writeFile("index.json", out, false)
+	return atomicfile.WriteFile(filepath.Join(dir, "index.json"), out, 0o644)
+}
+
+// readIndex reads the index.json of the layout dir; a missing one is an
+// empty index.
+func readIndex(dir string) (*v1.IndexManifest, error) {
+	im := &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, im); err != nil {
+			return nil, fmt.Errorf("reading index.json: %w", err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("reading index.json: %w", err)
+	}
+	return im, nil
 }

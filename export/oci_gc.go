@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -26,11 +27,15 @@ var hex64 = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // from index.json names, and refuses to remove any blob when a reachable
 // manifest or index is missing, does not verify or does not parse. Files
 // not named like a sha256 digest are not ours to judge and stay.
-func GCLayout(dir string, r cleanup.Report) error {
+func GCLayout(dir string, r cleanup.Report) error { return gcLayout(dir, r, flock.Wait) }
+
+// gcLayout is GCLayout waiting up to wait for the use lock (0: fail with
+// flock.ErrLocked at once while a writer holds it).
+func gcLayout(dir string, r cleanup.Report, wait time.Duration) error {
 	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err != nil {
 		return fmt.Errorf("gc oci:%s: not an OCI layout: %w", dir, err)
 	}
-	use, err := lockDir(filepath.Join(dir, "blobs"), flock.Exclusive, "OCI layout "+dir)
+	use, err := flock.Acquire(filepath.Join(dir, "blobs"), flock.Exclusive, wait, "OCI layout "+dir)
 	if err != nil {
 		return fmt.Errorf("gc oci:%s: %w", dir, err)
 	}

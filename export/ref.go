@@ -60,6 +60,9 @@ type Options struct {
 	Parent v1.Hash
 	// Counters receive upload progress.
 	Counters *layer.Counters
+	// StateDir is the state dir whose image store local: names
+	// (statedir.Default if empty).
+	StateDir string
 }
 
 // Option configures Open and NewDestination.
@@ -82,6 +85,9 @@ func WithDockerRoot(dir string) Option { return func(o *Options) { o.DockerRoot 
 
 // WithCounters makes uploads report progress into c.
 func WithCounters(c *layer.Counters) Option { return func(o *Options) { o.Counters = c } }
+
+// WithStateDir sets the state dir of the local: image store.
+func WithStateDir(dir string) Option { return func(o *Options) { o.StateDir = dir } }
 
 // NewOptions returns the options opts set over the defaults, as Open and
 // NewDestination see them.

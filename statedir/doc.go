@@ -13,6 +13,8 @@
 //	cache-mounts/<hex>/<n>/ RUN --mount=type=cache dirs, by sha256 of their key
 //	                        (instance n: one per concurrent private user;
 //	                        flocked while in use; kept by gc)
+//	images/                 the embedded image store (local:), an OCI layout
+//	                        written, locked and cleaned by package export
 //
 // Lock protocol: a build holds a shared flock on the state dir from Open
 // to Close, so builds run side by side; GC takes it exclusive without
@@ -28,5 +30,5 @@
 // Non-goals: sharing a state dir between hosts, an eviction policy (the
 // cache grows until gc or the user removes it; gc keeps unpacked layers
 // and named blobs), and images as such: the image store of the CLI
-// contract's local: transport is not here.
+// contract's local: transport is only named here (ImagesDir).
 package statedir

@@ -26,6 +26,13 @@ func (l layout) cacheDir() string            { return filepath.Join(string(l), "
 func (l layout) cachePath(key string) string { return filepath.Join(l.cacheDir(), key+".json") }
 func (l layout) tmpDir() string              { return filepath.Join(string(l), "tmp") }
 func (l layout) initDir() string             { return filepath.Join(string(l), "init") }
+func (l layout) imagesDir() string           { return filepath.Join(string(l), "images") }
+
+// ImagesDir is the embedded image store of the state dir at path: an OCI
+// image layout that package export's local: transport owns (its writer,
+// locks and gc live there); this package only names it and never writes
+// inside it.
+func ImagesDir(path string) string { return layout(path).imagesDir() }
 
 // cacheMountDir holds RUN --mount=type=cache's caches: one dir per key
 // (hex of its sha256), with one instance dir per concurrent private user

@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] -o DEST CONTEXT", runBuild})
+	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [-o DEST] CONTEXT", runBuild})
 }
 
 func runBuild(args []string, stdout, stderr io.Writer) error {
@@ -39,7 +39,16 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	stateDir := fs.String("state-dir", statedir.Default, "unpacked layers and the build cache")
 	dockerRoot := fs.String("docker-root", "/var/lib/docker", "Docker data root")
 	quiet := fs.Bool("q", false, "no progress display")
-	out := fs.String("o", "", "destination reference")
+	out := fs.String("o", "", "destination reference (default the local store)")
+	// The store, build metadata and push (../shared/CLI.md, second round).
+	var tags, labels, annotations strList
+	fs.Var(&tags, "t", "NAME[:TAG] into the local store, or pushed with --push (repeatable)")
+	fs.Var(&tags, "tag", "same as -t")
+	push := fs.Bool("push", false, "push the image to every -t name instead of storing it")
+	fs.Var(&labels, "label", "K=V label in the image config (repeatable)")
+	fs.Var(&annotations, "annotation", "[manifest[PLATFORM]:]K=V manifest annotation (repeatable)")
+	iidFile := fs.String("iidfile", "", "write the image ID to FILE")
+	metaFile := fs.String("metadata-file", "", "write the build metadata (JSON) to FILE")
 	// Flags may follow CONTEXT, as with docker build.
 	var pos []string
 	for {
@@ -54,9 +63,6 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	}
 	if len(pos) != 1 {
 		return fmt.Errorf("build: want one CONTEXT directory, got %d arguments", len(pos))
-	}
-	if *out == "" {
-		return fmt.Errorf("build: -o DEST is required")
 	}
 	if fi, err := os.Stat(pos[0]); err != nil || !fi.IsDir() {
 		return fmt.Errorf("build: context %s is not a directory", pos[0])
@@ -114,17 +120,24 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
-	opts := []export.Option{export.WithDockerRoot(*dockerRoot)}
+	opts := []export.Option{export.WithDockerRoot(*dockerRoot), export.WithStateDir(*stateDir)}
 	// Bases are picked from multi-platform indexes for the platform their
 	// stage runs on.
 	o.ResolvePlatform = func(ctx context.Context, ref string, p v1.Platform) (v1.Image, error) {
 		return commit.Resolver(append(opts[:len(opts):len(opts)], func(eo *export.Options) { eo.Platform = p })...)(ctx, ref)
 	}
-	id, err := commit.Build(ctx, commit.BuildRequest{Build: o, To: *out, Options: opts})
+	req := commit.BuildRequest{Build: o, To: *out, Tags: tags, Push: *push, Annotations: annotations, Options: opts}
+	if req.Labels, err = keyValues("label", labels); err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	res, err := commit.Build(ctx, req)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, id)
+	if err := writeResultFiles(*iidFile, res.ID, *metaFile, res.Metadata()); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, res.ID)
 	return nil
 }
 

@@ -25,7 +25,7 @@ import (
 )
 
 func init() {
-	register(command{"commit", "commit [--from REF] (--upper DIR | --container ID) [-c CHANGE]... [-m MSG] [-a AUTHOR] [--created RFC3339] [--docker-version STR] [--compression gzip|zstd|zstd:chunked|estargz|none] [--compression-level N] [--compat P] [--exclude PATTERN]... [--squash [--state-dir DIR]] [--source-date-epoch N] [--max-layer-size SIZE] [--xattrs LIST] [--sparse] [-q] -o DEST", runCommit})
+	register(command{"commit", "commit [--from REF] (--upper DIR | --container ID) [-c CHANGE]... [-m MSG] [-a AUTHOR] [--created RFC3339] [--docker-version STR] [--compression gzip|zstd|zstd:chunked|estargz|none] [--compression-level N] [--compat P] [--exclude PATTERN]... [--squash [--state-dir DIR]] [--source-date-epoch N] [--max-layer-size SIZE] [--xattrs LIST] [--sparse] [-q] [-t NAME]... [--iidfile FILE] [-o DEST]", runCommit})
 }
 
 func runCommit(args []string, stdout, stderr io.Writer) error {
@@ -58,6 +58,11 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&f.changes, "c", "a docker commit --change instruction (repeatable)")
 	fs.Var(&f.changes, "change", "same as -c")
 	fs.Var(&f.lowers, "lower", "lower dir, top first (repeatable)")
+	// The local store (default destination) and the ID file.
+	var tags strList
+	fs.Var(&tags, "t", "NAME[:TAG] in the local store (repeatable; instead of -o)")
+	fs.Var(&tags, "tag", "same as -t")
+	iidFile := fs.String("iidfile", "", "write the image ID to FILE")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -66,15 +71,18 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	}
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
-	if *f.out == "" {
-		return fmt.Errorf("commit: -o DEST is required")
-	}
 	if (*f.container == "") == (*f.upper == "") {
 		return fmt.Errorf("commit: give exactly one of --upper DIR and --container ID")
 	}
 	output, err := f.output()
 	if err != nil {
 		return err
+	}
+	if *f.out, err = storeDestination(*f.out, tags); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if *f.from, err = commit.Reference(*f.from, output.Options...); err != nil {
+		return fmt.Errorf("commit: %w", err)
 	}
 	// Check the --change lines before any work; they are applied later.
 	if err := image.ValidateChanges(f.changes, output.Compat); err != nil {
@@ -111,6 +119,9 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if err := tagMore(*f.stateDir, tags, *iidFile, id); err != nil {
+		return fmt.Errorf("commit: %w", err)
 	}
 	fmt.Fprintln(stdout, id)
 	return nil
@@ -156,7 +167,7 @@ func (f *commitFlags) output() (commit.Output, error) {
 	}
 	return commit.Output{
 		Compat: p, Compression: comp, Level: lvl, Counters: &layer.Counters{}, Diff: dopts,
-		Options: []export.Option{export.WithDockerRoot(*f.dockerRoot), export.WithForce(*f.force)},
+		Options: []export.Option{export.WithDockerRoot(*f.dockerRoot), export.WithForce(*f.force), export.WithStateDir(*f.stateDir)},
 		Exclude: f.exclude, SourceDateEpoch: epoch,
 	}, nil
 }
