@@ -11,8 +11,9 @@ import (
 )
 
 // squashSource is the merged file system of base's layers with upper on
-// top (diff.Squash), the layers unpacked into (or reused from) the state
-// dir. The returned func releases the state dir.
+// top (diff.Squash): a layer with an overlay dir of its own (a Docker data
+// root's) is read there; the others are unpacked into (or reused from)
+// the state dir, opened only then. The returned func releases it.
 func squashSource(ctx context.Context, base v1.Image, upper, stateDir string) (diff.Source, func(), error) {
 	if upper == "" {
 		return nil, nil, fmt.Errorf("--squash needs the upper dir")
@@ -35,19 +36,34 @@ func squashSource(ctx context.Context, base v1.Image, upper, stateDir string) (d
 	if len(cf.RootFS.DiffIDs) != len(layers) {
 		return nil, nil, fmt.Errorf("squashing: base config lists %d diffIDs for %d layers", len(cf.RootFS.DiffIDs), len(layers))
 	}
-	st, err := statedir.Open(stateDir)
-	if err != nil {
-		return nil, nil, fmt.Errorf("squashing: %w", err)
+	// A Docker data root's layers are overlay dirs already: used as they
+	// are, with no state dir.
+	var st *statedir.Dir
+	release := func() {
+		if st != nil {
+			st.Close()
+		}
 	}
 	for i := len(layers) - 1; i >= 0; i-- {
+		if od, ok := layers[i].(interface{ OverlayDir() (string, error) }); ok {
+			if dir, err := od.OverlayDir(); err == nil {
+				dirs = append(dirs, dir)
+				continue
+			}
+		}
+		if st == nil {
+			if st, err = statedir.Open(stateDir); err != nil {
+				return nil, nil, fmt.Errorf("squashing: %w", err)
+			}
+		}
 		dir, err := st.UnpackLayer(ctx, withDiffID(layers[i], cf.RootFS.DiffIDs[i]))
 		if err != nil {
-			st.Close()
+			release()
 			return nil, nil, fmt.Errorf("squashing: base layer %d: %w", i+1, err)
 		}
 		dirs = append(dirs, dir)
 	}
-	return diff.Squash(dirs), st.Close, nil
+	return diff.Squash(dirs), release, nil
 }
 
 // knownDiffID is a layer whose diffID is the one its image's config

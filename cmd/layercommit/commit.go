@@ -93,10 +93,12 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	var id v1.Hash
 	if *f.container != "" {
-		if *f.squash || *f.maxLayer != "" {
-			return fmt.Errorf("commit: --squash and --max-layer-size take --upper DIR, not --container")
+		max, err := f.maxLayerSize()
+		if err != nil {
+			return err
 		}
 		req := f.containerRequest(output, createdAt)
+		req.Squash, req.StateDir, req.MaxLayerSize = *f.squash, *f.stateDir, max
 		done := showProgress(stderr, output.Counters, *f.quiet)
 		id, err = commit.CommitContainer(ctx, req)
 		done()
