@@ -89,6 +89,9 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("commit: bad --created %q (want RFC 3339)", *f.created)
 		}
 	}
+	if w := commit.SparseWarning(output.Compat, *f.out); *f.sparse && w != "" {
+		fmt.Fprintf(stderr, "layercommit: warning: %s\n", w)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
 	var id v1.Hash
