@@ -7,6 +7,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/layercommit/layercommit/diff"
+	"github.com/layercommit/layercommit/image"
 	"github.com/layercommit/layercommit/statedir"
 )
 
@@ -22,19 +23,11 @@ func squashSource(ctx context.Context, base v1.Image, upper, stateDir string) (d
 	if base == nil {
 		return diff.Squash(dirs), func() {}, nil
 	}
-	layers, err := base.Layers()
+	// The diffIDs come from the config: UnpackLayer checks each stream
+	// against its diffID anyway.
+	layers, err := image.LayersWithDiffIDs(base)
 	if err != nil {
-		return nil, nil, fmt.Errorf("squashing: reading base layers: %w", err)
-	}
-	if len(layers) == 0 {
-		return diff.Squash(dirs), func() {}, nil
-	}
-	cf, err := base.ConfigFile()
-	if err != nil {
-		return nil, nil, fmt.Errorf("squashing: reading base config: %w", err)
-	}
-	if len(cf.RootFS.DiffIDs) != len(layers) {
-		return nil, nil, fmt.Errorf("squashing: base config lists %d diffIDs for %d layers", len(cf.RootFS.DiffIDs), len(layers))
+		return nil, nil, fmt.Errorf("squashing: base: %w", err)
 	}
 	// A Docker data root's layers are overlay dirs already: used as they
 	// are, with no state dir.
@@ -56,7 +49,7 @@ func squashSource(ctx context.Context, base v1.Image, upper, stateDir string) (d
 				return nil, nil, fmt.Errorf("squashing: %w", err)
 			}
 		}
-		dir, err := st.UnpackLayer(ctx, withDiffID(layers[i], cf.RootFS.DiffIDs[i]))
+		dir, err := st.UnpackLayer(ctx, layers[i])
 		if err != nil {
 			release()
 			return nil, nil, fmt.Errorf("squashing: base layer %d: %w", i+1, err)
@@ -64,26 +57,4 @@ func squashSource(ctx context.Context, base v1.Image, upper, stateDir string) (d
 		dirs = append(dirs, dir)
 	}
 	return diff.Squash(dirs), release, nil
-}
-
-// knownDiffID is a layer whose diffID is the one its image's config
-// lists. Without it, a layer of some sources (an OCI layout) computes its
-// diffID by decompressing the whole blob, a full extra read before the
-// unpack; UnpackLayer checks the stream against the diffID anyway, so a
-// config that lies fails there.
-type knownDiffID struct {
-	v1.Layer
-	diffID v1.Hash
-}
-
-func (l knownDiffID) DiffID() (v1.Hash, error) { return l.diffID, nil }
-
-// withDiffID wraps l in knownDiffID, unless l has abilities a wrapper
-// would hide (a Docker data root layer's OverlayDir, which UnpackLayer
-// uses as the dir itself).
-func withDiffID(l v1.Layer, d v1.Hash) v1.Layer {
-	if _, ok := l.(interface{ OverlayDir() (string, error) }); ok {
-		return l
-	}
-	return knownDiffID{Layer: l, diffID: d}
 }
