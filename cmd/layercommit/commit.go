@@ -96,8 +96,8 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	var id v1.Hash
 	if *f.container != "" {
-		max, err := f.maxLayerSize()
-		if err != nil {
+		var max int64
+		if max, err = f.maxLayerSize(); err != nil {
 			return err
 		}
 		req := f.containerRequest(output, createdAt)
