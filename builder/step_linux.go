@@ -16,6 +16,7 @@ import (
 
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/dockerfile"
+	"github.com/layercommit/layercommit/image"
 	"github.com/layercommit/layercommit/internal/overlay"
 	"github.com/layercommit/layercommit/internal/safepath"
 	"github.com/layercommit/layercommit/layer"
@@ -37,9 +38,11 @@ func (b *build) lowerDirs(ctx context.Context, s *stageState) ([]string, error) 
 }
 
 func (b *build) imageDirs(ctx context.Context, img v1.Image) ([]string, error) {
-	ls, err := img.Layers()
+	// The config's diffIDs, not the blobs decompressed once more:
+	// UnpackLayer checks each stream against its diffID.
+	ls, err := image.LayersWithDiffIDs(img)
 	if err != nil {
-		return nil, fmt.Errorf("reading layers: %w", err)
+		return nil, err
 	}
 	var dirs []string
 	for _, l := range ls {

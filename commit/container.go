@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -13,6 +15,7 @@ import (
 	"github.com/layercommit/layercommit/dockerroot"
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/image"
+	"github.com/layercommit/layercommit/layer"
 )
 
 // ContainerRequest is one `layercommit commit --container`: a container
@@ -35,6 +38,18 @@ type ContainerRequest struct {
 	// Pause freezes a running container's cgroup while its upper dir is
 	// read, as docker commit does by default.
 	Pause bool
+	// Squash makes one layer of the merged file system: the base's
+	// layers (dockerd's overlay2 diff dirs, used as they are, for the
+	// container's own image; unpacked into StateDir for a From base)
+	// with the container's upper dir on top. The container's -init layer
+	// is left out, as docker commit leaves it out. The base's history and
+	// layers are dropped from the config, and the image gets no parent.
+	Squash   bool
+	StateDir string
+	// MaxLayerSize, when above zero, splits the change set into layers of
+	// at most that many uncompressed tar bytes (diff.Split), each with a
+	// history entry of its own, as CommitRequest does.
+	MaxLayerSize int64
 	Output
 }
 
@@ -50,6 +65,9 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	}
 	if _, err := r.exclude(nil); err != nil {
 		return v1.Hash{}, err
+	}
+	if r.MaxLayerSize < 0 {
+		return v1.Hash{}, fmt.Errorf("bad maximum layer size %d", r.MaxLayerSize)
 	}
 	opts := append([]export.Option{export.WithCounters(r.Counters), export.WithCompat(r.Compat)}, r.Options...)
 	o := export.NewOptions(opts...)
@@ -74,13 +92,26 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 		if base, err = root.Image(ctx, c.Image, r.Compat); err != nil {
 			return v1.Hash{}, fmt.Errorf("image of container %s: %w", c.ID, err)
 		}
-		opts = append(opts, export.WithParent(c.Image))
+		if !r.Squash {
+			opts = append(opts, export.WithParent(c.Image))
+		}
 	} else if base, err = export.Open(ctx, r.From, opts...); err != nil {
 		return v1.Hash{}, err
 	}
 	parent, err := base.RawConfigFile()
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("reading base config: %w", err)
+	}
+	src := diff.Overlay(c.UpperDir, diff.WithLowers(c.Lowers...))
+	if r.Squash {
+		// Before the destination is touched: a base that cannot be read
+		// leaves nothing behind.
+		sq, release, err := squashSource(ctx, base, c.UpperDir, r.StateDir)
+		if err != nil {
+			return v1.Hash{}, fmt.Errorf("container %s: %w", c.ID, err)
+		}
+		defer release()
+		src = sq
 	}
 	dest, err := export.NewDestination(ctx, r.To, opts...)
 	if err != nil {
@@ -95,19 +126,12 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 		}
 		defer thaw()
 	}
-	src, err := r.exclude(diff.Overlay(c.UpperDir, diff.WithLowers(c.Lowers...)))
-	if err != nil {
+	if src, err = r.exclude(src); err != nil {
 		return v1.Hash{}, err
 	}
-	l, err := r.writeLayer(ctx, dest, src, true)
+	ls, err := r.writeLayers(ctx, dest, src, true, r.MaxLayerSize)
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("container %s: %w", c.ID, err)
-	}
-	diffID, _ := l.DiffID()
-	var top v1.Layer = l
-	if l.Empty() {
-		l.Remove()
-		top = nil
 	}
 	created := r.Created
 	if t := r.created(); !t.IsZero() {
@@ -120,24 +144,107 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	if r.DockerVersion != nil {
 		dv = *r.DockerVersion
 	}
-	raw, err := dockerroot.CommitConfig{
-		Parent: parent, ContainerID: c.ID, Container: containerCfg, Config: cfg, OS: c.OS,
+	ccfg := dockerroot.CommitConfig{
+		ContainerID: c.ID, Container: containerCfg, Config: cfg, OS: c.OS,
 		Author: r.Author, Comment: r.Comment, Created: created, DockerVersion: dv,
-		DiffID: diffID, Empty: l.Empty(),
-	}.Encode(r.Compat)
-	if err != nil {
-		l.Remove()
+		DiffID: diff.EmptyDiffID, Empty: len(ls) == 0,
+	}
+	var below []v1.Hash // the split's lower parts
+	for i, l := range ls {
+		d, _ := l.DiffID()
+		if i == len(ls)-1 {
+			ccfg.DiffID = d
+		} else {
+			below = append(below, d)
+		}
+	}
+	if ccfg.Parent, err = parentAsCommitted(parent, r.Squash, below, historyOf(ccfg)); err != nil {
+		removeLayers(ls)
 		return v1.Hash{}, err
 	}
-	img, err := image.WithRawConfig(base, top, raw)
+	raw, err := ccfg.Encode(r.Compat)
 	if err != nil {
-		l.Remove()
+		removeLayers(ls)
+		return v1.Hash{}, err
+	}
+	img, err := containerImage(base, ls, raw, r.Squash)
+	if err != nil {
+		removeLayers(ls)
 		return v1.Hash{}, err
 	}
 	if err := dest.Write(ctx, img); err != nil {
-		l.Remove()
+		removeLayers(ls)
 		return v1.Hash{}, fmt.Errorf("writing %s: %w", r.To, err)
 	}
 	sum := sha256.Sum256(raw)
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}, nil
+}
+
+// historyOf is the history entry CommitConfig.Encode gives the new layer;
+// a split's lower parts get the same.
+func historyOf(c dockerroot.CommitConfig) v1.History {
+	return v1.History{Created: v1.Time{Time: c.Created.UTC()}, Author: c.Author,
+		CreatedBy: strings.Join(c.Container.Cmd, " "), Comment: c.Comment}
+}
+
+// parentAsCommitted is the base config raw as CommitConfig.Encode should
+// see it below the new top layer: with squash, no history and no layers
+// (the squashed layer holds them all); then the lower parts of a split
+// change set (below, bottom first) appended to its layers, each with
+// entry h, so that every new layer has a history entry of its own, as
+// docker gives each layer one. Encode reads only the fields it takes from
+// a parent, so the rest of raw is passed on as it was.
+func parentAsCommitted(raw []byte, squash bool, below []v1.Hash, h v1.History) ([]byte, error) {
+	if !squash && len(below) == 0 {
+		return raw, nil
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return nil, fmt.Errorf("reading base config: %w", err)
+	}
+	var hist []json.RawMessage
+	var rootfs struct {
+		Type    string    `json:"type"`
+		DiffIDs []v1.Hash `json:"diff_ids"`
+	}
+	if !squash {
+		if b, ok := top["history"]; ok {
+			if err := json.Unmarshal(b, &hist); err != nil {
+				return nil, fmt.Errorf("reading base history: %w", err)
+			}
+		}
+		if b, ok := top["rootfs"]; ok {
+			if err := json.Unmarshal(b, &rootfs); err != nil {
+				return nil, fmt.Errorf("reading base rootfs: %w", err)
+			}
+		}
+	}
+	entry, err := json.Marshal(h)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range below {
+		hist = append(hist, entry)
+		rootfs.DiffIDs = append(rootfs.DiffIDs, d)
+	}
+	rootfs.Type = "layers"
+	for k, v := range map[string]any{"history": hist, "rootfs": rootfs} {
+		if top[k], err = json.Marshal(v); err != nil {
+			return nil, err
+		}
+	}
+	return json.Marshal(top)
+}
+
+// containerImage is the committed image: base (scratch with Docker's
+// media types, when squashed) with ls on top and raw as its config.
+func containerImage(base v1.Image, ls []*layer.Layer, raw []byte, squash bool) (v1.Image, error) {
+	if squash {
+		base = image.Scratch(false)
+	}
+	top := make([]v1.Layer, len(ls))
+	for i, l := range ls {
+		top[i] = l
+	}
+	return image.WithRawConfigLayers(base, top, raw)
 }

@@ -67,6 +67,16 @@ type Profile struct {
 	// as containers/storage's overlay converter checks its read-only
 	// layers; the overlay source applies it (containersstorage.Changes).
 	OpaqueOnlyOverLower bool
+	// SparseBreaksSave says the engine loads and runs a layer with sparse
+	// entries but cannot save or push the image afterwards: docker save
+	// rebuilds the layer from tar-split's record and the applied file,
+	// and tar-split recorded the entry's logical (dense) bytes, read
+	// through archive/tar's sparse reader, not the sparse map and data
+	// fragments the layer holds, so the rebuilt tar fails the diffID
+	// ("could not verify layer data"). True of every Docker from 20.10 to
+	// 29 (vbatts/tar-split asm.NewInputTarStream and
+	// NewOutputTarStream).
+	SparseBreaksSave bool
 }
 
 // DefaultXattrs is the xattr list of a profile that names none.
@@ -90,6 +100,7 @@ var (
 		HistoryAuthorFirst:    true,
 		LegacyJSONEscapes:     true,
 		DockerVersion:         "20.10.24+dfsg1",
+		SparseBreaksSave:      true,
 	}
 	// Docker24 is Docker 24 to 28 with a graphdriver (moby/go-archive):
 	// its layer bytes are also Docker 29's; its commit config is 24-28's
@@ -98,6 +109,7 @@ var (
 	Docker24 = Profile{
 		Name:             "docker-24",
 		CommitStopSignal: true,
+		SparseBreaksSave: true,
 	}
 	// Docker29 is Docker 29 with a graphdriver: Docker24's layer bytes, and
 	// the commit config of moby v2 (no docker_version, no empty OnBuild).
@@ -105,6 +117,7 @@ var (
 		Name:             "docker-29",
 		CommitStopSignal: true,
 		OmitEmptyOnBuild: true,
+		SparseBreaksSave: true,
 	}
 	// Podman4 is containers-storage 1.43's overlay Diff as podman 4.3 and
 	// buildah 1.28 commit it: file-type bits in the mode, no user or group

@@ -18,10 +18,20 @@ import (
 // appended) and raw as its exact config bytes, so that the image ID is
 // sha256(raw). The manifest is computed only when asked for.
 func WithRawConfig(base v1.Image, l v1.Layer, raw []byte) (v1.Image, error) {
-	img := base
+	var ls []v1.Layer
 	if l != nil {
+		ls = []v1.Layer{l}
+	}
+	return WithRawConfigLayers(base, ls, raw)
+}
+
+// WithRawConfigLayers is WithRawConfig with several layers, bottom first
+// (a split change set); raw must list all of them.
+func WithRawConfigLayers(base v1.Image, ls []v1.Layer, raw []byte) (v1.Image, error) {
+	img := base
+	for _, l := range ls {
 		var err error
-		if img, err = mutate.Append(base, mutate.Addendum{Layer: l}); err != nil {
+		if img, err = mutate.Append(img, mutate.Addendum{Layer: l}); err != nil {
 			return nil, fmt.Errorf("appending layer: %w", err)
 		}
 	}

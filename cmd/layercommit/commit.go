@@ -97,14 +97,19 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("commit: bad --created %q (want RFC 3339)", *f.created)
 		}
 	}
+	if w := commit.SparseWarning(output.Compat, *f.out); *f.sparse && w != "" {
+		fmt.Fprintf(stderr, "layercommit: warning: %s\n", w)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
 	var id v1.Hash
 	if *f.container != "" {
-		if *f.squash || *f.maxLayer != "" {
-			return fmt.Errorf("commit: --squash and --max-layer-size take --upper DIR, not --container")
+		var max int64
+		if max, err = f.maxLayerSize(); err != nil {
+			return err
 		}
 		req := f.containerRequest(output, createdAt)
+		req.Squash, req.StateDir, req.MaxLayerSize = *f.squash, *f.stateDir, max
 		done := showProgress(stderr, output.Counters, *f.quiet)
 		id, err = commit.CommitContainer(ctx, req)
 		done()

@@ -218,7 +218,7 @@ func TestCommitShapingBadInput(t *testing.T) {
 		{"squash over an unreadable base", "", []string{"--squash", "--from", "docker-archive:" + bad, "--upper", upB}, "digest mismatch"},
 		{"squash over a missing base", "", []string{"--squash", "--from", "docker-archive:" + filepath.Join(dir, "nope.tar"), "--upper", upB}, "no such file"},
 		{"squash with the naive source", "", []string{"--squash", "--source", "naive", "--upper", upB}, "--squash reads an overlay upper dir"},
-		{"squash of a container", "", []string{"--squash", "--container", "x"}, "take --upper DIR, not --container"},
+		{"squash of a container, bad size", "", []string{"--squash", "--container", "x", "--max-layer-size", "0"}, `bad --max-layer-size "0"`},
 		{"bad epoch", "", []string{"--source-date-epoch", "12abc", "--upper", upB}, `bad --source-date-epoch "12abc"`},
 		{"bad SOURCE_DATE_EPOCH", "-1", []string{"--upper", upB}, `bad SOURCE_DATE_EPOCH "-1"`},
 		{"epoch and created", "", []string{"--source-date-epoch", "1", "--created", testCreated, "--upper", upB}, "give one of --created and --source-date-epoch"},

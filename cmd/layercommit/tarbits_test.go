@@ -44,7 +44,10 @@ func TestSparseDockerLoadRun(t *testing.T) {
 
 			archive := filepath.Join(t.TempDir(), "img.tar")
 			name := oracle.Tag("lc-test/sparse")
-			lc(t, false, "commit", "-q", "--compat", dm.compat, "--sparse", "--from", "docker-archive:"+base, "--upper", upper, "-o", "docker-archive:"+archive+":"+name)
+			_, stderr := lc(t, false, "commit", "-q", "--compat", dm.compat, "--sparse", "--from", "docker-archive:"+base, "--upper", upper, "-o", "docker-archive:"+archive+":"+name)
+			if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "layercommit: warning: --sparse: ") || !strings.Contains(lines[0], "docker save") {
+				t.Errorf("commit --sparse to a docker-archive warned %q, want one warning line naming docker save", stderr)
+			}
 			st, err := os.Stat(archive)
 			must(t, err)
 			t.Cleanup(func() { d.Try("rmi", "-f", name) })
@@ -63,11 +66,39 @@ func TestSparseDockerLoadRun(t *testing.T) {
 			}
 			// What Docker cannot do with it: tar-split rebuilds the layer
 			// from the applied (dense) file, so docker save and push fail.
-			_, stderr, err := d.Try("save", "-o", filepath.Join(t.TempDir(), "save.tar"), name)
+			_, stderr, err = d.Try("save", "-o", filepath.Join(t.TempDir(), "save.tar"), name)
 			if err == nil || !strings.Contains(stderr, "could not verify layer data") {
 				t.Errorf("docker save of a sparse layer: %v %q (it failed to verify in 20.10 and 29)", err, stderr)
 			}
 			t.Logf("image archive %d bytes for a 64 MiB file with 4 KiB of data", st.Size())
+		})
+	}
+}
+
+// TestSparseWarningCLI: --sparse warns, on one stderr line, that Docker
+// cannot save the image, when the destination is a Docker's or the
+// profile a Docker's (all of them); without --sparse nothing is said.
+func TestSparseWarningCLI(t *testing.T) {
+	upper := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(upper, "f"), []byte("x"), 0o644))
+	for _, c := range []struct {
+		name string
+		args []string
+		warn bool
+	}{
+		{"sparse to docker-archive", []string{"--sparse", "-o", "docker-archive:" + filepath.Join(t.TempDir(), "a.tar")}, true},
+		{"sparse to OCI, docker-20.10 profile", []string{"--sparse", "--compat", "docker-20.10", "-o", "oci:" + filepath.Join(t.TempDir(), "l")}, true},
+		{"sparse to OCI, default profile", []string{"--sparse", "-o", "oci:" + filepath.Join(t.TempDir(), "l")}, true},
+		{"dense to docker-archive", []string{"-o", "docker-archive:" + filepath.Join(t.TempDir(), "a.tar")}, false},
+		{"dense to OCI", []string{"--compat", "docker-29", "-o", "oci:" + filepath.Join(t.TempDir(), "l")}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, stderr := lc(t, false, append([]string{"commit", "-q", "--upper", upper}, c.args...)...)
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			warned := len(lines) == 1 && strings.HasPrefix(lines[0], "layercommit: warning: --sparse: ") && strings.Contains(lines[0], "docker save")
+			if warned != c.warn || !c.warn && stderr != "" {
+				t.Fatalf("stderr %q, want a warning: %v", stderr, c.warn)
+			}
 		})
 	}
 }
