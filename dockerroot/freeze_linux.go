@@ -2,6 +2,8 @@ package dockerroot
 
 import (
 	"bufio"
+	"errors"
+	"io/fs"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,9 +13,15 @@ import (
 
 // Freeze freezes the cgroup of the process pid (a container's init) with
 // the cgroup freezer, v1 or v2, and returns a function that thaws it.
-// It is what docker commit's default pause does.
+// It is what docker commit's default pause does. A pid that no longer
+// exists (the container stopped after its state was read) has nothing to
+// freeze: its upper dir no longer changes, so Freeze returns a thaw that
+// does nothing.
 func Freeze(pid int) (thaw func() error, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if errors.Is(err, fs.ErrNotExist) {
+		return func() error { return nil }, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("finding the cgroup of pid %d: %w", pid, err)
 	}
