@@ -46,6 +46,8 @@ type conformanceCase struct {
 	// want holds, per path, text its description must contain in
 	// BuildKit's image (and so in ours): what the row is about.
 	want map[string]string
+	// absent are paths BuildKit's image (and so ours) must not hold.
+	absent []string
 }
 
 var conformanceCases = []conformanceCase{
@@ -216,6 +218,70 @@ RUN echo "$BUILDARCH->$TARGETARCH" > /cross
 FROM scratch
 COPY --from=build /cross /cross
 `},
+	// COPY and ADD flags (dockerfile:1): --chmod octal and symbolic,
+	// --chown by name, --exclude, --parents. With --parents the source
+	// is the context root, so --exclude matches from there (d.txt does
+	// not exclude a/b/d.txt).
+	{name: "copy-chmod-symbolic", files: map[string]string{"f": "f\n", "exe": "#!/bin/sh\n", "d/x": "x\n", "d/sub/y": "y\n"},
+		prepare: func(t *testing.T, dir string) {
+			for p, m := range map[string]os.FileMode{"exe": 0o755, "d/sub": 0o700, "d/x": 0o600} {
+				if err := os.Chmod(filepath.Join(dir, p), m); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, dockerfile: `FROM {{BASE}}
+COPY --chmod=u+x,go=rX f exe /sym/
+COPY --chmod=go-w,u=rwx d /symd/
+COPY --chmod=a=rX d /rx/
+COPY --chmod=g+s,o-rwx d /gs/
+COPY --chmod=0640 f /newdir/sub/f
+COPY --chmod=u=rwx,g=rx,o= d /new2/deep/
+ARG M=u=rw,go=r
+COPY --chmod=$M exe /var-mode
+ADD --chmod=u+x <<EOF /heredoc
+x
+EOF
+`, want: map[string]string{"sym/exe": "mode=100755", "sym/f": "mode=100744", "rx/sub": "mode=40555", "rx/x": "mode=100444"}},
+	{name: "copy-chown-names", files: map[string]string{"f": "f\n", "d/x": "x\n"}, dockerfile: `FROM {{BASE}}
+RUN echo 'app:x:1234:4321::/home/app:/bin/sh' >> /etc/passwd && echo 'grp:x:777:' >> /etc/group
+COPY --chown=app f /u
+COPY --chown=app:grp f /ug
+COPY --chown=app: f /u-colon
+COPY --chown=1234 f /num
+COPY --chown=:grp f /g-only
+COPY --chown=nosuchuser f /unknown
+COPY --chown=app:nosuchgroup f /unknown-group
+COPY --chown=5:grp f /num-name
+ARG U=app
+COPY --chown=$U:777 d /owned-dir/
+COPY --chown=app f /new/parent/f
+`, want: map[string]string{"u": "uid=1234 gid=4321", "ug": "uid=1234 gid=777", "num": "uid=1234 gid=1234"}},
+	{name: "copy-exclude", files: map[string]string{"d/a.txt": "a\n", "d/b.log": "b\n", "d/sub/c.txt": "c\n", "d/sub/keep.log": "k\n",
+		"d/skip/x": "x\n", "top.txt": "t\n", "top.log": "l\n"}, dockerfile: `FROM {{BASE}}
+COPY --exclude=*.log --exclude=skip d /ex1/
+COPY --exclude=**/*.txt d /ex2/
+COPY --exclude=sub --exclude=!sub/keep.log d /ex3/
+COPY --exclude=*.log top.* /ex4/
+COPY --exclude=d/sub --exclude=Dockerfile . /ex5/
+ADD --exclude=*.txt d /ex6/
+`, absent: []string{"ex1/b.log", "ex1/skip", "ex2/a.txt", "ex2/sub/c.txt", "ex3/sub/c.txt", "ex5/d/sub", "ex5/Dockerfile", "ex6/a.txt"},
+		// BuildKit matches --exclude below each source, not against a
+		// wildcard's matches themselves: top.log is copied.
+		want: map[string]string{"ex3/sub/keep.log": "content", "ex2/sub/keep.log": "content", "ex4/top.txt": "content", "ex4/top.log": "content"}},
+	{name: "copy-parents", files: map[string]string{"a/b/c.txt": "c\n", "a/b/d.txt": "d\n", "a/x/c.txt": "xc\n", "p/q/r.txt": "r\n"},
+		prepare: func(t *testing.T, dir string) {
+			if err := os.Chmod(filepath.Join(dir, "a/b"), 0o750); err != nil {
+				t.Fatal(err)
+			}
+		}, dockerfile: `FROM {{BASE}}
+COPY --parents a/b/c.txt /p1/
+COPY --parents a/*/c.txt /p2/
+COPY --parents p/./q/r.txt /p3/
+COPY --parents a/b /p4/
+COPY --parents --chmod=0700 a/b/c.txt p/q/r.txt /p5/
+COPY --parents --exclude=d.txt --exclude=a/b/c.txt a/b/ /p6
+`, want: map[string]string{"p6/a/b/d.txt": "content", "p3/q/r.txt": "content", "p1/a/b/c.txt": "content", "p2/a/x/c.txt": "content", "p1/a/b": "mode=40750"},
+		absent: []string{"p1/a/b/d.txt", "p2/a/b/d.txt", "p3/p", "p6/a/b/c.txt"}},
 }
 
 // TestBuildKitConformance builds every row with BuildKit and with Build
@@ -261,6 +327,11 @@ func TestBuildKitConformance(t *testing.T) {
 			for p, w := range tc.want {
 				if !strings.Contains(a[p], w) {
 					t.Errorf("BuildKit's %s is %q, want it to contain %q", p, a[p], w)
+				}
+			}
+			for _, p := range tc.absent {
+				if d, ok := a[p]; ok {
+					t.Errorf("BuildKit's image holds %s (%s), want it absent", p, d)
 				}
 			}
 			for _, d := range treeDiff(a, b) {
