@@ -282,6 +282,22 @@ COPY --parents --chmod=0700 a/b/c.txt p/q/r.txt /p5/
 COPY --parents --exclude=d.txt --exclude=a/b/c.txt a/b/ /p6
 `, want: map[string]string{"p6/a/b/d.txt": "content", "p3/q/r.txt": "content", "p1/a/b/c.txt": "content", "p2/a/x/c.txt": "content", "p1/a/b": "mode=40750"},
 		absent: []string{"p1/a/b/d.txt", "p2/a/b/d.txt", "p3/p", "p6/a/b/c.txt"}},
+	// --link copies onto an empty tree stacked on the base: base
+	// symlinks are not followed, parent directories are new ones, a file
+	// may land where the base has a directory; with --chmod BuildKit
+	// copies as without --link.
+	{name: "copy-link", files: map[string]string{"f": "f\n", "d/x": "x\n"}, dockerfile: `FROM {{BASE}}
+RUN mkdir -m 0700 /priv && chown 1:1 /priv && mkdir /target && ln -s /target /link && ln -s /target /link2 \
+ && mkdir /existing && echo old > /existing/old && mkdir /ed && echo keep > /ed/keep
+COPY --link f /priv/f
+COPY --link f /link/f
+COPY --link f /existing
+COPY --link --chown=5:6 d /newd/
+COPY --link d /ed/
+COPY --link --chmod=0600 f /link2/f
+WORKDIR /w
+COPY --link f rel
+`, want: map[string]string{"priv": "mode=40755 uid=0 gid=0", "link": "mode=40755", "target/f": "mode=100600"}},
 }
 
 // TestBuildKitConformance builds every row with BuildKit and with Build

@@ -137,11 +137,24 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 	if in.Parents {
 		opts += " parents"
 	}
+	if in.Link {
+		opts += " link"
+	}
 	key := b.stepKey(s, createdBy+opts+"\x00"+strings.Join(names, "\x00")+"\x00from="+in.From, digest)
 	if b.fromCache(s, key) {
 		return nil
 	}
-	return b.inOverlay(ctx, s, key, createdBy, line, func(root *safepath.Root) error {
+	// --link (without --chmod, as BuildKit's dispatchCopy has it) copies
+	// onto an empty tree that becomes the layer, stacked on the base by
+	// the image (BuildKit's MergeOp): nothing of the base is read, so a
+	// base symlink on the way is not followed and the directories leading
+	// to the destination are new ones (0755, the --chown owner) over the
+	// base's.
+	into := b.inOverlay
+	if in.Link && in.Chmod == "" {
+		into = b.inScratch
+	}
+	return into(ctx, s, key, createdBy, line, func(root *safepath.Root) error {
 		id := Identity{}
 		if chown != "" {
 			if id, err = chownIdentity(rootFS{root}, chown); err != nil {
@@ -242,6 +255,33 @@ func (b *build) copySources(ctx context.Context, s *stageState, in *dockerfile.C
 		names = append(names, src)
 	}
 	return srcs, names, cleanup, nil
+}
+
+// inScratch is inOverlay for COPY --link: fn writes into the new layer's
+// directory alone (no base below it, no overlay mounted), which becomes
+// the step's layer.
+func (b *build) inScratch(ctx context.Context, s *stageState, key, createdBy string, line int, fn func(*safepath.Root) error) error {
+	dir, upper, _, err := b.newStepDir()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	err = func() error {
+		root, err := safepath.Open(upper)
+		if err != nil {
+			return err
+		}
+		defer root.Close()
+		return fn(root)
+	}()
+	if err != nil {
+		return dockerfile.AtLine(line, err)
+	}
+	l, err := b.st.WriteLayer(ctx, upper, b.layerOptions(s)...)
+	if err != nil {
+		return lineErr(line, "%w", err)
+	}
+	return b.commit(s, key, createdBy, l, upper)
 }
 
 // parentsSource is COPY --parents' source, as BuildKit's dispatchCopy
