@@ -1,7 +1,9 @@
 package builder
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
@@ -12,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/layercommit/layercommit/internal/oracle"
 )
@@ -114,6 +117,89 @@ func TestBuildAddURLStreamed(t *testing.T) {
 				if strings.HasPrefix(e.Name(), "url-") {
 					t.Errorf("download dir %s left in the state dir", e.Name())
 				}
+			}
+		})
+	}
+}
+
+// gzipTar is a gzip tar holding dir/in.txt.
+func gzipTar(t *testing.T) []byte {
+	t.Helper()
+	var tb bytes.Buffer
+	zw := gzip.NewWriter(&tb)
+	tw := tar.NewWriter(zw)
+	for _, h := range []*tar.Header{{Typeflag: tar.TypeDir, Name: "dir/", Mode: 0o755}, {Typeflag: tar.TypeReg, Name: "dir/in.txt", Mode: 0o640, Size: 3}} {
+		h.ModTime = time.Unix(1700000000, 0)
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw.Write([]byte("in\n"))
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return tb.Bytes()
+}
+
+// copyFlagServer serves what the COPY/ADD flag tests fetch: /f.txt,
+// /g.txt and /a.tar.gz (gzipTar).
+func copyFlagServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	files := map[string][]byte{"/f.txt": []byte("fetched\n"), "/g.txt": []byte("g\n"), "/a.tar.gz": gzipTar(t)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Last-Modified", time.Unix(1700000000, 0).UTC().Format(http.TimeFormat))
+		w.Write(b)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestBuildKitCopyFlagErrors: COPY/ADD flag misuse that BuildKit v0.34
+// refuses is refused here too, with one "Dockerfile:LINE:" line and
+// nothing written to the destination.
+func TestBuildKitCopyFlagErrors(t *testing.T) {
+	k := oracle.NewBuildKit(t)
+	srv := copyFlagServer(t)
+	zeros := "sha256:" + strings.Repeat("0", 64)
+	for _, tc := range []struct {
+		name, dockerfile, want string
+	}{
+		{"checksum-local-source", "ADD --checksum=" + zeros + " f /f\n", "Dockerfile:2: checksum requires HTTP(S) or Git sources"},
+		{"checksum-on-copy", "COPY --checksum=" + zeros + " f /f\n", "Dockerfile:2: unknown flag: --checksum"},
+		{"checksum-several-sources", "ADD --checksum=" + zeros + " {{HTTP}}/f.txt {{HTTP}}/g.txt /d/\n", "Dockerfile:2: checksum can't be specified for multiple sources"},
+		{"checksum-mismatch", "ADD --checksum=" + zeros + " {{HTTP}}/f.txt /f\n", "Dockerfile:2: ADD {{HTTP}}/f.txt: checksum mismatch"},
+		{"chmod-not-octal", "COPY --chmod=0888 f /f\n", "Dockerfile:2: invalid chmod parameter: '0888'. it should be octal string and between 0 and 07777"},
+		{"chmod-too-large", "COPY --chmod=17777 f /f\n", "Dockerfile:2: invalid chmod parameter: '17777'"},
+		{"chmod-bad-symbolic", "COPY --chmod=u+q f /f\n", "Dockerfile:2: invalid chmod parameter"},
+		{"chmod-bad-from-arg", "ARG M=a=rwz\nCOPY --chmod=$M f /f\n", "Dockerfile:3: invalid chmod parameter"},
+		{"link-chown-name", "COPY --link --chown=nobody f /f\n", "Dockerfile:2: --chown=nobody: user and group names can't be resolved when used with --link, use numeric uid[:gid] instead"},
+		{"link-not-boolean", "COPY --link=maybe f /f\n", "Dockerfile:2: expecting boolean value for flag --link, not: maybe"},
+		{"exclude-without-value", "COPY --exclude f /d/\n", "Dockerfile:2: missing a value on flag: --exclude"},
+		{"parents-on-add", "ADD --parents f /d/\n", "Dockerfile:2: unknown flag: --parents"},
+		{"parents-missing-source", "COPY --parents nope/x /d/\n", "Dockerfile:2: COPY failed: file not found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := strings.NewReplacer("{{HTTP}}", srv.URL)
+			ctxDir := writeContext(t, map[string]string{"f": "f\n", "Dockerfile": "FROM " + k.Base + "\n" + r.Replace(tc.dockerfile)})
+			if _, out, err := k.TryBuild(t, ctxDir, oracle.BuildOpts{}); err == nil {
+				t.Fatalf("BuildKit built it:\n%s", out)
+			}
+			dest := filepath.Join(t.TempDir(), "out")
+			_, err := testBuild(t, Options{ContextDir: ctxDir, ResolvePlatform: registryResolver}, "oci:"+dest)
+			want := r.Replace(tc.want)
+			if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("err = %v, want one line starting %q", err, want)
+			}
+			if _, err := os.Stat(dest); !os.IsNotExist(err) {
+				t.Errorf("the failed build wrote %s (%v)", dest, err)
 			}
 		})
 	}

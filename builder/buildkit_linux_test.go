@@ -298,6 +298,22 @@ COPY --link --chmod=0600 f /link2/f
 WORKDIR /w
 COPY --link f rel
 `, want: map[string]string{"priv": "mode=40755 uid=0 gid=0", "link": "mode=40755", "target/f": "mode=100600"}},
+	// ADD of URLs and archives: a URL is unpacked only with --unpack
+	// (BuildKit 0.34), a local archive unless --unpack=false; a right
+	// --checksum passes.
+	{name: "add-unpack-and-checksum", prepare: func(t *testing.T, dir string) {
+		if err := os.WriteFile(filepath.Join(dir, "a.tar.gz"), gzipTar(t), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}, dockerfile: `FROM {{BASE}}
+ADD {{HTTP}}/a.tar.gz /url-default/
+ADD --unpack {{HTTP}}/a.tar.gz /url-unpacked/
+ADD --checksum=sha256:f6e379b0639054c51806fd5d67948cbcaebd354b0e91a7683932b043c5c3ba32 {{HTTP}}/f.txt /f.txt
+ARG SUM=sha256:f6e379b0639054c51806fd5d67948cbcaebd354b0e91a7683932b043c5c3ba32
+ADD --checksum=$SUM {{HTTP}}/f.txt /f-arg.txt
+ADD --unpack=false a.tar.gz /local-kept/
+ADD a.tar.gz /local-default/
+`, want: map[string]string{"url-default/a.tar.gz": "mode=100600", "url-unpacked/dir/in.txt": "mode=100640", "local-kept/a.tar.gz": "mode=100644", "local-default/dir/in.txt": "content"}},
 }
 
 // TestBuildKitConformance builds every row with BuildKit and with Build
@@ -306,9 +322,10 @@ COPY --link f rel
 func TestBuildKitConformance(t *testing.T) {
 	k := oracle.NewBuildKit(t)
 	index, xattrBase := multiArchBase(t, k), xattrImage(t, k)
+	srv := copyFlagServer(t) // {{HTTP}}: BuildKit's daemon fetches it on the host's loopback too
 	for _, tc := range conformanceCases {
 		t.Run(tc.name, func(t *testing.T) {
-			df := strings.NewReplacer("{{BASE}}", k.Base, "{{INDEX}}", index, "{{XATTR}}", xattrBase).Replace(tc.dockerfile)
+			df := strings.NewReplacer("{{BASE}}", k.Base, "{{INDEX}}", index, "{{XATTR}}", xattrBase, "{{HTTP}}", srv.URL).Replace(tc.dockerfile)
 			files := map[string]string{"Dockerfile": df}
 			for n, c := range tc.files {
 				files[n] = c

@@ -89,6 +89,9 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 	if in.Link && chownByName(chown) {
 		return lineErr(line, "--chown=%s: user and group names can't be resolved when used with --link, use numeric uid[:gid] instead", chown)
 	}
+	if in.Checksum != "" && len(in.Sources) != 1 {
+		return lineErr(line, "checksum can't be specified for multiple sources")
+	}
 	var exclude *patternmatcher.PatternMatcher
 	if len(in.Excludes) > 0 {
 		if exclude, err = patternmatcher.New(in.Excludes); err != nil {
@@ -139,6 +142,9 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 	}
 	if in.Link {
 		opts += " link"
+	}
+	if in.Unpack != nil {
+		opts += fmt.Sprintf(" unpack=%t", *in.Unpack)
 	}
 	key := b.stepKey(s, createdBy+opts+"\x00"+strings.Join(names, "\x00")+"\x00from="+in.From, digest)
 	if b.fromCache(s, key) {
@@ -231,9 +237,17 @@ func (b *build) copySources(ctx context.Context, s *stageState, in *dockerfile.C
 				return nil, nil, cleanup, err
 			}
 			tmps = append(tmps, tmp)
-			cs, err := fetchURL(ctx, src, in.Checksum, tmp)
+			checksum, err := b.expand(s, line, in.Checksum)
+			if err != nil {
+				return nil, nil, cleanup, err
+			}
+			cs, err := fetchURL(ctx, src, checksum, tmp)
 			if err != nil {
 				return nil, nil, cleanup, lineErr(line, "ADD %s: %w", src, err)
+			}
+			// A URL is not unpacked unless --unpack asks (BuildKit 0.34).
+			if in.Unpack != nil && *in.Unpack {
+				cs.archive = isArchive(os.DirFS(tmp), filepath.Base(cs.file))
 			}
 			srcs = append(srcs, cs)
 			names = append(names, src)
@@ -359,7 +373,7 @@ func (b *build) pathSources(in *dockerfile.CopyInstr, srcFS fs.FS, fromContext b
 			return nil, lineErr(line, "%s failed: %w", in.Name(), err)
 		}
 		cs := copySource{name: path.Base(m), fsys: srcFS, rel: m, mode: fi.Mode(), mtime: fi.ModTime()}
-		if in.Add && fi.Mode().IsRegular() {
+		if in.Add && fi.Mode().IsRegular() && (in.Unpack == nil || *in.Unpack) {
 			cs.archive = isArchive(srcFS, m)
 		}
 		srcs = append(srcs, cs)
@@ -890,7 +904,13 @@ func decompress(br *bufio.Reader) (io.Reader, error) {
 // chrooted untar does: the archive's own symlinks and ".." stay in d.
 // Ownership comes from the archive.
 func (c *copier) extract(src copySource, d *os.File) error {
-	f, err := src.fsys.Open(src.rel)
+	var f io.ReadCloser
+	var err error
+	if src.file != "" {
+		f, err = os.Open(src.file)
+	} else {
+		f, err = src.fsys.Open(src.rel)
+	}
 	if err != nil {
 		return err
 	}
