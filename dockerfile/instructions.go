@@ -334,12 +334,22 @@ type Dockerfile struct {
 	Stages      []*Stage
 	EscapeToken rune
 	Warnings    []string
+	// Syntax is the `# syntax=` frontend (one naming the built-in
+	// docker/dockerfile:1, or ""); Check the `# check=` lint options as
+	// written (validated; the lint rules are not run).
+	Syntax, Check string
 }
 
 // Dump renders the parsed file one instruction a line; the parser's golden
 // files hold it.
 func (d *Dockerfile) Dump() string {
 	var b strings.Builder
+	if d.Syntax != "" {
+		fmt.Fprintf(&b, "syntax=%s\n", d.Syntax)
+	}
+	if d.Check != "" {
+		fmt.Fprintf(&b, "check=%s\n", d.Check)
+	}
 	for _, a := range d.MetaArgs {
 		fmt.Fprintf(&b, "%d: %s\n", a.Line, a)
 	}
