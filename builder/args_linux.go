@@ -89,3 +89,37 @@ func (b *build) expand(s *stageState, line int, word string) (string, error) {
 	}
 	return v, nil
 }
+
+// proxyArgs are the build args BuildKit passes to every RUN without an
+// ARG (dockerfile2llb's proxyEnvFromBuildArgs, matched in any case), each
+// given to the process in both its upper- and lower-case spelling
+// (the exec op's proxyEnvList). They are left out of the step's
+// created_by and cache key, as BuildKit leaves them out of its history
+// and cache key.
+var proxyArgs = []string{"HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"}
+
+// proxyEnv is the RUN environment the proxy build args give, in
+// BuildKit's order; a name given in several cases takes the value of the
+// last in sorted order, as BuildKit's loop over sorted keys does.
+func (b *build) proxyEnv() []string {
+	keys := make([]string, 0, len(b.o.BuildArgs))
+	for k := range b.o.BuildArgs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var env []string
+	for _, p := range proxyArgs {
+		var val string
+		for _, k := range keys {
+			if strings.EqualFold(k, p) {
+				if v, _ := b.buildArg(k); v != nil {
+					val = *v
+				}
+			}
+		}
+		if val != "" {
+			env = append(env, p+"="+val, strings.ToLower(p)+"="+val)
+		}
+	}
+	return env
+}

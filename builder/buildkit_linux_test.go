@@ -48,6 +48,8 @@ type conformanceCase struct {
 	want map[string]string
 	// absent are paths BuildKit's image (and so ours) must not hold.
 	absent []string
+	// images, when set, checks more of the two images.
+	images func(t *testing.T, buildkit, ours v1.Image)
 }
 
 var conformanceCases = []conformanceCase{
@@ -314,6 +316,21 @@ ADD --checksum=$SUM {{HTTP}}/f.txt /f-arg.txt
 ADD --unpack=false a.tar.gz /local-kept/
 ADD a.tar.gz /local-default/
 `, want: map[string]string{"url-default/a.tar.gz": "mode=100600", "url-unpacked/dir/in.txt": "mode=100640", "local-kept/a.tar.gz": "mode=100644", "local-default/dir/in.txt": "content"}},
+	// Proxy build args reach RUN without an ARG, in both cases, and stay
+	// out of the history; a declared one is an ordinary ARG too.
+	{name: "run-proxy-args", buildArgs: map[string]string{"HTTP_PROXY": "http://proxy.invalid:3128", "no_proxy": "localhost,.internal", "all_proxy": "socks5://s.invalid:1080", "FTP_PROXY": ""},
+		dockerfile: `FROM {{BASE}}
+RUN env | grep -i _proxy= | sort > /proxies
+ARG HTTP_PROXY
+RUN echo "declared=$HTTP_PROXY" > /declared && env | grep -ic _proxy= > /count
+`, want: map[string]string{ // sha256 of "ALL_PROXY=socks5://s.invalid:1080\nHTTP_PROXY=...\nNO_PROXY=...\nall_proxy=...\nhttp_proxy=...\nno_proxy=...\n"
+			"proxies": "sha=20984aa0de88929c156706c6f19a0cb681421638c45b0ee68581100d060fe41d", "declared": `content="declared=http://proxy.invalid:3128\n"`},
+		images: func(t *testing.T, buildkit, ours v1.Image) {
+			a, b := historyMentions(t, buildkit, "proxy.invalid"), historyMentions(t, ours, "proxy.invalid")
+			if a != "0 1" || b != a {
+				t.Errorf("RUNs whose history names the proxy: BuildKit %q, ours %q, want \"0 1\" (only the one after ARG HTTP_PROXY)", a, b)
+			}
+		}},
 }
 
 // TestBuildKitConformance builds every row with BuildKit and with Build
@@ -362,6 +379,9 @@ func TestBuildKitConformance(t *testing.T) {
 					t.Errorf("BuildKit's %s is %q, want it to contain %q", p, a[p], w)
 				}
 			}
+			if tc.images != nil {
+				tc.images(t, theirImg, ourImg)
+			}
 			for _, p := range tc.absent {
 				if d, ok := a[p]; ok {
 					t.Errorf("BuildKit's image holds %s (%s), want it absent", p, d)
@@ -372,6 +392,28 @@ func TestBuildKitConformance(t *testing.T) {
 			}
 		})
 	}
+}
+
+// historyMentions lists, for each RUN in img's history, 1 if its
+// created_by contains s, else 0.
+func historyMentions(t *testing.T, img v1.Image, s string) string {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, h := range cf.History {
+		if !strings.Contains(h.CreatedBy, "/bin/sh -c") || strings.Contains(h.CreatedBy, "#(nop)") {
+			continue
+		}
+		if strings.Contains(h.CreatedBy, s) {
+			out = append(out, "1")
+		} else {
+			out = append(out, "0")
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // registryResolver opens a plain name from its registry (the loopback

@@ -158,7 +158,7 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 		return err
 	}
 	defer release()
-	env := append(append(append([]string(nil), c.Env...), buildArgs...), menv...)
+	env := append(append(append(append([]string(nil), c.Env...), buildArgs...), b.proxyEnv()...), menv...)
 	scratch := filepath.Join(dir, "mnt")
 	if err := os.Mkdir(scratch, 0o700); err != nil {
 		return err
