@@ -331,6 +331,15 @@ RUN echo "declared=$HTTP_PROXY" > /declared && env | grep -ic _proxy= > /count
 				t.Errorf("RUNs whose history names the proxy: BuildKit %q, ours %q, want \"0 1\" (only the one after ARG HTTP_PROXY)", a, b)
 			}
 		}},
+	// BUILDKIT_* build args: the sandbox hostname is honoured; the ones
+	// that change nothing for a local context are consumed; declared,
+	// they are ordinary ARGs.
+	{name: "buildkit-args", buildArgs: map[string]string{"BUILDKIT_SANDBOX_HOSTNAME": "custom-host", "BUILDKIT_INLINE_CACHE": "1", "BUILDKIT_CONTEXT_KEEP_GIT_DIR": "1"},
+		dockerfile: `FROM {{BASE}}
+RUN hostname > /h
+ARG BUILDKIT_INLINE_CACHE
+RUN echo "inline=$BUILDKIT_INLINE_CACHE" > /ic
+`, want: map[string]string{"h": `content="custom-host\n"`, "ic": `content="inline=1\n"`}},
 }
 
 // TestBuildKitConformance builds every row with BuildKit and with Build

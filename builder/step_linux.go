@@ -118,6 +118,9 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	}
 	createdBy := strings.Join(saveCmd, " ")
 	keyed := createdBy + "\x00network=" + in.Network
+	if h, ok := b.sandboxHostname(); ok {
+		keyed += "\x00hostname=" + h
+	}
 	for name, script := range pipes {
 		keyed += fmt.Sprintf("\x00pipe %q %q", name, script)
 	}
@@ -142,6 +145,9 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	}
 	defer os.RemoveAll(dir)
 	hostname := key[:12]
+	if h, ok := b.sandboxHostname(); ok {
+		hostname = h
+	}
 	hostNet := b.o.HostNetwork
 	switch in.Network {
 	case "none":

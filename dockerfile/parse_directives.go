@@ -17,6 +17,19 @@ import (
 // experimental instructions it lacks).
 var builtinSyntax = regexp.MustCompile(`^(docker\.io/)?docker/dockerfile(:(latest|1(\.[0-9]+){0,2}))?(@sha256:[0-9a-f]{64})?$`)
 
+// BuiltinSyntax reports whether a frontend reference (a `# syntax=`
+// value, or BUILDKIT_SYNTAX) names the built-in docker/dockerfile:1.
+func BuiltinSyntax(ref string) bool { return builtinSyntax.MatchString(ref) }
+
+// CheckOptions validates `# check=` options (or BUILDKIT_DOCKERFILE_CHECK)
+// with BuildKit's own parser.
+func CheckOptions(v string) error {
+	if _, err := linter.ParseLintOptions(v); err != nil {
+		return fmt.Errorf("failed to parse check options: %w", err)
+	}
+	return nil
+}
+
 // readDirectives checks the file's `# syntax=` and `# check=` directives
 // (BuildKit's parser finds them, in its comment forms) and records them.
 // Lint rules themselves are not run: `check` is validated with
@@ -30,8 +43,8 @@ func (df *Dockerfile) readDirectives(data []byte) error {
 		df.Syntax = ref
 	}
 	if v, _, loc, ok := parser.ParseDirective("check", data); ok {
-		if _, err := linter.ParseLintOptions(v); err != nil {
-			return &LineError{Line: directiveLine(loc), Err: fmt.Errorf("failed to parse check options: %w", err)}
+		if err := CheckOptions(v); err != nil {
+			return &LineError{Line: directiveLine(loc), Err: err}
 		}
 		df.Check = v
 	}
