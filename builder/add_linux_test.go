@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -167,7 +168,7 @@ func copyFlagServer(t *testing.T) *httptest.Server {
 // nothing written to the destination.
 func TestBuildKitCopyFlagErrors(t *testing.T) {
 	k := oracle.NewBuildKit(t)
-	srv := copyFlagServer(t)
+	srv, gsrv := copyFlagServer(t), gitServer(t)
 	zeros := "sha256:" + strings.Repeat("0", 64)
 	for _, tc := range []struct {
 		name, dockerfile, want string
@@ -185,9 +186,14 @@ func TestBuildKitCopyFlagErrors(t *testing.T) {
 		{"exclude-without-value", "COPY --exclude f /d/\n", "Dockerfile:2: missing a value on flag: --exclude"},
 		{"parents-on-add", "ADD --parents f /d/\n", "Dockerfile:2: unknown flag: --parents"},
 		{"parents-missing-source", "COPY --parents nope/x /d/\n", "Dockerfile:2: COPY failed: file not found"},
+		{"git-ref-missing", "ADD {{GIT}}/repo.git#no-such-branch /g/\n", `Dockerfile:2: ADD {{GIT}}/repo.git#no-such-branch: git ref "no-such-branch" not found`},
+		{"git-subdir-missing", "ADD {{GIT}}/repo.git#main:nope /g/\n", `Dockerfile:2: ADD {{GIT}}/repo.git#main:nope: subdir "nope" is not a directory`},
+		{"git-checksum-mismatch", "ADD --checksum=0123456789abcdef {{GIT}}/repo.git#main /g/\n", "Dockerfile:2: ADD {{GIT}}/repo.git#main: expected checksum to match 0123456789abcdef"},
+		{"git-on-copy", "COPY {{GIT}}/repo.git /g/\n", "Dockerfile:2: source can't be a git ref for COPY"},
+		{"url-on-copy", "COPY {{HTTP}}/f.txt /g/\n", "Dockerfile:2: source can't be a URL for COPY"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := strings.NewReplacer("{{HTTP}}", srv.URL)
+			r := strings.NewReplacer("{{HTTP}}", srv.URL, "{{GIT}}", gsrv.URL)
 			ctxDir := writeContext(t, map[string]string{"f": "f\n", "Dockerfile": "FROM " + k.Base + "\n" + r.Replace(tc.dockerfile)})
 			if _, out, err := k.TryBuild(t, ctxDir, oracle.BuildOpts{}); err == nil {
 				t.Fatalf("BuildKit built it:\n%s", out)
@@ -203,4 +209,58 @@ func TestBuildKitCopyFlagErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gitServer serves a repository over git's smart HTTP (Debian's git
+// http-backend as a CGI) at URL/repo.git: main holds top.txt, an
+// executable sub/run.sh, sub/inner.txt and a symlink; tag v1 is main's
+// first commit (top.txt only); branch feature changes sub/inner.txt.
+func gitServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	gitBin := oracle.Tool(t, "git")
+	work, root := t.TempDir(), t.TempDir()
+	run := func(dir string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(gitBin, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+work, "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.invalid", "GIT_AUTHOR_DATE=2023-11-14T22:13:20Z", "GIT_COMMITTER_DATE=2023-11-14T22:13:20Z")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	write := func(p, content string, mode os.FileMode) {
+		t.Helper()
+		p = filepath.Join(work, p)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(work, "init", "-q", "-b", "main")
+	write("top.txt", "top\n", 0o644)
+	run(work, "add", ".")
+	run(work, "commit", "-q", "-m", "first")
+	run(work, "tag", "v1")
+	write("sub/inner.txt", "inner on main\n", 0o644)
+	write("sub/run.sh", "#!/bin/sh\n", 0o755)
+	if err := os.Symlink("../top.txt", filepath.Join(work, "sub/link")); err != nil {
+		t.Fatal(err)
+	}
+	run(work, "add", ".")
+	run(work, "commit", "-q", "-m", "second")
+	run(work, "checkout", "-q", "-b", "feature")
+	write("sub/inner.txt", "inner on feature\n", 0o644)
+	run(work, "commit", "-q", "-am", "feature")
+	run(work, "checkout", "-q", "main")
+	run(root, "clone", "-q", "--bare", work, "repo.git")
+	srv := httptest.NewServer(&cgi.Handler{Path: gitBin, Args: []string{"http-backend"},
+		Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + work}})
+	t.Cleanup(srv.Close)
+	return srv
 }

@@ -331,6 +331,16 @@ RUN echo "declared=$HTTP_PROXY" > /declared && env | grep -ic _proxy= > /count
 				t.Errorf("RUNs whose history names the proxy: BuildKit %q, ours %q, want \"0 1\" (only the one after ARG HTTP_PROXY)", a, b)
 			}
 		}},
+	// ADD of git repositories (BuildKit's git source, here Debian's git):
+	// refs, tags, branches, subdirs, the query form, --chown.
+	{name: "add-git", dockerfile: `FROM {{BASE}}
+ADD {{GIT}}/repo.git /default/
+ADD {{GIT}}/repo.git#v1 /tag/
+ADD {{GIT}}/repo.git#feature:sub /feature-sub/
+ADD {{GIT}}/repo.git#:sub /sub-only
+ADD --chown=5:6 {{GIT}}/repo.git?ref=main&subdir=sub /query/
+`, want: map[string]string{"tag/top.txt": "content", "feature-sub/inner.txt": `content="inner on feature\n"`, "sub-only/run.sh": "mode=100755", "query/inner.txt": "uid=5 gid=6"},
+		absent: []string{"default/.git", "tag/sub"}},
 	// BUILDKIT_* build args: the sandbox hostname is honoured; the ones
 	// that change nothing for a local context are consumed; declared,
 	// they are ordinary ARGs.
@@ -348,10 +358,12 @@ RUN echo "inline=$BUILDKIT_INLINE_CACHE" > /ic
 func TestBuildKitConformance(t *testing.T) {
 	k := oracle.NewBuildKit(t)
 	index, xattrBase := multiArchBase(t, k), xattrImage(t, k)
-	srv := copyFlagServer(t) // {{HTTP}}: BuildKit's daemon fetches it on the host's loopback too
+	// {{HTTP}} and {{GIT}}: BuildKit's daemon fetches them on the host's
+	// loopback too.
+	srv, gsrv := copyFlagServer(t), gitServer(t)
 	for _, tc := range conformanceCases {
 		t.Run(tc.name, func(t *testing.T) {
-			df := strings.NewReplacer("{{BASE}}", k.Base, "{{INDEX}}", index, "{{XATTR}}", xattrBase, "{{HTTP}}", srv.URL).Replace(tc.dockerfile)
+			df := strings.NewReplacer("{{BASE}}", k.Base, "{{INDEX}}", index, "{{XATTR}}", xattrBase, "{{HTTP}}", srv.URL, "{{GIT}}", gsrv.URL).Replace(tc.dockerfile)
 			files := map[string]string{"Dockerfile": df}
 			for n, c := range tc.files {
 				files[n] = c

@@ -205,7 +205,11 @@ func copyCreatedBy(s *stageState, in *dockerfile.CopyInstr, srcs []copySource, d
 func (b *build) copySources(ctx context.Context, s *stageState, in *dockerfile.CopyInstr, srcFS fs.FS, fromContext bool) (srcs []copySource, names []string, cleanup func(), err error) {
 	line := in.Line
 	var tmps []string
+	var closers []func()
 	cleanup = func() {
+		for _, c := range closers {
+			c()
+		}
 		for _, t := range tmps {
 			os.RemoveAll(t)
 		}
@@ -231,7 +235,27 @@ func (b *build) copySources(ctx context.Context, s *stageState, in *dockerfile.C
 		if err != nil {
 			return nil, nil, cleanup, err
 		}
-		if in.Add && (strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")) {
+		if ref, isGit, err := gitSource(src); isGit {
+			if err != nil {
+				return nil, nil, cleanup, lineErr(line, "%s %s: %w", in.Name(), src, err)
+			}
+			if !in.Add {
+				return nil, nil, cleanup, lineErr(line, "source can't be a git ref for COPY")
+			}
+			cs, done, err := b.addGit(ctx, s, in, src, ref)
+			if err != nil {
+				return nil, nil, cleanup, err
+			}
+			closers = append(closers, done)
+			srcs = append(srcs, cs)
+			names = append(names, src)
+			continue
+		}
+		isURL := strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")
+		if isURL && !in.Add {
+			return nil, nil, cleanup, lineErr(line, "source can't be a URL for COPY")
+		}
+		if isURL {
 			tmp, err := b.st.TempDir("url-")
 			if err != nil {
 				return nil, nil, cleanup, err
