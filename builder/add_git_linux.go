@@ -111,6 +111,8 @@ func gitCheckout(ctx context.Context, ref *dfgitutil.GitRef, keepGitDir bool, ch
 		if err := os.RemoveAll(filepath.Join(repo, ".git")); err != nil {
 			return copySource{}, none, err
 		}
+	} else if err := keptGitDir(git, repo, ref.Ref, commit); err != nil {
+		return copySource{}, none, err
 	}
 	root, err := safepath.Open(repo)
 	if err != nil {
@@ -130,6 +132,29 @@ func gitCheckout(ctx context.Context, ref *dfgitutil.GitRef, keepGitDir bool, ch
 		return copySource{}, none, fmt.Errorf("subdir %q is not a directory of %s at %s", ref.SubDir, ref.Remote, want)
 	}
 	return copySource{name: path.Base(sub), fsys: fsys, rel: sub, mode: fi.Mode(), mtime: fi.ModTime()}, func() { root.Close() }, nil
+}
+
+// keptGitDir shapes the checkout's .git for --keep-git-dir as BuildKit
+// leaves it: HEAD detached at the commit, a named ref as both a branch
+// and a tag there, no FETCH_HEAD and no remote-tracking refs. Objects,
+// the index and reflogs are git's own and differ in bytes from
+// BuildKit's.
+func keptGitDir(git func(...string) (string, error), repo, name, commit string) error {
+	dotgit := filepath.Join(repo, ".git")
+	for _, p := range []string{"FETCH_HEAD", "refs/remotes", "logs/refs/remotes"} {
+		if err := os.RemoveAll(filepath.Join(dotgit, p)); err != nil {
+			return err
+		}
+	}
+	if name == "" || name == commit {
+		return nil
+	}
+	for _, r := range []string{"refs/heads/" + name, "refs/tags/" + name} {
+		if _, err := git("update-ref", "--no-deref", r, commit); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // addGit resolves one ADD git source: --keep-git-dir and --checksum

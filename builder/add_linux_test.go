@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -263,4 +265,73 @@ func gitServer(t *testing.T) *httptest.Server {
 		Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + work}})
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// TestBuildKitAddGitKeepGitDir: ADD --keep-git-dir (and the
+// keep-git-dir=true query form) keeps a .git whose HEAD, config,
+// shallow list and named refs are BuildKit's; the work tree is the same.
+// Objects, the index and reflogs are git's bytes, not compared.
+func TestBuildKitAddGitKeepGitDir(t *testing.T) {
+	k := oracle.NewBuildKit(t)
+	g := gitServer(t)
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nADD --keep-git-dir " + g.URL + "/repo.git#feature /r/\n" +
+		"ADD " + g.URL + "/repo.git?ref=main&keep-git-dir=true /q/\n"})
+	theirs := k.Build(t, ctxDir, oracle.BuildOpts{})
+	ours := filepath.Join(t.TempDir(), "ours")
+	if _, err := testBuild(t, Options{ContextDir: ctxDir}, "oci:"+ours); err != nil {
+		t.Fatal(err)
+	}
+	keep := func(tree map[string]string) map[string]string {
+		out := map[string]string{}
+		for p, d := range tree {
+			if strings.Contains(p, ".git/objects/") || strings.Contains(p, ".git/hooks/") || strings.Contains(p, ".git/logs") || strings.HasSuffix(p, ".git/index") {
+				continue
+			}
+			// BuildKit reuses a checkout of the same commit from an
+			// earlier build, whose config names that build's remote
+			// (another port of this test's server): the remote URL is
+			// checked below, the rest of config here.
+			if strings.HasSuffix(p, ".git/config") {
+				d = regexp.MustCompile(`url = http://127\.0\.0\.1:[0-9]+/`).ReplaceAllString(d, "url = REMOTE/")
+				d = regexp.MustCompile(` sha=[0-9a-f]+`).ReplaceAllString(d, "")
+			}
+			out[p] = d
+		}
+		return out
+	}
+	a, b := keep(imageTree(t, layoutImage(t, theirs))), keep(imageTree(t, layoutImage(t, ours)))
+	for _, p := range []string{"r/.git/HEAD", "r/.git/config", "r/.git/refs/heads/feature", "q/.git/HEAD", "r/sub/inner.txt"} {
+		if a[p] == "" {
+			t.Errorf("BuildKit's image has no %s", p)
+		}
+	}
+	if !strings.Contains(b["r/.git/config"], `url = REMOTE/repo.git\n`) {
+		t.Errorf("our r/.git/config does not name the remote: %s", b["r/.git/config"])
+	}
+	for _, d := range treeDiff(a, b) {
+		t.Error(d)
+	}
+}
+
+// TestBuildAddGitWithoutGit: with no git on PATH, ADD of a git URL fails
+// with one line saying so, and nothing fetches the URL another way.
+func TestBuildAddGitWithoutGit(t *testing.T) {
+	oracle.Root(t)
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nADD " + srv.URL + "/repo.git#main /r/\n"})
+	t.Setenv("PATH", t.TempDir())
+	dest := filepath.Join(t.TempDir(), "out")
+	_, err := testBuild(t, Options{ContextDir: ctxDir}, "oci:"+dest)
+	want := "Dockerfile:2: ADD " + srv.URL + "/repo.git#main: git sources need git, which is not installed here"
+	if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("err = %v, want one line starting %q", err, want)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the server was asked %d times", n)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Errorf("the failed build wrote %s (%v)", dest, err)
+	}
 }
