@@ -284,6 +284,20 @@ COPY --parents --chmod=0700 a/b/c.txt p/q/r.txt /p5/
 COPY --parents --exclude=d.txt --exclude=a/b/c.txt a/b/ /p6
 `, want: map[string]string{"p6/a/b/d.txt": "content", "p3/q/r.txt": "content", "p1/a/b/c.txt": "content", "p2/a/x/c.txt": "content", "p1/a/b": "mode=40750"},
 		absent: []string{"p1/a/b/d.txt", "p2/a/b/d.txt", "p3/p", "p6/a/b/c.txt"}},
+	// A directory copied onto an existing one leaves that directory's
+	// own mode and owner alone (BuildKit copies contents, not the source
+	// directory's attributes), with or without --chown and --chmod.
+	{name: "copy-dir-onto-existing", files: map[string]string{"d/x": "x\n", "d/s/y": "y\n"}, prepare: func(t *testing.T, dir string) {
+		if err := os.Chmod(filepath.Join(dir, "d"), 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}, dockerfile: `FROM {{BASE}}
+RUN mkdir -m 0700 /e1 /e2 /e3 && chown 1:1 /e1 /e2 /e3
+COPY d /e1/
+COPY --chown=5:6 d /e2
+COPY --chmod=0444 d /e3/
+COPY d /fresh
+`, want: map[string]string{"e1": "mode=40700 uid=1 gid=1", "e2": "mode=40700 uid=1 gid=1", "e2/s": "uid=5 gid=6", "fresh": "mode=40755"}},
 	// --link copies onto an empty tree stacked on the base: base
 	// symlinks are not followed, parent directories are new ones, a file
 	// may land where the base has a directory; with --chmod BuildKit
