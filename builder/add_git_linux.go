@@ -12,30 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
-
 	"github.com/layercommit/layercommit/dockerfile"
 	"github.com/layercommit/layercommit/internal/safepath"
 )
-
-// gitSource reports whether an ADD source is a git repository as
-// BuildKit's dockerfile frontend tells (dfgitutil.ParseGitRef, its own
-// parser: https://…/repo.git#ref:subdir, git://…, git@host:…, with the
-// ?ref=&subdir=&keep-git-dir=&checksum= query form); a malformed git
-// reference is an error, as in BuildKit.
-func gitSource(src string) (*dfgitutil.GitRef, bool, error) {
-	ref, isGit, err := dfgitutil.ParseGitRef(src)
-	if err != nil {
-		if isGit {
-			return nil, true, err
-		}
-		return nil, false, nil
-	}
-	if ref.IndistinguishableFromLocal {
-		return nil, false, nil
-	}
-	return ref, true, nil
-}
 
 // gitCheckout fetches ref's commit from its remote with Debian's git (a
 // shallow fetch of the one ref into a fresh repository under dir, as
@@ -44,7 +23,7 @@ func gitSource(src string) (*dfgitutil.GitRef, bool, error) {
 // The checkout's commit must start with checksum when one is given. No
 // git, an unknown ref or a failed fetch is an error; nothing is ever
 // downloaded another way.
-func gitCheckout(ctx context.Context, ref *dfgitutil.GitRef, keepGitDir bool, checksum, dir string) (copySource, func(), error) {
+func gitCheckout(ctx context.Context, ref *dockerfile.GitSource, keepGitDir bool, checksum, dir string) (copySource, func(), error) {
 	none := func() {}
 	gitBin, err := exec.LookPath("git")
 	if err != nil {
@@ -160,7 +139,7 @@ func keptGitDir(git func(...string) (string, error), repo, name, commit string) 
 // addGit resolves one ADD git source: --keep-git-dir and --checksum
 // (or their query forms, which must agree) as BuildKit's dispatchCopy
 // reads them.
-func (b *build) addGit(ctx context.Context, s *stageState, in *dockerfile.CopyInstr, src string, ref *dfgitutil.GitRef) (copySource, func(), error) {
+func (b *build) addGit(ctx context.Context, s *stageState, in *dockerfile.CopyInstr, src string, ref *dockerfile.GitSource) (copySource, func(), error) {
 	line := in.Line
 	none := func() {}
 	keep := false

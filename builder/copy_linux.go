@@ -235,7 +235,7 @@ func (b *build) copySources(ctx context.Context, s *stageState, in *dockerfile.C
 		if err != nil {
 			return nil, nil, cleanup, err
 		}
-		if ref, isGit, err := gitSource(src); isGit {
+		if ref, isGit, err := dockerfile.ParseGitSource(src); isGit {
 			if err != nil {
 				return nil, nil, cleanup, lineErr(line, "%s %s: %w", in.Name(), src, err)
 			}
