@@ -330,6 +330,16 @@ ADD --checksum=$SUM {{HTTP}}/f.txt /f-arg.txt
 ADD --unpack=false a.tar.gz /local-kept/
 ADD a.tar.gz /local-default/
 `, want: map[string]string{"url-default/a.tar.gz": "mode=100600", "url-unpacked/dir/in.txt": "mode=100640", "local-kept/a.tar.gz": "mode=100644", "local-default/dir/in.txt": "content"}},
+	// ADD of a local archive with --chown and --chmod.
+	{name: "add-archive-chown-chmod", prepare: func(t *testing.T, dir string) {
+		if err := os.WriteFile(filepath.Join(dir, "a.tar.gz"), gzipTar(t), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}, dockerfile: `FROM {{BASE}}
+ADD --chown=5:6 a.tar.gz /owned/
+ADD --chmod=0600 a.tar.gz /moded/
+ADD --chown=7:8 --unpack {{HTTP}}/a.tar.gz /url/
+`},
 	// Proxy build args reach RUN without an ARG, in both cases, and stay
 	// out of the history; a declared one is an ordinary ARG too.
 	{name: "run-proxy-args", buildArgs: map[string]string{"HTTP_PROXY": "http://proxy.invalid:3128", "no_proxy": "localhost,.internal", "all_proxy": "socks5://s.invalid:1080", "FTP_PROXY": ""},

@@ -167,7 +167,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 				return lineErr(line, "%w", err)
 			}
 		}
-		cp := &copier{root: root, id: id, chmod: chmod, exclude: exclude, ctx: ctx, buf: make([]byte, 1<<20)}
+		cp := &copier{root: root, id: id, chowned: chown != "", chmod: chmod, exclude: exclude, ctx: ctx, buf: make([]byte, 1<<20)}
 		for _, src := range srcs {
 			if err := cp.copy(src, destAbs); err != nil {
 				return lineErr(line, "%s %s: %w", in.Name(), src.name, err)
@@ -567,6 +567,7 @@ type copier struct {
 	ctx     context.Context
 	root    *safepath.Root
 	id      Identity
+	chowned bool // --chown was given: id is its owner
 	chmod   *dockerfile.Chmod
 	exclude *patternmatcher.PatternMatcher // --exclude, matched below each source
 	buf     []byte
@@ -619,7 +620,15 @@ func (c *copier) mkdirAll(p string) (*os.File, error) {
 func (c *copier) copy(src copySource, dest string) error {
 	endsInSlash := strings.HasSuffix(dest, "/")
 	if src.fsys != nil && src.mode.IsDir() || src.archive {
-		d, err := c.mkdirAll(dest)
+		mk := c
+		if src.archive {
+			// BuildKit's unpack makes the destination 0755 and
+			// applies no --chmod to what it extracts.
+			plain := *c
+			plain.chmod = nil
+			mk = &plain
+		}
+		d, err := mk.mkdirAll(dest)
 		if err != nil {
 			return err
 		}
@@ -926,7 +935,8 @@ func decompress(br *bufio.Reader) (io.Reader, error) {
 // extract unpacks a local archive (ADD) into the directory d, with the
 // layer unpacker's path checks and d as the unpacker's root, as docker's
 // chrooted untar does: the archive's own symlinks and ".." stay in d.
-// Ownership comes from the archive.
+// Ownership comes from the archive, or from --chown for every entry, as
+// BuildKit's unpack applies it.
 func (c *copier) extract(src copySource, d *os.File) error {
 	var f io.ReadCloser
 	var err error
@@ -946,14 +956,19 @@ func (c *copier) extract(src copySource, d *os.File) error {
 	// The archive's root entry is skipped, as docker's untar does: dest
 	// keeps its own owner and mode.
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(withoutRootEntry(r, pw)) }()
+	var owner *Identity
+	if c.chowned {
+		owner = &c.id
+	}
+	go func() { pw.CloseWithError(withoutRootEntry(r, pw, owner)) }()
 	_, err = unpack.Apply(c.ctx, fmt.Sprintf("/proc/self/fd/%d", d.Fd()), pr)
 	pr.CloseWithError(errors.New("unpack stopped"))
 	return err
 }
 
-// withoutRootEntry copies the tar stream r to w, leaving out "." and "./".
-func withoutRootEntry(r io.Reader, w io.Writer) error {
+// withoutRootEntry copies the tar stream r to w, leaving out "." and "./",
+// giving every entry owner when it is set.
+func withoutRootEntry(r io.Reader, w io.Writer, owner *Identity) error {
 	tr := tar.NewReader(r)
 	tw := tar.NewWriter(w)
 	for {
@@ -966,6 +981,9 @@ func withoutRootEntry(r io.Reader, w io.Writer) error {
 		}
 		if path.Clean(h.Name) == "." || path.Clean(h.Name) == "/" {
 			continue
+		}
+		if owner != nil {
+			h.Uid, h.Gid, h.Uname, h.Gname = int(owner.UID), int(owner.GID), "", ""
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			return err
