@@ -340,6 +340,24 @@ ADD --chown=5:6 a.tar.gz /owned/
 ADD --chmod=0600 a.tar.gz /moded/
 ADD --chown=7:8 --unpack {{HTTP}}/a.tar.gz /url/
 `},
+	// The flags together, from a stage, onto URLs, through symlinks.
+	{name: "copy-flags-mixed", files: map[string]string{"d/a.txt": "a\n", "d/b.log": "b\n", "d/s/c.txt": "c\n"}, prepare: func(t *testing.T, dir string) {
+		if err := os.Symlink("a.txt", filepath.Join(dir, "d/ln")); err != nil {
+			t.Fatal(err)
+		}
+	}, dockerfile: `FROM {{BASE}} AS src
+COPY d /tree/
+RUN mkdir -p /deep/x/y && echo z > /deep/x/y/z.txt && echo w > /deep/x/w.log
+FROM {{BASE}}
+COPY --from=src --exclude=*.log /tree /from-ex/
+COPY --from=src --parents /deep/./x/y /from-parents/
+COPY --from=src --parents --exclude=**/*.log /deep/x /from-parents-ex/
+COPY --chmod=go-rwx,u+X d /sym-links/
+ADD --chmod=0640 --chown=3:4 {{HTTP}}/f.txt /url/f.txt
+ADD --link --chown=3:4 {{HTTP}}/f.txt /link-url/a/b/
+COPY --link --chown=9:9 d/a.txt /link-deep/p/q/
+`, want: map[string]string{"sym-links/ln": "link=a.txt", "from-parents/x/y/z.txt": "content", "url/f.txt": "mode=100640 uid=3 gid=4"},
+		absent: []string{"from-ex/b.log", "from-parents-ex/deep/x/w.log"}},
 	// Proxy build args reach RUN without an ARG, in both cases, and stay
 	// out of the history; a declared one is an ordinary ARG too.
 	{name: "run-proxy-args", buildArgs: map[string]string{"HTTP_PROXY": "http://proxy.invalid:3128", "no_proxy": "localhost,.internal", "all_proxy": "socks5://s.invalid:1080", "FTP_PROXY": ""},
