@@ -381,6 +381,8 @@ ADD {{GIT}}/repo.git#v1 /tag/
 ADD {{GIT}}/repo.git#feature:sub /feature-sub/
 ADD {{GIT}}/repo.git#:sub /sub-only
 ADD --chown=5:6 {{GIT}}/repo.git?ref=main&subdir=sub /query/
+ADD --chmod=u=rw,go= {{GIT}}/repo.git#main:sub /git-mode/
+ADD --link --chown=2:3 {{GIT}}/repo.git#:sub /git-link/a/
 `, want: map[string]string{"tag/top.txt": "content", "feature-sub/inner.txt": `content="inner on feature\n"`, "sub-only/run.sh": "mode=100755", "query/inner.txt": "uid=5 gid=6"},
 		absent: []string{"default/.git", "tag/sub"}},
 	// BUILDKIT_* build args: the sandbox hostname is honoured; the ones
