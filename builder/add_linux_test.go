@@ -335,3 +335,23 @@ func TestBuildAddGitWithoutGit(t *testing.T) {
 		t.Errorf("the failed build wrote %s (%v)", dest, err)
 	}
 }
+
+// TestBuildCopyChmodFromArgKeysCache: with one state dir, --chmod from
+// an ARG given another value is another step, not a cache hit with the
+// first value's modes, and the first value again gives its modes.
+func TestBuildCopyChmodFromArgKeysCache(t *testing.T) {
+	oracle.Root(t)
+	state := t.TempDir()
+	ctxDir := writeContext(t, map[string]string{"f": "f\n", "Dockerfile": "FROM scratch\nARG M\nCOPY --chmod=$M f /f\n"})
+	for _, m := range []string{"0600", "u=rwx,go=rx", "0600"} {
+		out := filepath.Join(t.TempDir(), "out")
+		v := m
+		if _, err := testBuild(t, Options{ContextDir: ctxDir, StateDir: state, BuildArgs: map[string]*string{"M": &v}}, "oci:"+out); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"0600": "mode=100600", "u=rwx,go=rx": "mode=100755"}[m]
+		if got := imageTree(t, layoutImage(t, out))["f"]; !strings.HasPrefix(got, want) {
+			t.Errorf("--chmod=%s: f is %q, want %s", m, got, want)
+		}
+	}
+}

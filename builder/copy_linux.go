@@ -77,12 +77,12 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 		}
 	}
 	var chmod *dockerfile.Chmod
+	chmodStr := ""
 	if in.Chmod != "" {
-		v, err := b.expand(s, line, in.Chmod)
-		if err != nil {
+		if chmodStr, err = b.expand(s, line, in.Chmod); err != nil {
 			return err
 		}
-		if chmod, err = dockerfile.ParseChmod(v); err != nil {
+		if chmod, err = dockerfile.ParseChmod(chmodStr); err != nil {
 			return lineErr(line, "%w", err)
 		}
 	}
@@ -133,7 +133,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 	if err != nil {
 		return lineErr(line, "%w", err)
 	}
-	createdBy, opts := copyCreatedBy(s, in, srcs, digest, dest, chown, chmod != nil)
+	createdBy, opts := copyCreatedBy(s, in, srcs, digest, dest, chown, chmodStr)
 	for _, e := range in.Excludes {
 		opts += " exclude=" + e
 	}
@@ -180,15 +180,16 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 // copyCreatedBy is the legacy builder's created_by of a COPY or ADD, and
 // the options that change its result without showing there (for the
 // cache key).
-func copyCreatedBy(s *stageState, in *dockerfile.CopyInstr, srcs []copySource, digest, dest, chown string, chmod bool) (createdBy, opts string) {
+func copyCreatedBy(s *stageState, in *dockerfile.CopyInstr, srcs []copySource, digest, dest, chown, chmod string) (createdBy, opts string) {
 	flag := ""
 	if chown != "" {
 		opts += " chown=" + chown
 		// The legacy builder writes the flag with no space after it.
 		flag = "--chown=" + chown
 	}
-	if chmod {
-		opts += " chmod=" + in.Chmod
+	if chmod != "" {
+		// Expanded: --chmod=$MODE is another step for another MODE.
+		opts += " chmod=" + chmod
 	}
 	kind := "file"
 	if len(srcs) > 1 {
