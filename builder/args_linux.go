@@ -1,8 +1,11 @@
 package builder
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/layercommit/layercommit/dockerfile"
@@ -88,4 +91,86 @@ func (b *build) expand(s *stageState, line int, word string) (string, error) {
 		return "", lineErr(line, "%w", err)
 	}
 	return v, nil
+}
+
+// proxyArgs are the build args BuildKit passes to every RUN without an
+// ARG (dockerfile2llb's proxyEnvFromBuildArgs, matched in any case), each
+// given to the process in both its upper- and lower-case spelling
+// (the exec op's proxyEnvList). They are left out of the step's
+// created_by and cache key, as BuildKit leaves them out of its history
+// and cache key.
+var proxyArgs = []string{"HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"}
+
+// proxyEnv is the RUN environment the proxy build args give, in
+// BuildKit's order; a name given in several cases takes the value of the
+// last in sorted order, as BuildKit's loop over sorted keys does.
+func (b *build) proxyEnv() []string {
+	keys := make([]string, 0, len(b.o.BuildArgs))
+	for k := range b.o.BuildArgs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var env []string
+	for _, p := range proxyArgs {
+		var val string
+		for _, k := range keys {
+			if strings.EqualFold(k, p) {
+				if v, _ := b.buildArg(k); v != nil {
+					val = *v
+				}
+			}
+		}
+		if val != "" {
+			env = append(env, p+"="+val, strings.ToLower(p)+"="+val)
+		}
+	}
+	return env
+}
+
+// checkBuildKitArgs handles the BUILDKIT_* build args BuildKit's
+// dockerfile frontend reads (dockerui's config and the builder's
+// BUILDKIT_SYNTAX): those that change nothing here (they concern git
+// contexts, attestations or cache export) are consumed, those that would
+// change the result are honoured (BUILDKIT_SANDBOX_HOSTNAME, see
+// sandboxHostname) or validated (BUILDKIT_SYNTAX, BUILDKIT_DOCKERFILE_CHECK),
+// and the rest that BuildKit acts on are refused, one line each. Other
+// BUILDKIT_* names are ordinary build args, as in BuildKit.
+func (b *build) checkBuildKitArgs() error {
+	for _, k := range []string{"BUILDKIT_INLINE_CACHE", "BUILDKIT_CONTEXT_KEEP_GIT_DIR", "BUILDKIT_GIT_ADVICE",
+		"BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE", "BUILDKIT_SANDBOX_HOSTNAME"} {
+		b.buildArg(k)
+	}
+	if v, ok := b.buildArg("BUILDKIT_SYNTAX"); ok && v != nil {
+		if ref, _, _ := strings.Cut(strings.TrimSpace(*v), " "); !dockerfile.BuiltinSyntax(ref) {
+			return fmt.Errorf("BUILDKIT_SYNTAX=%s: unsupported frontend: layercommit builds with its built-in docker/dockerfile:1 and runs no frontend image", *v)
+		}
+	}
+	if v, ok := b.buildArg("BUILDKIT_DOCKERFILE_CHECK"); ok && v != nil {
+		if err := dockerfile.CheckOptions(*v); err != nil {
+			return fmt.Errorf("BUILDKIT_DOCKERFILE_CHECK: %w", err)
+		}
+	}
+	if v, ok := b.buildArg("BUILDKIT_MULTI_PLATFORM"); ok && v != nil {
+		if on, err := strconv.ParseBool(*v); err != nil || on {
+			return fmt.Errorf("BUILDKIT_MULTI_PLATFORM=%s is not supported: layercommit builds one image for one platform", *v)
+		}
+	}
+	if v, ok := b.buildArg("BUILDKIT_CACHE_MOUNT_NS"); ok && v != nil && *v != "" {
+		return fmt.Errorf("BUILDKIT_CACHE_MOUNT_NS=%s is not supported: cache mounts here have one namespace", *v)
+	}
+	if _, ok := b.buildArg("BUILDKIT_DISABLE_FILEOP"); ok {
+		return errors.New(`support for "BUILDKIT_DISABLE_FILEOP" build-arg was removed in BuildKit 0.11`)
+	}
+	return nil
+}
+
+// sandboxHostname is BUILDKIT_SANDBOX_HOSTNAME, the hostname BuildKit
+// gives RUN when it is set (it is then part of the step's cache key, as
+// it is of BuildKit's exec op).
+func (b *build) sandboxHostname() (string, bool) {
+	v, ok := b.buildArg("BUILDKIT_SANDBOX_HOSTNAME")
+	if !ok || v == nil || *v == "" {
+		return "", false
+	}
+	return *v, true
 }

@@ -157,6 +157,9 @@ func newBuild(o Options) (*build, error) {
 	if b.plat, err = newBuildPlatforms(o.Platform); err != nil {
 		return nil, err
 	}
+	if err := b.checkBuildKitArgs(); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(o.Dockerfile)
 	if err != nil {
 		return nil, fmt.Errorf("reading Dockerfile: %w", err)

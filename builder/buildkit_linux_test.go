@@ -46,6 +46,10 @@ type conformanceCase struct {
 	// want holds, per path, text its description must contain in
 	// BuildKit's image (and so in ours): what the row is about.
 	want map[string]string
+	// absent are paths BuildKit's image (and so ours) must not hold.
+	absent []string
+	// images, when set, checks more of the two images.
+	images func(t *testing.T, buildkit, ours v1.Image)
 }
 
 var conformanceCases = []conformanceCase{
@@ -216,6 +220,180 @@ RUN echo "$BUILDARCH->$TARGETARCH" > /cross
 FROM scratch
 COPY --from=build /cross /cross
 `},
+	// COPY and ADD flags (dockerfile:1): --chmod octal and symbolic,
+	// --chown by name, --exclude, --parents. With --parents the source
+	// is the context root, so --exclude matches from there (d.txt does
+	// not exclude a/b/d.txt).
+	{name: "copy-chmod-symbolic", files: map[string]string{"f": "f\n", "exe": "#!/bin/sh\n", "d/x": "x\n", "d/sub/y": "y\n"},
+		prepare: func(t *testing.T, dir string) {
+			for p, m := range map[string]os.FileMode{"exe": 0o755, "d/sub": 0o700, "d/x": 0o600} {
+				if err := os.Chmod(filepath.Join(dir, p), m); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, dockerfile: `FROM {{BASE}}
+COPY --chmod=u+x,go=rX f exe /sym/
+COPY --chmod=go-w,u=rwx d /symd/
+COPY --chmod=a=rX d /rx/
+COPY --chmod=g+s,o-rwx d /gs/
+COPY --chmod=0640 f /newdir/sub/f
+COPY --chmod=u=rwx,g=rx,o= d /new2/deep/
+ARG M=u=rw,go=r
+COPY --chmod=$M exe /var-mode
+ADD --chmod=u+x <<EOF /heredoc
+x
+EOF
+`, want: map[string]string{"sym/exe": "mode=100755", "sym/f": "mode=100744", "rx/sub": "mode=40555", "rx/x": "mode=100444"}},
+	{name: "copy-chown-names", files: map[string]string{"f": "f\n", "d/x": "x\n"}, dockerfile: `FROM {{BASE}}
+RUN echo 'app:x:1234:4321::/home/app:/bin/sh' >> /etc/passwd && echo 'grp:x:777:' >> /etc/group
+COPY --chown=app f /u
+COPY --chown=app:grp f /ug
+COPY --chown=app: f /u-colon
+COPY --chown=1234 f /num
+COPY --chown=:grp f /g-only
+COPY --chown=nosuchuser f /unknown
+COPY --chown=app:nosuchgroup f /unknown-group
+COPY --chown=5:grp f /num-name
+ARG U=app
+COPY --chown=$U:777 d /owned-dir/
+COPY --chown=app f /new/parent/f
+`, want: map[string]string{"u": "uid=1234 gid=4321", "ug": "uid=1234 gid=777", "num": "uid=1234 gid=1234"}},
+	{name: "copy-exclude", files: map[string]string{"d/a.txt": "a\n", "d/b.log": "b\n", "d/sub/c.txt": "c\n", "d/sub/keep.log": "k\n",
+		"d/skip/x": "x\n", "top.txt": "t\n", "top.log": "l\n"}, dockerfile: `FROM {{BASE}}
+COPY --exclude=*.log --exclude=skip d /ex1/
+COPY --exclude=**/*.txt d /ex2/
+COPY --exclude=sub --exclude=!sub/keep.log d /ex3/
+COPY --exclude=*.log top.* /ex4/
+COPY --exclude=d/sub --exclude=Dockerfile . /ex5/
+ADD --exclude=*.txt d /ex6/
+`, absent: []string{"ex1/b.log", "ex1/skip", "ex2/a.txt", "ex2/sub/c.txt", "ex3/sub/c.txt", "ex5/d/sub", "ex5/Dockerfile", "ex6/a.txt"},
+		// BuildKit matches --exclude below each source, not against a
+		// wildcard's matches themselves: top.log is copied.
+		want: map[string]string{"ex3/sub/keep.log": "content", "ex2/sub/keep.log": "content", "ex4/top.txt": "content", "ex4/top.log": "content"}},
+	{name: "copy-parents", files: map[string]string{"a/b/c.txt": "c\n", "a/b/d.txt": "d\n", "a/x/c.txt": "xc\n", "p/q/r.txt": "r\n"},
+		prepare: func(t *testing.T, dir string) {
+			if err := os.Chmod(filepath.Join(dir, "a/b"), 0o750); err != nil {
+				t.Fatal(err)
+			}
+		}, dockerfile: `FROM {{BASE}}
+COPY --parents a/b/c.txt /p1/
+COPY --parents a/*/c.txt /p2/
+COPY --parents p/./q/r.txt /p3/
+COPY --parents a/b /p4/
+COPY --parents --chmod=0700 a/b/c.txt p/q/r.txt /p5/
+COPY --parents --exclude=d.txt --exclude=a/b/c.txt a/b/ /p6
+`, want: map[string]string{"p6/a/b/d.txt": "content", "p3/q/r.txt": "content", "p1/a/b/c.txt": "content", "p2/a/x/c.txt": "content", "p1/a/b": "mode=40750"},
+		absent: []string{"p1/a/b/d.txt", "p2/a/b/d.txt", "p3/p", "p6/a/b/c.txt"}},
+	// A directory copied onto an existing one leaves that directory's
+	// own mode and owner alone (BuildKit copies contents, not the source
+	// directory's attributes), with or without --chown and --chmod.
+	{name: "copy-dir-onto-existing", files: map[string]string{"d/x": "x\n", "d/s/y": "y\n"}, prepare: func(t *testing.T, dir string) {
+		if err := os.Chmod(filepath.Join(dir, "d"), 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}, dockerfile: `FROM {{BASE}}
+RUN mkdir -m 0700 /e1 /e2 /e3 && chown 1:1 /e1 /e2 /e3
+COPY d /e1/
+COPY --chown=5:6 d /e2
+COPY --chmod=0444 d /e3/
+COPY d /fresh
+`, want: map[string]string{"e1": "mode=40700 uid=1 gid=1", "e2": "mode=40700 uid=1 gid=1", "e2/s": "uid=5 gid=6", "fresh": "mode=40755"}},
+	// --link copies onto an empty tree stacked on the base: base
+	// symlinks are not followed, parent directories are new ones, a file
+	// may land where the base has a directory; with --chmod BuildKit
+	// copies as without --link.
+	{name: "copy-link", files: map[string]string{"f": "f\n", "d/x": "x\n"}, dockerfile: `FROM {{BASE}}
+RUN mkdir -m 0700 /priv && chown 1:1 /priv && mkdir /target && ln -s /target /link && ln -s /target /link2 \
+ && mkdir /existing && echo old > /existing/old && mkdir /ed && echo keep > /ed/keep
+COPY --link f /priv/f
+COPY --link f /link/f
+COPY --link f /existing
+COPY --link --chown=5:6 d /newd/
+COPY --link d /ed/
+COPY --link --chmod=0600 f /link2/f
+WORKDIR /w
+COPY --link f rel
+`, want: map[string]string{"priv": "mode=40755 uid=0 gid=0", "link": "mode=40755", "target/f": "mode=100600"}},
+	// ADD of URLs and archives: a URL is unpacked only with --unpack
+	// (BuildKit 0.34), a local archive unless --unpack=false; a right
+	// --checksum passes.
+	{name: "add-unpack-and-checksum", prepare: func(t *testing.T, dir string) {
+		if err := os.WriteFile(filepath.Join(dir, "a.tar.gz"), gzipTar(t), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}, dockerfile: `FROM {{BASE}}
+ADD {{HTTP}}/a.tar.gz /url-default/
+ADD --unpack {{HTTP}}/a.tar.gz /url-unpacked/
+ADD --checksum=sha256:f6e379b0639054c51806fd5d67948cbcaebd354b0e91a7683932b043c5c3ba32 {{HTTP}}/f.txt /f.txt
+ARG SUM=sha256:f6e379b0639054c51806fd5d67948cbcaebd354b0e91a7683932b043c5c3ba32
+ADD --checksum=$SUM {{HTTP}}/f.txt /f-arg.txt
+ADD --unpack=false a.tar.gz /local-kept/
+ADD a.tar.gz /local-default/
+`, want: map[string]string{"url-default/a.tar.gz": "mode=100600", "url-unpacked/dir/in.txt": "mode=100640", "local-kept/a.tar.gz": "mode=100644", "local-default/dir/in.txt": "content"}},
+	// ADD of a local archive with --chown and --chmod.
+	{name: "add-archive-chown-chmod", prepare: func(t *testing.T, dir string) {
+		if err := os.WriteFile(filepath.Join(dir, "a.tar.gz"), gzipTar(t), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}, dockerfile: `FROM {{BASE}}
+ADD --chown=5:6 a.tar.gz /owned/
+ADD --chmod=0600 a.tar.gz /moded/
+ADD --chown=7:8 --unpack {{HTTP}}/a.tar.gz /url/
+`},
+	// The flags together, from a stage, onto URLs, through symlinks.
+	{name: "copy-flags-mixed", files: map[string]string{"d/a.txt": "a\n", "d/b.log": "b\n", "d/s/c.txt": "c\n"}, prepare: func(t *testing.T, dir string) {
+		if err := os.Symlink("a.txt", filepath.Join(dir, "d/ln")); err != nil {
+			t.Fatal(err)
+		}
+	}, dockerfile: `FROM {{BASE}} AS src
+COPY d /tree/
+RUN mkdir -p /deep/x/y && echo z > /deep/x/y/z.txt && echo w > /deep/x/w.log
+FROM {{BASE}}
+COPY --from=src --exclude=*.log /tree /from-ex/
+COPY --from=src --parents /deep/./x/y /from-parents/
+COPY --from=src --parents --exclude=**/*.log /deep/x /from-parents-ex/
+COPY --chmod=go-rwx,u+X d /sym-links/
+ADD --chmod=0640 --chown=3:4 {{HTTP}}/f.txt /url/f.txt
+ADD --link --chown=3:4 {{HTTP}}/f.txt /link-url/a/b/
+COPY --link --chown=9:9 d/a.txt /link-deep/p/q/
+`, want: map[string]string{"sym-links/ln": "link=a.txt", "from-parents/x/y/z.txt": "content", "url/f.txt": "mode=100640 uid=3 gid=4"},
+		absent: []string{"from-ex/b.log", "from-parents-ex/deep/x/w.log"}},
+	// Proxy build args reach RUN without an ARG, in both cases, and stay
+	// out of the history; a declared one is an ordinary ARG too.
+	{name: "run-proxy-args", buildArgs: map[string]string{"HTTP_PROXY": "http://proxy.invalid:3128", "no_proxy": "localhost,.internal", "all_proxy": "socks5://s.invalid:1080", "FTP_PROXY": ""},
+		dockerfile: `FROM {{BASE}}
+RUN env | grep -i _proxy= | sort > /proxies
+ARG HTTP_PROXY
+RUN echo "declared=$HTTP_PROXY" > /declared && env | grep -ic _proxy= > /count
+`, want: map[string]string{ // sha256 of "ALL_PROXY=socks5://s.invalid:1080\nHTTP_PROXY=...\nNO_PROXY=...\nall_proxy=...\nhttp_proxy=...\nno_proxy=...\n"
+			"proxies": "sha=20984aa0de88929c156706c6f19a0cb681421638c45b0ee68581100d060fe41d", "declared": `content="declared=http://proxy.invalid:3128\n"`},
+		images: func(t *testing.T, buildkit, ours v1.Image) {
+			a, b := historyMentions(t, buildkit, "proxy.invalid"), historyMentions(t, ours, "proxy.invalid")
+			if a != "0 1" || b != a {
+				t.Errorf("RUNs whose history names the proxy: BuildKit %q, ours %q, want \"0 1\" (only the one after ARG HTTP_PROXY)", a, b)
+			}
+		}},
+	// ADD of git repositories (BuildKit's git source, here Debian's git):
+	// refs, tags, branches, subdirs, the query form, --chown.
+	{name: "add-git", dockerfile: `FROM {{BASE}}
+ADD {{GIT}}/repo.git /default/
+ADD {{GIT}}/repo.git#v1 /tag/
+ADD {{GIT}}/repo.git#feature:sub /feature-sub/
+ADD {{GIT}}/repo.git#:sub /sub-only
+ADD --chown=5:6 {{GIT}}/repo.git?ref=main&subdir=sub /query/
+ADD --chmod=u=rw,go= {{GIT}}/repo.git#main:sub /git-mode/
+ADD --link --chown=2:3 {{GIT}}/repo.git#:sub /git-link/a/
+`, want: map[string]string{"tag/top.txt": "content", "feature-sub/inner.txt": `content="inner on feature\n"`, "sub-only/run.sh": "mode=100755", "query/inner.txt": "uid=5 gid=6"},
+		absent: []string{"default/.git", "tag/sub"}},
+	// BUILDKIT_* build args: the sandbox hostname is honoured; the ones
+	// that change nothing for a local context are consumed; declared,
+	// they are ordinary ARGs.
+	{name: "buildkit-args", buildArgs: map[string]string{"BUILDKIT_SANDBOX_HOSTNAME": "custom-host", "BUILDKIT_INLINE_CACHE": "1", "BUILDKIT_CONTEXT_KEEP_GIT_DIR": "1"},
+		dockerfile: `FROM {{BASE}}
+RUN hostname > /h
+ARG BUILDKIT_INLINE_CACHE
+RUN echo "inline=$BUILDKIT_INLINE_CACHE" > /ic
+`, want: map[string]string{"h": `content="custom-host\n"`, "ic": `content="inline=1\n"`}},
 }
 
 // TestBuildKitConformance builds every row with BuildKit and with Build
@@ -224,9 +402,12 @@ COPY --from=build /cross /cross
 func TestBuildKitConformance(t *testing.T) {
 	k := oracle.NewBuildKit(t)
 	index, xattrBase := multiArchBase(t, k), xattrImage(t, k)
+	// {{HTTP}} and {{GIT}}: BuildKit's daemon fetches them on the host's
+	// loopback too.
+	srv, gsrv := copyFlagServer(t), gitServer(t)
 	for _, tc := range conformanceCases {
 		t.Run(tc.name, func(t *testing.T) {
-			df := strings.NewReplacer("{{BASE}}", k.Base, "{{INDEX}}", index, "{{XATTR}}", xattrBase).Replace(tc.dockerfile)
+			df := strings.NewReplacer("{{BASE}}", k.Base, "{{INDEX}}", index, "{{XATTR}}", xattrBase, "{{HTTP}}", srv.URL, "{{GIT}}", gsrv.URL).Replace(tc.dockerfile)
 			files := map[string]string{"Dockerfile": df}
 			for n, c := range tc.files {
 				files[n] = c
@@ -263,11 +444,41 @@ func TestBuildKitConformance(t *testing.T) {
 					t.Errorf("BuildKit's %s is %q, want it to contain %q", p, a[p], w)
 				}
 			}
+			if tc.images != nil {
+				tc.images(t, theirImg, ourImg)
+			}
+			for _, p := range tc.absent {
+				if d, ok := a[p]; ok {
+					t.Errorf("BuildKit's image holds %s (%s), want it absent", p, d)
+				}
+			}
 			for _, d := range treeDiff(a, b) {
 				t.Error(d)
 			}
 		})
 	}
+}
+
+// historyMentions lists, for each RUN in img's history, 1 if its
+// created_by contains s, else 0.
+func historyMentions(t *testing.T, img v1.Image, s string) string {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, h := range cf.History {
+		if !strings.Contains(h.CreatedBy, "/bin/sh -c") || strings.Contains(h.CreatedBy, "#(nop)") {
+			continue
+		}
+		if strings.Contains(h.CreatedBy, s) {
+			out = append(out, "1")
+		} else {
+			out = append(out, "0")
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // registryResolver opens a plain name from its registry (the loopback

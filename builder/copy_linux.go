@@ -25,6 +25,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/moby/patternmatcher"
 	"github.com/ulikunitz/xz"
 	"golang.org/x/sys/unix"
 
@@ -57,6 +58,9 @@ type copySource struct {
 	mode    os.FileMode
 	mtime   time.Time
 	archive bool // ADD: extract instead of copying
+	// include, for COPY --parents, is the pattern (relative to rel, a
+	// directory) of what to copy, keeping its directories.
+	include *patternmatcher.PatternMatcher
 }
 
 // copyStep runs COPY or ADD.
@@ -72,7 +76,28 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 			return err
 		}
 	}
-	chmod := parseChmod(in.Chmod)
+	var chmod *dockerfile.Chmod
+	chmodStr := ""
+	if in.Chmod != "" {
+		if chmodStr, err = b.expand(s, line, in.Chmod); err != nil {
+			return err
+		}
+		if chmod, err = dockerfile.ParseChmod(chmodStr); err != nil {
+			return lineErr(line, "%w", err)
+		}
+	}
+	if in.Link && chownByName(chown) {
+		return lineErr(line, "--chown=%s: user and group names can't be resolved when used with --link, use numeric uid[:gid] instead", chown)
+	}
+	if in.Checksum != "" && len(in.Sources) != 1 {
+		return lineErr(line, "checksum can't be specified for multiple sources")
+	}
+	var exclude *patternmatcher.PatternMatcher
+	if len(in.Excludes) > 0 {
+		if exclude, err = patternmatcher.New(in.Excludes); err != nil {
+			return lineErr(line, "--exclude: %w", err)
+		}
+	}
 	// Where the sources come from: the context, a stage or an image.
 	var srcFS fs.FS = contextFS{b.bctx}
 	fromContext := in.From == ""
@@ -94,7 +119,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 		return err
 	}
 	multi := len(srcs) > 1
-	if multi && !strings.HasSuffix(dest, "/") {
+	if multi && !strings.HasSuffix(dest, "/") && !in.Parents {
 		return lineErr(line, "When using %s with more than one source file, the destination must be a directory and end with a /", in.Name())
 	}
 	destAbs := dest
@@ -108,19 +133,41 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 	if err != nil {
 		return lineErr(line, "%w", err)
 	}
-	createdBy, opts := copyCreatedBy(s, in, srcs, digest, dest, chown, chmod != nil)
+	createdBy, opts := copyCreatedBy(s, in, srcs, digest, dest, chown, chmodStr)
+	for _, e := range in.Excludes {
+		opts += " exclude=" + e
+	}
+	if in.Parents {
+		opts += " parents"
+	}
+	if in.Link {
+		opts += " link"
+	}
+	if in.Unpack != nil {
+		opts += fmt.Sprintf(" unpack=%t", *in.Unpack)
+	}
 	key := b.stepKey(s, createdBy+opts+"\x00"+strings.Join(names, "\x00")+"\x00from="+in.From, digest)
 	if b.fromCache(s, key) {
 		return nil
 	}
-	return b.inOverlay(ctx, s, key, createdBy, line, func(root *safepath.Root) error {
+	// --link (without --chmod, as BuildKit's dispatchCopy has it) copies
+	// onto an empty tree that becomes the layer, stacked on the base by
+	// the image (BuildKit's MergeOp): nothing of the base is read, so a
+	// base symlink on the way is not followed and the directories leading
+	// to the destination are new ones (0755, the --chown owner) over the
+	// base's.
+	into := b.inOverlay
+	if in.Link && in.Chmod == "" {
+		into = b.inScratch
+	}
+	return into(ctx, s, key, createdBy, line, func(root *safepath.Root) error {
 		id := Identity{}
 		if chown != "" {
 			if id, err = chownIdentity(rootFS{root}, chown); err != nil {
 				return lineErr(line, "%w", err)
 			}
 		}
-		cp := &copier{root: root, id: id, chmod: chmod, ctx: ctx, buf: make([]byte, 1<<20)}
+		cp := &copier{root: root, id: id, chowned: chown != "", chmod: chmod, exclude: exclude, ctx: ctx, buf: make([]byte, 1<<20)}
 		for _, src := range srcs {
 			if err := cp.copy(src, destAbs); err != nil {
 				return lineErr(line, "%s %s: %w", in.Name(), src.name, err)
@@ -130,35 +177,19 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 	})
 }
 
-// parseChmod reads --chmod's octal mode (the parser checked it); "" is
-// nil. Octal setuid, setgid and sticky (04000, 02000, 01000) are flags
-// above the permission bits in os.FileMode.
-func parseChmod(s string) *os.FileMode {
-	if s == "" {
-		return nil
-	}
-	v, _ := strconv.ParseUint(s, 8, 32)
-	m := os.FileMode(v) & fs.ModePerm
-	for bit, flag := range map[uint64]os.FileMode{0o4000: fs.ModeSetuid, 0o2000: fs.ModeSetgid, 0o1000: fs.ModeSticky} {
-		if v&bit != 0 {
-			m |= flag
-		}
-	}
-	return &m
-}
-
 // copyCreatedBy is the legacy builder's created_by of a COPY or ADD, and
 // the options that change its result without showing there (for the
 // cache key).
-func copyCreatedBy(s *stageState, in *dockerfile.CopyInstr, srcs []copySource, digest, dest, chown string, chmod bool) (createdBy, opts string) {
+func copyCreatedBy(s *stageState, in *dockerfile.CopyInstr, srcs []copySource, digest, dest, chown, chmod string) (createdBy, opts string) {
 	flag := ""
 	if chown != "" {
 		opts += " chown=" + chown
 		// The legacy builder writes the flag with no space after it.
 		flag = "--chown=" + chown
 	}
-	if chmod {
-		opts += " chmod=" + in.Chmod
+	if chmod != "" {
+		// Expanded: --chmod=$MODE is another step for another MODE.
+		opts += " chmod=" + chmod
 	}
 	kind := "file"
 	if len(srcs) > 1 {
@@ -175,7 +206,11 @@ func copyCreatedBy(s *stageState, in *dockerfile.CopyInstr, srcs []copySource, d
 func (b *build) copySources(ctx context.Context, s *stageState, in *dockerfile.CopyInstr, srcFS fs.FS, fromContext bool) (srcs []copySource, names []string, cleanup func(), err error) {
 	line := in.Line
 	var tmps []string
+	var closers []func()
 	cleanup = func() {
+		for _, c := range closers {
+			c()
+		}
 		for _, t := range tmps {
 			os.RemoveAll(t)
 		}
@@ -201,24 +236,57 @@ func (b *build) copySources(ctx context.Context, s *stageState, in *dockerfile.C
 		if err != nil {
 			return nil, nil, cleanup, err
 		}
-		if in.Add && (strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")) {
+		if ref, isGit, err := dockerfile.ParseGitSource(src); isGit {
+			if err != nil {
+				return nil, nil, cleanup, lineErr(line, "%s %s: %w", in.Name(), src, err)
+			}
+			if !in.Add {
+				return nil, nil, cleanup, lineErr(line, "source can't be a git ref for COPY")
+			}
+			cs, done, err := b.addGit(ctx, s, in, src, ref)
+			if err != nil {
+				return nil, nil, cleanup, err
+			}
+			closers = append(closers, done)
+			srcs = append(srcs, cs)
+			names = append(names, src)
+			continue
+		}
+		isURL := strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")
+		if isURL && !in.Add {
+			return nil, nil, cleanup, lineErr(line, "source can't be a URL for COPY")
+		}
+		if isURL {
 			tmp, err := b.st.TempDir("url-")
 			if err != nil {
 				return nil, nil, cleanup, err
 			}
 			tmps = append(tmps, tmp)
-			cs, err := fetchURL(ctx, src, in.Checksum, tmp)
+			checksum, err := b.expand(s, line, in.Checksum)
+			if err != nil {
+				return nil, nil, cleanup, err
+			}
+			cs, err := fetchURL(ctx, src, checksum, tmp)
 			if err != nil {
 				return nil, nil, cleanup, lineErr(line, "ADD %s: %w", src, err)
+			}
+			// A URL is not unpacked unless --unpack asks (BuildKit 0.34).
+			if in.Unpack != nil && *in.Unpack {
+				cs.archive = isArchive(os.DirFS(tmp), filepath.Base(cs.file))
 			}
 			srcs = append(srcs, cs)
 			names = append(names, src)
 			continue
 		}
 		if in.Checksum != "" {
-			return nil, nil, cleanup, lineErr(line, "ADD --checksum is only supported for URLs")
+			return nil, nil, cleanup, lineErr(line, "checksum requires HTTP(S) or Git sources")
 		}
-		found, err := b.pathSources(in, srcFS, fromContext, src)
+		var found []copySource
+		if in.Parents {
+			found, err = b.parentsSource(in, srcFS, src)
+		} else {
+			found, err = b.pathSources(in, srcFS, fromContext, src)
+		}
 		if err != nil {
 			return nil, nil, cleanup, err
 		}
@@ -226,6 +294,68 @@ func (b *build) copySources(ctx context.Context, s *stageState, in *dockerfile.C
 		names = append(names, src)
 	}
 	return srcs, names, cleanup, nil
+}
+
+// inScratch is inOverlay for COPY --link: fn writes into the new layer's
+// directory alone (no base below it, no overlay mounted), which becomes
+// the step's layer.
+func (b *build) inScratch(ctx context.Context, s *stageState, key, createdBy string, line int, fn func(*safepath.Root) error) error {
+	dir, upper, _, err := b.newStepDir()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	err = func() error {
+		root, err := safepath.Open(upper)
+		if err != nil {
+			return err
+		}
+		defer root.Close()
+		return fn(root)
+	}()
+	if err != nil {
+		return dockerfile.AtLine(line, err)
+	}
+	l, err := b.st.WriteLayer(ctx, upper, b.layerOptions(s)...)
+	if err != nil {
+		return lineErr(line, "%w", err)
+	}
+	return b.commit(s, key, createdBy, l, upper)
+}
+
+// parentsSource is COPY --parents' source, as BuildKit's dispatchCopy
+// makes it: the directory before a "/./" pivot (else the root of the
+// source) copied with the rest as an include pattern, so what matches
+// lands under the destination with the directories leading to it. A path
+// without wildcards must exist.
+func (b *build) parentsSource(in *dockerfile.CopyInstr, srcFS fs.FS, src string) ([]copySource, error) {
+	line := in.Line
+	parent, pattern, ok := strings.Cut(src, "/./")
+	if !ok {
+		parent, pattern = "/", src
+	}
+	root, err := contextPath(parent)
+	if err != nil {
+		return nil, lineErr(line, "%w", err)
+	}
+	pattern = strings.TrimPrefix(path.Clean("/"+pattern), "/")
+	if pattern == "" {
+		pattern = "."
+	}
+	pm, err := patternmatcher.New([]string{pattern})
+	if err != nil {
+		return nil, lineErr(line, "%s --parents %s: %w", in.Name(), src, err)
+	}
+	if !hasWildcard(parent) && !hasWildcard(pattern) {
+		if _, err := fs.Stat(srcFS, path.Join(root, pattern)); err != nil {
+			return nil, lineErr(line, "%s failed: file not found in build context or excluded by .dockerignore: stat %s: file does not exist", in.Name(), src)
+		}
+	}
+	fi, err := fs.Stat(srcFS, root)
+	if err != nil || !fi.IsDir() {
+		return nil, lineErr(line, "%s failed: file not found in build context or excluded by .dockerignore: stat %s: file does not exist", in.Name(), parent)
+	}
+	return []copySource{{name: path.Base(root), fsys: srcFS, rel: root, mode: fi.Mode(), mtime: fi.ModTime(), include: pm}}, nil
 }
 
 // pathSources resolves one source path or wildcard in srcFS, with the
@@ -268,7 +398,7 @@ func (b *build) pathSources(in *dockerfile.CopyInstr, srcFS fs.FS, fromContext b
 			return nil, lineErr(line, "%s failed: %w", in.Name(), err)
 		}
 		cs := copySource{name: path.Base(m), fsys: srcFS, rel: m, mode: fi.Mode(), mtime: fi.ModTime()}
-		if in.Add && fi.Mode().IsRegular() {
+		if in.Add && fi.Mode().IsRegular() && (in.Unpack == nil || *in.Unpack) {
 			cs.archive = isArchive(srcFS, m)
 		}
 		srcs = append(srcs, cs)
@@ -435,11 +565,13 @@ func hashFile(h hash.Hash, fsys fs.FS, p string) error {
 // directory holding the name, with O_NOFOLLOW or AT_SYMLINK_NOFOLLOW:
 // nothing is done through a path string.
 type copier struct {
-	ctx   context.Context
-	root  *safepath.Root
-	id    Identity
-	chmod *os.FileMode
-	buf   []byte
+	ctx     context.Context
+	root    *safepath.Root
+	id      Identity
+	chowned bool // --chown was given: id is its owner
+	chmod   *dockerfile.Chmod
+	exclude *patternmatcher.PatternMatcher // --exclude, matched below each source
+	buf     []byte
 }
 
 // rel turns a destination into a name in the root: lexically cleaned, as
@@ -468,14 +600,36 @@ func (c *copier) isDir(p string) bool {
 // caller closes it.
 func (c *copier) mkdirAll(p string) (*os.File, error) {
 	return c.root.MkdirAllFunc(rel(p), 0o755, func(dirfd int, name string) error {
-		return safepath.LchownAt(dirfd, name, int(c.id.UID), int(c.id.GID))
+		if err := safepath.LchownAt(dirfd, name, int(c.id.UID), int(c.id.GID)); err != nil {
+			return err
+		}
+		// BuildKit's copy makes missing destination directories with
+		// an octal --chmod's mode (fsutil's copy.Copy), else 0755.
+		if c.chmod == nil || c.chmod.Octal == nil {
+			return nil
+		}
+		fd, err := safepath.OpenDirAt(dirfd, name)
+		if err != nil {
+			return err
+		}
+		f := os.NewFile(uintptr(fd), name)
+		defer f.Close()
+		return f.Chmod(*c.chmod.Octal)
 	})
 }
 
 func (c *copier) copy(src copySource, dest string) error {
 	endsInSlash := strings.HasSuffix(dest, "/")
 	if src.fsys != nil && src.mode.IsDir() || src.archive {
-		d, err := c.mkdirAll(dest)
+		mk := c
+		if src.archive {
+			// BuildKit's unpack makes the destination 0755 and
+			// applies no --chmod to what it extracts.
+			plain := *c
+			plain.chmod = nil
+			mk = &plain
+		}
+		d, err := mk.mkdirAll(dest)
 		if err != nil {
 			return err
 		}
@@ -483,7 +637,7 @@ func (c *copier) copy(src copySource, dest string) error {
 		if src.archive {
 			return c.extract(src, d)
 		}
-		return c.copyTree(src.fsys, src.rel, d)
+		return c.copyTree(src.fsys, src.rel, d, src.include)
 	}
 	target := rel(dest)
 	if endsInSlash || c.isDir(dest) {
@@ -518,47 +672,25 @@ func (c *copier) copy(src copySource, dest string) error {
 	return c.copyEntry(src.fsys, src.rel, int(d.Fd()), base, true)
 }
 
-// copyTree copies the contents of dir src into the directory dst, giving
-// dst the source dir's owner, mode and times, as the legacy builder's
-// tar-based copy does. Below dst nothing is followed: a non-directory in
+// copyTree copies the contents of dir src into the directory dst (whose
+// own attributes it leaves alone, as BuildKit does). Below dst nothing is followed: a non-directory in
 // the way of a directory is replaced, as docker's untar replaces it.
-func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File) error {
+//
+// Below the top, --exclude patterns (c.exclude) and COPY --parents'
+// include pattern filter what is copied as BuildKit's fsutil copy filters
+// it: an excluded directory is skipped whole unless a "!" pattern may
+// bring back something under it, and a directory that is neither
+// included nor excluded is made (with its source's attributes) only when
+// something under it is copied.
+func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File, include *patternmatcher.PatternMatcher) error {
 	dstfd := int(dst.Fd())
 	below := safepath.NewDirCache(dstfd)
 	defer below.Close()
 	var dirs [][2]string // name below dst, name in fsys
-	err := fs.WalkDir(fsys, src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := c.ctx.Err(); err != nil {
-			return err
-		}
-		r, _ := filepath.Rel(src, p)
-		r = filepath.ToSlash(r)
-		if ctxIgnored(fsys, p, src) {
-			if d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if r == "." {
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			dirs = append(dirs, [2]string{r, p})
-			return c.fileAttrs(dst, fi.Mode())
-		}
+	var pending []pendingDir
+	mkdir := func(r, p string, fi fs.FileInfo) error {
 		dir, base := safepath.Split(r)
 		pfd, err := below.Open(dir)
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() {
-			return c.copyEntry(fsys, p, pfd, base, false)
-		}
-		fi, err := d.Info()
 		if err != nil {
 			return err
 		}
@@ -577,6 +709,72 @@ func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File) error {
 		}
 		dirs = append(dirs, [2]string{r, p})
 		return nil
+	}
+	err := fs.WalkDir(fsys, src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+		r, _ := filepath.Rel(src, p)
+		r = filepath.ToSlash(r)
+		if ctxIgnored(fsys, p, src) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if r == "." {
+			// The destination directory itself keeps what it has, or
+			// what mkdirAll gave it (0755 or an octal --chmod, the
+			// --chown owner), as BuildKit's copy of a directory's
+			// contents leaves it: the source directory's attributes
+			// are not copied onto it.
+			return nil
+		}
+		for len(pending) > 0 && !strings.HasPrefix(r, pending[len(pending)-1].r+"/") {
+			pending = pending[:len(pending)-1]
+		}
+		keep, descend := true, true
+		if include != nil {
+			keep, _ = include.MatchesOrParentMatches(r)
+		}
+		if c.exclude != nil {
+			if ex, _ := c.exclude.MatchesOrParentMatches(r); ex {
+				keep, descend = false, c.exclude.Exclusions()
+			}
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if !keep {
+			if !d.IsDir() {
+				return nil
+			}
+			if !descend {
+				return fs.SkipDir
+			}
+			pending = append(pending, pendingDir{r, p, fi})
+			return nil
+		}
+		// What is copied brings the directories leading to it.
+		for _, pd := range pending {
+			if err := mkdir(pd.r, pd.p, pd.fi); err != nil {
+				return err
+			}
+		}
+		pending = pending[:0]
+		if !d.IsDir() {
+			dir, base := safepath.Split(r)
+			pfd, err := below.Open(dir)
+			if err != nil {
+				return err
+			}
+			return c.copyEntry(fsys, p, pfd, base, false)
+		}
+		return mkdir(r, p, fi)
 	})
 	if err != nil {
 		return err
@@ -597,6 +795,13 @@ func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File) error {
 		}
 	}
 	return nil
+}
+
+// pendingDir is a directory copyTree makes only once something below it
+// is copied.
+type pendingDir struct {
+	r, p string
+	fi   fs.FileInfo
 }
 
 // ignoredFS is an fs.FS that knows which of its paths .dockerignore
@@ -668,7 +873,7 @@ func (c *copier) fileAttrs(f *os.File, mode os.FileMode) error {
 	}
 	perm := mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 	if c.chmod != nil {
-		perm = *c.chmod
+		perm = c.chmod.Apply(mode)
 	}
 	return f.Chmod(perm)
 }
@@ -731,9 +936,16 @@ func decompress(br *bufio.Reader) (io.Reader, error) {
 // extract unpacks a local archive (ADD) into the directory d, with the
 // layer unpacker's path checks and d as the unpacker's root, as docker's
 // chrooted untar does: the archive's own symlinks and ".." stay in d.
-// Ownership comes from the archive.
+// Ownership comes from the archive, or from --chown for every entry, as
+// BuildKit's unpack applies it.
 func (c *copier) extract(src copySource, d *os.File) error {
-	f, err := src.fsys.Open(src.rel)
+	var f io.ReadCloser
+	var err error
+	if src.file != "" {
+		f, err = os.Open(src.file)
+	} else {
+		f, err = src.fsys.Open(src.rel)
+	}
 	if err != nil {
 		return err
 	}
@@ -745,14 +957,19 @@ func (c *copier) extract(src copySource, d *os.File) error {
 	// The archive's root entry is skipped, as docker's untar does: dest
 	// keeps its own owner and mode.
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(withoutRootEntry(r, pw)) }()
+	var owner *Identity
+	if c.chowned {
+		owner = &c.id
+	}
+	go func() { pw.CloseWithError(withoutRootEntry(r, pw, owner)) }()
 	_, err = unpack.Apply(c.ctx, fmt.Sprintf("/proc/self/fd/%d", d.Fd()), pr)
 	pr.CloseWithError(errors.New("unpack stopped"))
 	return err
 }
 
-// withoutRootEntry copies the tar stream r to w, leaving out "." and "./".
-func withoutRootEntry(r io.Reader, w io.Writer) error {
+// withoutRootEntry copies the tar stream r to w, leaving out "." and "./",
+// giving every entry owner when it is set.
+func withoutRootEntry(r io.Reader, w io.Writer, owner *Identity) error {
 	tr := tar.NewReader(r)
 	tw := tar.NewWriter(w)
 	for {
@@ -765,6 +982,9 @@ func withoutRootEntry(r io.Reader, w io.Writer) error {
 		}
 		if path.Clean(h.Name) == "." || path.Clean(h.Name) == "/" {
 			continue
+		}
+		if owner != nil {
+			h.Uid, h.Gid, h.Uname, h.Gname = int(owner.UID), int(owner.GID), "", ""
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			return err

@@ -121,6 +121,9 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	}
 	createdBy := strings.Join(saveCmd, " ")
 	keyed := createdBy + "\x00network=" + in.Network
+	if h, ok := b.sandboxHostname(); ok {
+		keyed += "\x00hostname=" + h
+	}
 	for name, script := range pipes {
 		keyed += fmt.Sprintf("\x00pipe %q %q", name, script)
 	}
@@ -145,6 +148,9 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	}
 	defer os.RemoveAll(dir)
 	hostname := key[:12]
+	if h, ok := b.sandboxHostname(); ok {
+		hostname = h
+	}
 	hostNet := b.o.HostNetwork
 	switch in.Network {
 	case "none":
@@ -161,7 +167,7 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 		return err
 	}
 	defer release()
-	env := append(append(append([]string(nil), c.Env...), buildArgs...), menv...)
+	env := append(append(append(append([]string(nil), c.Env...), buildArgs...), b.proxyEnv()...), menv...)
 	scratch := filepath.Join(dir, "mnt")
 	if err := os.Mkdir(scratch, 0o700); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/moby/sys/user"
 )
@@ -17,68 +18,85 @@ type Identity struct {
 	UID, GID uint32
 }
 
-// chownIdentity resolves --chown as the legacy builder does: a lone user
-// is also taken as the group; a number is used as is; a name is looked
-// up in the image's own passwd or group file (read through fsys, which
-// is rooted at the image's root) with github.com/moby/sys/user's parser,
-// as moby does.
+// chownIdentity resolves --chown as BuildKit's file op does
+// (llb.WithUser, then readUser in the solver): a number is the uid and,
+// without a group, the gid too; a user name takes uid and gid from the
+// image's own passwd (read through fsys, rooted at the image's root, with
+// github.com/moby/sys/user's parser), and a name it does not hold is 0:0,
+// as BuildKit leaves it; a group (after ":") sets the gid, by number or
+// by name from the image's group file, a name it does not hold leaving
+// the gid as the user gave it. "user:" is "user".
 func chownIdentity(fsys fs.FS, spec string) (Identity, error) {
-	name, group, ok := strings.Cut(spec, ":")
-	if !ok {
-		group = name
-	}
-	uid, err := lookupID(fsys, "etc/passwd", name, func(r io.Reader) ([]int, error) {
-		us, err := user.ParsePasswdFilter(r, func(u user.User) bool { return u.Name == name })
-		ids := make([]int, len(us))
-		for i, u := range us {
-			ids[i] = u.Uid
+	name, group, _ := strings.Cut(spec, ":")
+	var id Identity
+	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
+		id = Identity{UID: uint32(n), GID: uint32(n)}
+	} else {
+		us, err := readIDFile(fsys, "etc/passwd", func(r io.Reader) ([]user.User, error) {
+			return user.ParsePasswdFilter(r, func(u user.User) bool { return u.Name == name })
+		})
+		if err != nil {
+			return Identity{}, err
 		}
-		return ids, err
+		if len(us) > 0 {
+			if us[0].Uid < 0 || us[0].Gid < 0 {
+				return Identity{}, fmt.Errorf("etc/passwd: negative id for %s", name)
+			}
+			id = Identity{UID: uint32(us[0].Uid), GID: uint32(us[0].Gid)}
+		}
+	}
+	if group == "" {
+		return id, nil
+	}
+	if n, err := strconv.ParseUint(group, 10, 32); err == nil {
+		id.GID = uint32(n)
+		return id, nil
+	}
+	gs, err := readIDFile(fsys, "etc/group", func(r io.Reader) ([]user.Group, error) {
+		return user.ParseGroupFilter(r, func(g user.Group) bool { return g.Name == group })
 	})
 	if err != nil {
-		return Identity{}, fmt.Errorf("unable to convert uid/gid chown string to host mapping: can't find uid for user %s: %w", name, err)
+		return Identity{}, err
 	}
-	gid, err := lookupID(fsys, "etc/group", group, func(r io.Reader) ([]int, error) {
-		gs, err := user.ParseGroupFilter(r, func(g user.Group) bool { return g.Name == group })
-		ids := make([]int, len(gs))
-		for i, g := range gs {
-			ids[i] = g.Gid
+	if len(gs) > 0 {
+		if gs[0].Gid < 0 {
+			return Identity{}, fmt.Errorf("etc/group: negative id for %s", group)
 		}
-		return ids, err
-	})
-	if err != nil {
-		return Identity{}, fmt.Errorf("unable to convert uid/gid chown string to host mapping: can't find gid for group %s: %w", group, err)
+		id.GID = uint32(gs[0].Gid)
 	}
-	return Identity{UID: uid, GID: gid}, nil
+	return id, nil
 }
 
-// errNoEntry is a --chown name that the image's passwd or group file
-// does not hold (or that has no such file).
-var errNoEntry = errors.New("no such user or group in the image")
-
-// lookupID returns the id a number stands for, or the first id parse
-// finds for a name in file.
-func lookupID(fsys fs.FS, file, name string, parse func(io.Reader) ([]int, error)) (uint32, error) {
-	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
-		return uint32(n), nil
+// chownByName reports whether --chown names a user or group (not only
+// numbers): BuildKit refuses that with --link, which has no base to read
+// passwd from.
+func chownByName(spec string) bool {
+	if spec == "" {
+		return false
 	}
+	name, group, _ := strings.Cut(spec, ":")
+	for _, s := range []string{name, group} {
+		if _, err := strconv.ParseUint(s, 10, 32); s != "" && err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// readIDFile parses the image's passwd or group file; a missing file (or
+// one under a non-directory) holds no one, as BuildKit treats it.
+func readIDFile[T any](fsys fs.FS, file string, parse func(io.Reader) ([]T, error)) ([]T, error) {
 	f, err := fsys.Open(file)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, errNoEntry
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, nil
 	}
 	if err != nil {
-		return 0, err
+		return nil, fmt.Errorf("reading %s: %w", file, err)
 	}
 	defer f.Close()
-	ids, err := parse(io.LimitReader(f, 16<<20))
+	v, err := parse(io.LimitReader(f, 16<<20))
 	if err != nil {
-		return 0, fmt.Errorf("reading %s: %w", file, err)
+		return nil, fmt.Errorf("reading %s: %w", file, err)
 	}
-	if len(ids) == 0 {
-		return 0, errNoEntry
-	}
-	if ids[0] < 0 {
-		return 0, fmt.Errorf("%s: negative id for %s", file, name)
-	}
-	return uint32(ids[0]), nil
+	return v, nil
 }

@@ -206,35 +206,55 @@ func parseShell(r *request) (Instruction, error) {
 	return &ShellInstr{at: r.at, Shell: r.args}, nil
 }
 
-// parseCopy parses COPY and ADD.
+// parseCopy parses COPY and ADD with the flags BuildKit's dockerfile:1
+// frontend takes (instructions.parseCopy and parseAdd).
 func parseCopy(r *request) (Instruction, error) {
 	add := r.name == "ADD"
-	allowed := []string{"from", "chown", "chmod", "link"}
+	allowed := []string{"from", "chown", "chmod", "link", "exclude", "parents"}
 	if add {
-		allowed = []string{"chown", "chmod", "link", "checksum", "keep-git-dir"}
+		allowed = []string{"chown", "chmod", "link", "checksum", "keep-git-dir", "unpack", "exclude"}
 	}
 	fs, err := r.flags(allowed...)
 	if err != nil {
 		return nil, err
-	}
-	if fs.set["keep-git-dir"] {
-		return nil, errors.New("ADD --keep-git-dir is not supported (no git sources)")
 	}
 	if len(r.args) < 2 {
 		return nil, fmt.Errorf("%s requires at least two arguments, but only one was provided. Destination could not be determined", r.name)
 	}
 	in := &CopyInstr{at: r.at, Add: add, Sources: r.args[:len(r.args)-1], Dest: r.args[len(r.args)-1],
 		From: fs.get("from"), Chown: fs.get("chown"), Chmod: fs.get("chmod"), Checksum: fs.get("checksum"),
-		Link: fs.set["link"], Heredocs: heredocs(r.node)}
-	if fs.set["from"] && in.From == "" {
-		return nil, fmt.Errorf("%s --from requires a value", r.name)
+		Excludes: fs.all["exclude"], Heredocs: heredocs(r.node)}
+	for _, b := range []struct {
+		flag string
+		dst  *bool
+	}{{"link", &in.Link}, {"parents", &in.Parents}} {
+		if *b.dst, err = fs.boolean(b.flag); err != nil {
+			return nil, err
+		}
+	}
+	for _, b := range []struct {
+		flag string
+		dst  **bool
+	}{{"unpack", &in.Unpack}, {"keep-git-dir", &in.KeepGitDir}} {
+		if fs.set[b.flag] {
+			v, err := fs.boolean(b.flag)
+			if err != nil {
+				return nil, err
+			}
+			*b.dst = &v
+		}
+	}
+	for _, f := range []string{"from", "chown", "chmod", "checksum", "exclude"} {
+		if fs.set[f] && !fs.valued[f] {
+			return nil, fmt.Errorf("missing a value on flag: --%s", f)
+		}
 	}
 	if strings.HasPrefix(in.Dest, "<<") && !r.json() {
 		return nil, fmt.Errorf("%s cannot accept a heredoc as a destination", r.name)
 	}
-	if in.Chmod != "" {
-		if _, err := strconv.ParseUint(in.Chmod, 8, 32); err != nil || len(in.Chmod) > 4 {
-			return nil, fmt.Errorf("invalid chmod parameter: %q (want octal, e.g. 0755)", in.Chmod)
+	if in.Chmod != "" && !strings.Contains(in.Chmod, "$") {
+		if _, err := ParseChmod(in.Chmod); err != nil {
+			return nil, err
 		}
 	}
 	return in, nil
@@ -414,9 +434,15 @@ func parseHealthcheck(r *request) (Instruction, error) {
 // healthFlags reads HEALTHCHECK CMD's --interval, --timeout,
 // --start-period and --retries.
 func (r *request) healthFlags(in *HealthcheckInstr) error {
-	fs, err := r.flags("interval", "timeout", "start-period", "retries")
+	fs, err := r.flags("interval", "timeout", "start-period", "start-interval", "retries")
 	if err != nil {
 		return err
+	}
+	if fs.set["start-interval"] {
+		// BuildKit records it as Healthcheck.StartInterval; the config
+		// type here (go-containerregistry's v1.HealthConfig) has no such
+		// field, so the image could not hold it: refused, not dropped.
+		return errors.New("HEALTHCHECK --start-interval is not supported yet (the image config could not record it)")
 	}
 	for _, d := range []struct {
 		flag string
@@ -458,16 +484,38 @@ func interval(flag, v string) (time.Duration, error) {
 // flagSet is an instruction's --flags; bool flags may be given without a
 // value.
 type flagSet struct {
-	vals map[string]string
-	set  map[string]bool
-	all  map[string][]string // every value of a repeatable flag, in order
+	vals   map[string]string
+	set    map[string]bool
+	valued map[string]bool     // given with "="
+	all    map[string][]string // every value of a repeatable flag, in order
+}
+
+// repeatable are the flags that may be given more than once.
+var repeatable = map[string]bool{"mount": true, "exclude": true}
+
+// boolean reads a bool flag as BuildKit's BFlags does: absent is false,
+// bare or "true" is true, "false" is false (case-insensitive).
+func (fs *flagSet) boolean(k string) (bool, error) {
+	if !fs.set[k] {
+		return false, nil
+	}
+	if fs.valued[k] && fs.vals[k] == "" {
+		return false, fmt.Errorf("missing a value on flag: --%s", k)
+	}
+	switch strings.ToLower(fs.vals[k]) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("expecting boolean value for flag --%s, not: %s", k, fs.vals[k])
 }
 
 func (fs *flagSet) get(k string) string { return fs.vals[k] }
 
 // flags parses the node's --flags against the allowed names.
 func (r *request) flags(allowed ...string) (*flagSet, error) {
-	fs := &flagSet{vals: map[string]string{}, set: map[string]bool{}, all: map[string][]string{}}
+	fs := &flagSet{vals: map[string]string{}, set: map[string]bool{}, valued: map[string]bool{}, all: map[string][]string{}}
 	ok := map[string]bool{}
 	for _, a := range allowed {
 		ok[a] = true
@@ -480,13 +528,13 @@ func (r *request) flags(allowed ...string) (*flagSet, error) {
 		if !ok[k] {
 			return nil, fmt.Errorf("unknown flag: --%s", k)
 		}
-		if fs.set[k] && k != "mount" {
+		if fs.set[k] && !repeatable[k] {
 			return nil, fmt.Errorf("duplicate flag specified: --%s", k)
 		}
 		if !hasVal {
 			v = "true"
 		}
-		fs.vals[k], fs.set[k] = v, true
+		fs.vals[k], fs.set[k], fs.valued[k] = v, true, hasVal
 		fs.all[k] = append(fs.all[k], v)
 	}
 	return fs, nil

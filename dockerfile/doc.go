@@ -14,7 +14,10 @@
 // EXPOSE takes docker's port specs (ranges, protocols), STOPSIGNAL is
 // checked as moby checks it. ApplyChanges is docker commit --change
 // (moby's BuildFromConfig): the same parser and the same dispatchers, on
-// a copy of the config.
+// a copy of the config. Parse also checks the `# syntax=` directive (only
+// the built-in docker/dockerfile:1 channel) and `# check=` (BuildKit's
+// option parser; no lint rules are run); ParseChmod and ParseGitSource
+// read COPY/ADD --chmod values and git sources as BuildKit reads them.
 //
 // Non-goals: running anything (RUN, COPY and ADD are typed here and
 // carried out by package builder), ARG scoping and stages' order

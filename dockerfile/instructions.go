@@ -156,7 +156,13 @@ type CopyInstr struct {
 	Chmod    string
 	Checksum string
 	Link     bool
-	Heredocs []Heredoc
+	Parents  bool     // COPY --parents: keep the sources' directories (a "/./" pivots)
+	Excludes []string // --exclude patterns, unexpanded as BuildKit keeps them
+	// Unpack and KeepGitDir are ADD's --unpack and --keep-git-dir; nil
+	// when not given (BuildKit's defaults then apply).
+	Unpack     *bool
+	KeepGitDir *bool
+	Heredocs   []Heredoc
 }
 
 func (i *CopyInstr) Name() string {
@@ -173,8 +179,22 @@ func (i *CopyInstr) String() string {
 			s += "--" + f[0] + "=" + f[1] + " "
 		}
 	}
+	for _, e := range i.Excludes {
+		s += "--exclude=" + e + " "
+	}
 	if i.Link {
 		s += "--link "
+	}
+	if i.Parents {
+		s += "--parents "
+	}
+	for _, f := range []struct {
+		name string
+		v    *bool
+	}{{"unpack", i.Unpack}, {"keep-git-dir", i.KeepGitDir}} {
+		if f.v != nil {
+			s += fmt.Sprintf("--%s=%t ", f.name, *f.v)
+		}
 	}
 	s += fmt.Sprintf("%q %q", i.Sources, i.Dest)
 	for _, h := range i.Heredocs {
@@ -314,12 +334,22 @@ type Dockerfile struct {
 	Stages      []*Stage
 	EscapeToken rune
 	Warnings    []string
+	// Syntax is the `# syntax=` frontend (one naming the built-in
+	// docker/dockerfile:1, or ""); Check the `# check=` lint options as
+	// written (validated; the lint rules are not run).
+	Syntax, Check string
 }
 
 // Dump renders the parsed file one instruction a line; the parser's golden
 // files hold it.
 func (d *Dockerfile) Dump() string {
 	var b strings.Builder
+	if d.Syntax != "" {
+		fmt.Fprintf(&b, "syntax=%s\n", d.Syntax)
+	}
+	if d.Check != "" {
+		fmt.Fprintf(&b, "check=%s\n", d.Check)
+	}
 	for _, a := range d.MetaArgs {
 		fmt.Fprintf(&b, "%d: %s\n", a.Line, a)
 	}

@@ -56,6 +56,9 @@ func Parse(r io.Reader) (*Dockerfile, error) {
 		return nil, fmt.Errorf("Dockerfile has more than %d instructions", MaxInstructions)
 	}
 	df := &Dockerfile{EscapeToken: res.EscapeToken}
+	if err := df.readDirectives(data); err != nil {
+		return nil, err
+	}
 	for _, w := range res.Warnings {
 		line := 0
 		if w.Location != nil {
