@@ -59,8 +59,19 @@ type Options struct {
 	// the RUN's sandbox only, through a pipe: it is in no layer, config,
 	// cache entry or file of the state dir.
 	Secrets map[string][]byte
-	// HostNetwork gives RUN the host's network (default: none).
+	// Network is the network of a RUN without --network (or with
+	// --network=default): "default" (when empty) is a private network
+	// namespace with outbound NAT through slirp4netns, as docker build's
+	// bridge (the host's loopback services are not reachable); "none"
+	// has only lo; "host" is the host's network (asked for here, so it
+	// needs no entitlement, as buildx's --network=host).
+	Network string
+	// HostNetwork is Network "host" (kept for callers that set it).
 	HostNetwork bool
+	// Allow are the entitlements granted, as BuildKit's --allow:
+	// "network.host" lets RUN --network=host run, "security.insecure"
+	// lets RUN --security=insecure run; without them such a RUN fails.
+	Allow []string
 	// Compat picks whose tar bytes to write (compat.Default if zero).
 	Compat compat.Profile
 	// StateDir holds unpacked layers, blobs and the cache
@@ -154,6 +165,9 @@ func newBuild(o Options) (*build, error) {
 		b.progress = io.Discard
 	}
 	var err error
+	if err := checkNetworkOptions(o); err != nil {
+		return nil, err
+	}
 	if b.plat, err = newBuildPlatforms(o.Platform); err != nil {
 		return nil, err
 	}
@@ -231,6 +245,18 @@ func (b *build) run(ctx context.Context) (v1.Image, error) {
 	for i := 0; i <= target; i++ {
 		if need[i] {
 			b.steps += 1 + len(b.df.Stages[i].Instructions)
+		}
+	}
+	// BuildKit refuses a build whose RUN needs an entitlement not
+	// granted before it runs anything; so do we (a trigger's RUN is
+	// checked when it runs).
+	for i := 0; i <= target; i++ {
+		for _, in := range b.df.Stages[i].Instructions {
+			if r, ok := in.(*dockerfile.RunInstr); ok && need[i] {
+				if err := b.entitled(r); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	for i := 0; i <= target; i++ {
