@@ -257,7 +257,7 @@ func initMain() int {
 	if err != nil {
 		return fail(err)
 	}
-	p, err := os.StartProcess(argv0, spec.Args, &os.ProcAttr{
+	p, err := startConfined(spec.Insecure, argv0, spec.Args, &os.ProcAttr{
 		Env:   env,
 		Files: []*os.File{null, os.Stdout, os.Stderr},
 		Sys: &syscall.SysProcAttr{
