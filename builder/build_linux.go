@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -78,7 +80,13 @@ type Options struct {
 	// (statedir.Default if empty).
 	StateDir string
 	// Progress receives step lines and the output of RUN; may be nil.
+	// Stages that build at once write to it in turns (one Write at a
+	// time), so their lines interleave.
 	Progress io.Writer
+	// Parallelism bounds how many independent stages build at once
+	// (default runtime.GOMAXPROCS(0); 1 builds them one after another in
+	// Dockerfile order). The image does not depend on it.
+	Parallelism int
 }
 
 // StepError is a failed RUN: its exit code, line and output tail.
@@ -141,10 +149,11 @@ type build struct {
 	lex      *dockerfile.Lex
 	metaArgs map[string]*string // after --build-arg overrides
 	usedArgs map[string]bool
-	stages   map[int]*stageState
+	stages   []*stageState       // by index; set when the stage is built
 	images   map[string]v1.Image // FROM and --from references opened
+	imagesMu *sync.Mutex         // guards images
 	dirs     map[v1.Hash]string  // diffID -> overlay-form dir
-	step     int
+	step     *atomic.Int64
 	steps    int
 	plat     buildPlatforms
 }
@@ -159,10 +168,13 @@ func newBuild(o Options) (*build, error) {
 	if o.Dockerfile == "" {
 		o.Dockerfile = filepath.Join(o.ContextDir, "Dockerfile")
 	}
-	b := &build{o: o, progress: o.Progress, usedArgs: map[string]bool{}, stages: map[int]*stageState{},
-		images: map[string]v1.Image{}, dirs: map[v1.Hash]string{}}
-	if b.progress == nil {
-		b.progress = io.Discard
+	b := &build{o: o, usedArgs: map[string]bool{}, images: map[string]v1.Image{}, imagesMu: new(sync.Mutex),
+		dirs: map[v1.Hash]string{}, step: new(atomic.Int64)}
+	// Stages building at once write progress through one lock: each
+	// Write (a line, or a chunk of RUN output) stays whole.
+	b.progress = &lockedWriter{w: io.Discard}
+	if o.Progress != nil {
+		b.progress = &lockedWriter{w: o.Progress}
 	}
 	var err error
 	if err := checkNetworkOptions(o); err != nil {
@@ -181,6 +193,7 @@ func newBuild(o Options) (*build, error) {
 		return nil, err
 	}
 	b.df = df
+	b.stages = make([]*stageState, len(df.Stages))
 	for _, w := range df.Warnings {
 		fmt.Fprintf(b.progress, "[WARNING]: %s\n", w)
 	}
@@ -238,7 +251,7 @@ func (b *build) run(ctx context.Context) (v1.Image, error) {
 			}
 		}
 	}
-	need, err := b.neededStages(target)
+	need, deps, err := b.neededStages(target)
 	if err != nil {
 		return nil, err
 	}
@@ -259,15 +272,8 @@ func (b *build) run(ctx context.Context) (v1.Image, error) {
 			}
 		}
 	}
-	for i := 0; i <= target; i++ {
-		if !need[i] {
-			continue
-		}
-		s, err := b.buildStage(ctx, b.df.Stages[i])
-		if err != nil {
-			return nil, err
-		}
-		b.stages[i] = s
+	if err := b.buildStages(ctx, target, need, deps); err != nil {
+		return nil, err
 	}
 	var unused []string
 	for k := range b.o.BuildArgs {

@@ -30,10 +30,12 @@ type stageState struct {
 
 func (s *stageState) config() *v1.Config { return &s.cf.Config }
 
-// neededStages marks the stages target depends on through FROM and
-// COPY --from (names or indexes).
-func (b *build) neededStages(target int) (map[int]bool, error) {
+// neededStages marks the stages target depends on through FROM,
+// COPY --from and RUN --mount from= (names or indexes), and returns
+// each needed stage's direct dependencies (earlier stages).
+func (b *build) neededStages(target int) (map[int]bool, map[int][]int, error) {
 	need := map[int]bool{}
+	deps := map[int][]int{}
 	var visit func(i int) error
 	visit = func(i int) error {
 		if need[i] {
@@ -41,14 +43,14 @@ func (b *build) neededStages(target int) (map[int]bool, error) {
 		}
 		need[i] = true
 		s := b.df.Stages[i]
-		deps := []string{}
+		refs := []string{}
 		img, err := b.lex.ProcessWord(s.From.Image, b.metaEnv())
 		if err == nil {
-			deps = append(deps, img)
+			refs = append(refs, img)
 		}
 		for _, in := range s.Instructions {
 			if c, ok := in.(*dockerfile.CopyInstr); ok && c.From != "" {
-				deps = append(deps, c.From)
+				refs = append(refs, c.From)
 			}
 			if r, ok := in.(*dockerfile.RunInstr); ok {
 				for _, raw := range r.Mounts {
@@ -56,13 +58,14 @@ func (b *build) neededStages(target int) (map[int]bool, error) {
 					// variables there).
 					m, err := dockerfile.ParseMount(raw, func(w string) (string, error) { return w, nil })
 					if err == nil && m.From != "" {
-						deps = append(deps, m.From)
+						refs = append(refs, m.From)
 					}
 				}
 			}
 		}
-		for _, d := range deps {
+		for _, d := range refs {
 			if j, ok := b.stageIndex(d, i); ok {
+				deps[i] = append(deps[i], j)
 				if err := visit(j); err != nil {
 					return err
 				}
@@ -70,7 +73,8 @@ func (b *build) neededStages(target int) (map[int]bool, error) {
 		}
 		return nil
 	}
-	return need, visit(target)
+	err := visit(target)
+	return need, deps, err
 }
 
 // stageIndex finds a stage by name, or by index for COPY --from=N, among
@@ -95,6 +99,10 @@ func (b *build) stageIndex(ref string, before int) (int, bool) {
 func (b *build) openImage(ctx context.Context, ref string, p ocispecs.Platform) (v1.Image, error) {
 	plat := v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant, OSVersion: p.OSVersion}
 	key := ref + "\x00" + plat.String()
+	// Stages building at once share the images; each is resolved once
+	// (the lock is held while the resolver runs).
+	b.imagesMu.Lock()
+	defer b.imagesMu.Unlock()
 	if img, ok := b.images[key]; ok {
 		return img, nil
 	}
@@ -120,8 +128,7 @@ func (b *build) openImage(ctx context.Context, ref string, p ocispecs.Platform) 
 }
 
 func (b *build) stepf(format string, args ...any) {
-	b.step++
-	fmt.Fprintf(b.progress, "Step %d/%d : %s\n", b.step, b.steps, fmt.Sprintf(format, args...))
+	fmt.Fprintf(b.progress, "Step %d/%d : %s\n", b.step.Add(1), b.steps, fmt.Sprintf(format, args...))
 }
 
 func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageState, error) {
