@@ -154,8 +154,11 @@ type build struct {
 	imagesMu *sync.Mutex         // guards images
 	dirs     map[v1.Hash]string  // diffID -> overlay-form dir
 	step     *atomic.Int64
-	steps    int
-	plat     buildPlatforms
+	// callerCtx is Build's context, for resolving images (see
+	// openImage); stages run with a context of their own.
+	callerCtx context.Context
+	steps     int
+	plat      buildPlatforms
 }
 
 func newBuild(o Options) (*build, error) {

@@ -34,7 +34,13 @@ func checkNetworkOptions(o Options) error {
 	return nil
 }
 
+// allowed reports whether entitlement e was granted: by Allow, or for
+// network.host by asking for the host network for the whole build (as
+// buildx's --network=host grants it).
 func (b *build) allowed(e string) bool {
+	if e == EntitlementNetworkHost && (b.o.HostNetwork || b.o.Network == sandbox.NetworkHost) {
+		return true
+	}
 	for _, a := range b.o.Allow {
 		if a == e {
 			return true

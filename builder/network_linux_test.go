@@ -82,8 +82,8 @@ func TestBuildNetwork(t *testing.T) {
 			"RUN --network=host " + probe(loop, "/a"),
 			map[string]string{"a": `content="loopback"`}},
 		{"build-network-host", Options{Network: "host"},
-			"RUN " + probe(loop, "/a") + "\nRUN --network=none " + probe(outside, "/b"),
-			map[string]string{"a": `content="loopback"`, "b": cantConnect}},
+			"RUN " + probe(loop, "/a") + "\nRUN --network=none " + probe(outside, "/b") + "\nRUN --network=host " + probe(loop, "/c"),
+			map[string]string{"a": `content="loopback"`, "b": cantConnect, "c": `content="loopback"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := tc.o

@@ -26,6 +26,7 @@ func (b *build) buildStages(ctx context.Context, target int, need map[int]bool, 
 	if limit <= 0 {
 		limit = runtime.GOMAXPROCS(0)
 	}
+	b.callerCtx = ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {

@@ -112,6 +112,12 @@ func (b *build) openImage(ctx context.Context, ref string, p ocispecs.Platform) 
 	}
 	var img v1.Image
 	var err error
+	// A resolved image may read its blobs later with the context it was
+	// opened with (a registry's): that is the caller's, which outlives
+	// the build, not a stage's, which ends with it.
+	if b.callerCtx != nil {
+		ctx = b.callerCtx
+	}
 	switch {
 	case b.o.ResolvePlatform != nil:
 		img, err = b.o.ResolvePlatform(ctx, target, plat)
