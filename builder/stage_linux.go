@@ -36,6 +36,7 @@ func (s *stageState) config() *v1.Config { return &s.cf.Config }
 func (b *build) neededStages(target int) (map[int]bool, map[int][]int, error) {
 	need := map[int]bool{}
 	deps := map[int][]int{}
+	late := map[int]bool{}
 	var visit func(i int) error
 	visit = func(i int) error {
 		if need[i] {
@@ -51,6 +52,15 @@ func (b *build) neededStages(target int) (map[int]bool, map[int][]int, error) {
 		for _, in := range s.Instructions {
 			if c, ok := in.(*dockerfile.CopyInstr); ok && c.From != "" {
 				refs = append(refs, c.From)
+				if strings.Contains(c.From, "$") {
+					// Expanded with the stage's own ARGs when it
+					// runs: to be safe, it waits for every
+					// earlier stage that is built.
+					late[i] = true
+					if f, err := b.lex.ProcessWord(c.From, b.metaEnv()); err == nil {
+						refs = append(refs, f)
+					}
+				}
 			}
 			if r, ok := in.(*dockerfile.RunInstr); ok {
 				for _, raw := range r.Mounts {
@@ -74,6 +84,13 @@ func (b *build) neededStages(target int) (map[int]bool, map[int][]int, error) {
 		return nil
 	}
 	err := visit(target)
+	for i := range late {
+		for j := 0; j < i; j++ {
+			if need[j] {
+				deps[i] = append(deps[i], j)
+			}
+		}
+	}
 	return need, deps, err
 }
 
