@@ -155,3 +155,20 @@ func TestBuildKitNetwork(t *testing.T) {
 		t.Error(d)
 	}
 }
+
+// TestBuildWithoutSlirp: without slirp4netns a RUN on the default
+// network fails with one line naming it (and what to do); --network none
+// needs nothing.
+func TestBuildWithoutSlirp(t *testing.T) {
+	base := busyboxImage(t)
+	t.Setenv("PATH", t.TempDir())
+	ctx := writeContext(t, map[string]string{"Dockerfile": "FROM " + base + "\nRUN true\n"})
+	_, err := testBuild(t, Options{ContextDir: ctx})
+	want := "Dockerfile:2: RUN: the default RUN network needs slirp4netns on the PATH (Debian: apt-get install slirp4netns), or use --network none"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+	if _, err := testBuild(t, Options{ContextDir: ctx, Network: "none"}); err != nil {
+		t.Errorf("--network none without slirp4netns: %v", err)
+	}
+}
