@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -59,15 +61,32 @@ type Options struct {
 	// the RUN's sandbox only, through a pipe: it is in no layer, config,
 	// cache entry or file of the state dir.
 	Secrets map[string][]byte
-	// HostNetwork gives RUN the host's network (default: none).
+	// Network is the network of a RUN without --network (or with
+	// --network=default): "default" (when empty) is a private network
+	// namespace with outbound NAT through slirp4netns, as docker build's
+	// bridge (the host's loopback services are not reachable); "none"
+	// has only lo; "host" is the host's network (asked for here, so it
+	// needs no entitlement, as buildx's --network=host).
+	Network string
+	// HostNetwork is Network "host" (kept for callers that set it).
 	HostNetwork bool
+	// Allow are the entitlements granted, as BuildKit's --allow:
+	// "network.host" lets RUN --network=host run, "security.insecure"
+	// lets RUN --security=insecure run; without them such a RUN fails.
+	Allow []string
 	// Compat picks whose tar bytes to write (compat.Default if zero).
 	Compat compat.Profile
 	// StateDir holds unpacked layers, blobs and the cache
 	// (statedir.Default if empty).
 	StateDir string
 	// Progress receives step lines and the output of RUN; may be nil.
+	// Stages that build at once write to it in turns (one Write at a
+	// time), so their lines interleave.
 	Progress io.Writer
+	// Parallelism bounds how many independent stages build at once
+	// (default runtime.GOMAXPROCS(0); 1 builds them one after another in
+	// Dockerfile order). The image does not depend on it.
+	Parallelism int
 }
 
 // StepError is a failed RUN: its exit code, line and output tail.
@@ -130,12 +149,16 @@ type build struct {
 	lex      *dockerfile.Lex
 	metaArgs map[string]*string // after --build-arg overrides
 	usedArgs map[string]bool
-	stages   map[int]*stageState
+	stages   []*stageState       // by index; set when the stage is built
 	images   map[string]v1.Image // FROM and --from references opened
+	imagesMu *sync.Mutex         // guards images
 	dirs     map[v1.Hash]string  // diffID -> overlay-form dir
-	step     int
-	steps    int
-	plat     buildPlatforms
+	step     *atomic.Int64
+	// callerCtx is Build's context, for resolving images (see
+	// openImage); stages run with a context of their own.
+	callerCtx context.Context
+	steps     int
+	plat      buildPlatforms
 }
 
 func newBuild(o Options) (*build, error) {
@@ -148,12 +171,18 @@ func newBuild(o Options) (*build, error) {
 	if o.Dockerfile == "" {
 		o.Dockerfile = filepath.Join(o.ContextDir, "Dockerfile")
 	}
-	b := &build{o: o, progress: o.Progress, usedArgs: map[string]bool{}, stages: map[int]*stageState{},
-		images: map[string]v1.Image{}, dirs: map[v1.Hash]string{}}
-	if b.progress == nil {
-		b.progress = io.Discard
+	b := &build{o: o, usedArgs: map[string]bool{}, images: map[string]v1.Image{}, imagesMu: new(sync.Mutex),
+		dirs: map[v1.Hash]string{}, step: new(atomic.Int64)}
+	// Stages building at once write progress through one lock: each
+	// Write (a line, or a chunk of RUN output) stays whole.
+	b.progress = &lockedWriter{w: io.Discard}
+	if o.Progress != nil {
+		b.progress = &lockedWriter{w: o.Progress}
 	}
 	var err error
+	if err := checkNetworkOptions(o); err != nil {
+		return nil, err
+	}
 	if b.plat, err = newBuildPlatforms(o.Platform); err != nil {
 		return nil, err
 	}
@@ -170,6 +199,7 @@ func newBuild(o Options) (*build, error) {
 		return nil, err
 	}
 	b.df = df
+	b.stages = make([]*stageState, len(df.Stages))
 	for _, w := range df.Warnings {
 		fmt.Fprintf(b.progress, "[WARNING]: %s\n", w)
 	}
@@ -227,7 +257,7 @@ func (b *build) run(ctx context.Context) (v1.Image, error) {
 			}
 		}
 	}
-	need, err := b.neededStages(target)
+	need, deps, err := b.neededStages(target)
 	if err != nil {
 		return nil, err
 	}
@@ -236,15 +266,20 @@ func (b *build) run(ctx context.Context) (v1.Image, error) {
 			b.steps += 1 + len(b.df.Stages[i].Instructions)
 		}
 	}
+	// BuildKit refuses a build whose RUN needs an entitlement not
+	// granted before it runs anything; so do we (a trigger's RUN is
+	// checked when it runs).
 	for i := 0; i <= target; i++ {
-		if !need[i] {
-			continue
+		for _, in := range b.df.Stages[i].Instructions {
+			if r, ok := in.(*dockerfile.RunInstr); ok && need[i] {
+				if err := b.entitled(r); err != nil {
+					return nil, err
+				}
+			}
 		}
-		s, err := b.buildStage(ctx, b.df.Stages[i])
-		if err != nil {
-			return nil, err
-		}
-		b.stages[i] = s
+	}
+	if err := b.buildStages(ctx, target, need, deps); err != nil {
+		return nil, err
 	}
 	var unused []string
 	for k := range b.o.BuildArgs {

@@ -30,10 +30,13 @@ type stageState struct {
 
 func (s *stageState) config() *v1.Config { return &s.cf.Config }
 
-// neededStages marks the stages target depends on through FROM and
-// COPY --from (names or indexes).
-func (b *build) neededStages(target int) (map[int]bool, error) {
+// neededStages marks the stages target depends on through FROM,
+// COPY --from and RUN --mount from= (names or indexes), and returns
+// each needed stage's direct dependencies (earlier stages).
+func (b *build) neededStages(target int) (map[int]bool, map[int][]int, error) {
 	need := map[int]bool{}
+	deps := map[int][]int{}
+	late := map[int]bool{}
 	var visit func(i int) error
 	visit = func(i int) error {
 		if need[i] {
@@ -41,14 +44,23 @@ func (b *build) neededStages(target int) (map[int]bool, error) {
 		}
 		need[i] = true
 		s := b.df.Stages[i]
-		deps := []string{}
+		refs := []string{}
 		img, err := b.lex.ProcessWord(s.From.Image, b.metaEnv())
 		if err == nil {
-			deps = append(deps, img)
+			refs = append(refs, img)
 		}
 		for _, in := range s.Instructions {
 			if c, ok := in.(*dockerfile.CopyInstr); ok && c.From != "" {
-				deps = append(deps, c.From)
+				refs = append(refs, c.From)
+				if strings.Contains(c.From, "$") {
+					// Expanded with the stage's own ARGs when it
+					// runs: to be safe, it waits for every
+					// earlier stage that is built.
+					late[i] = true
+					if f, err := b.lex.ProcessWord(c.From, b.metaEnv()); err == nil {
+						refs = append(refs, f)
+					}
+				}
 			}
 			if r, ok := in.(*dockerfile.RunInstr); ok {
 				for _, raw := range r.Mounts {
@@ -56,13 +68,14 @@ func (b *build) neededStages(target int) (map[int]bool, error) {
 					// variables there).
 					m, err := dockerfile.ParseMount(raw, func(w string) (string, error) { return w, nil })
 					if err == nil && m.From != "" {
-						deps = append(deps, m.From)
+						refs = append(refs, m.From)
 					}
 				}
 			}
 		}
-		for _, d := range deps {
+		for _, d := range refs {
 			if j, ok := b.stageIndex(d, i); ok {
+				deps[i] = append(deps[i], j)
 				if err := visit(j); err != nil {
 					return err
 				}
@@ -70,7 +83,15 @@ func (b *build) neededStages(target int) (map[int]bool, error) {
 		}
 		return nil
 	}
-	return need, visit(target)
+	err := visit(target)
+	for i := range late {
+		for j := 0; j < i; j++ {
+			if need[j] {
+				deps[i] = append(deps[i], j)
+			}
+		}
+	}
+	return need, deps, err
 }
 
 // stageIndex finds a stage by name, or by index for COPY --from=N, among
@@ -95,6 +116,10 @@ func (b *build) stageIndex(ref string, before int) (int, bool) {
 func (b *build) openImage(ctx context.Context, ref string, p ocispecs.Platform) (v1.Image, error) {
 	plat := v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant, OSVersion: p.OSVersion}
 	key := ref + "\x00" + plat.String()
+	// Stages building at once share the images; each is resolved once
+	// (the lock is held while the resolver runs).
+	b.imagesMu.Lock()
+	defer b.imagesMu.Unlock()
 	if img, ok := b.images[key]; ok {
 		return img, nil
 	}
@@ -104,6 +129,12 @@ func (b *build) openImage(ctx context.Context, ref string, p ocispecs.Platform) 
 	}
 	var img v1.Image
 	var err error
+	// A resolved image may read its blobs later with the context it was
+	// opened with (a registry's): that is the caller's, which outlives
+	// the build, not a stage's, which ends with it.
+	if b.callerCtx != nil {
+		ctx = b.callerCtx
+	}
 	switch {
 	case b.o.ResolvePlatform != nil:
 		img, err = b.o.ResolvePlatform(ctx, target, plat)
@@ -120,8 +151,7 @@ func (b *build) openImage(ctx context.Context, ref string, p ocispecs.Platform) 
 }
 
 func (b *build) stepf(format string, args ...any) {
-	b.step++
-	fmt.Fprintf(b.progress, "Step %d/%d : %s\n", b.step, b.steps, fmt.Sprintf(format, args...))
+	fmt.Fprintf(b.progress, "Step %d/%d : %s\n", b.step.Add(1), b.steps, fmt.Sprintf(format, args...))
 }
 
 func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageState, error) {

@@ -111,6 +111,9 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	if err := b.runnable(s, in.Line); err != nil {
 		return err
 	}
+	if err := b.entitled(in); err != nil {
+		return err
+	}
 	args, pipes := runArgs(s, in)
 	buildArgs := b.allowedArgs(s)
 	saveCmd := args
@@ -123,6 +126,9 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	keyed := createdBy + "\x00network=" + in.Network
 	if h, ok := b.sandboxHostname(); ok {
 		keyed += "\x00hostname=" + h
+	}
+	if in.Security == "insecure" {
+		keyed += "\x00security=insecure"
 	}
 	for name, script := range pipes {
 		keyed += fmt.Sprintf("\x00pipe %q %q", name, script)
@@ -151,14 +157,8 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	if h, ok := b.sandboxHostname(); ok {
 		hostname = h
 	}
-	hostNet := b.o.HostNetwork
-	switch in.Network {
-	case "none":
-		hostNet = false
-	case "host":
-		hostNet = true
-	}
-	binds, err := sandbox.EtcFiles(dir, hostname, hostNet)
+	network := b.runNetwork(in)
+	binds, err := sandbox.NetworkEtcFiles(dir, hostname, network)
 	if err != nil {
 		return err
 	}
@@ -174,7 +174,7 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	}
 	spec := sandbox.Spec{Mounts: mounts, Scratch: scratch,
 		Lowers: append([]string{b.initDir}, lowers...), Upper: upper, Work: work, Merged: filepath.Join(dir, "merged"),
-		Binds: binds, Hostname: hostname, HostNet: hostNet, Args: args, Env: env, User: c.User, Workdir: c.WorkingDir,
+		Binds: binds, Hostname: hostname, Network: network, Insecure: in.Security == "insecure", Args: args, Env: env, User: c.User, Workdir: c.WorkingDir,
 		Pipes: pipes,
 	}
 	tail := &tailBuffer{max: 4096}

@@ -136,8 +136,10 @@ func parseRun(r *request) (Instruction, error) {
 			return nil, err
 		}
 	}
-	if fs.set["security"] && fs.get("security") != "sandbox" {
-		return nil, fmt.Errorf("RUN --security=%s is not supported", fs.get("security"))
+	switch fs.get("security") {
+	case "", "sandbox", "insecure":
+	default:
+		return nil, fmt.Errorf("RUN --security=%s: want sandbox or insecure", fs.get("security"))
 	}
 	switch fs.get("network") {
 	case "", "default", "none", "host":
@@ -148,7 +150,7 @@ func parseRun(r *request) (Instruction, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &RunInstr{at: r.at, Cmd: cl, Heredocs: heredocs(r.node), Network: fs.get("network"), Mounts: fs.all["mount"]}, nil
+	return &RunInstr{at: r.at, Cmd: cl, Heredocs: heredocs(r.node), Network: fs.get("network"), Security: fs.get("security"), Mounts: fs.all["mount"]}, nil
 }
 
 func parseCmd(r *request) (Instruction, error) {

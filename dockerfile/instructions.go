@@ -112,6 +112,7 @@ type RunInstr struct {
 	Cmd      CommandLine
 	Heredocs []Heredoc
 	Network  string // --network: "", "default", "none" or "host"
+	Security string // --security: "", "sandbox" or "insecure"
 	// Mounts are the --mount values as written; ParseMount reads each
 	// once the stage's variables are known (Parse has checked what it
 	// can without them).
@@ -134,6 +135,9 @@ func (i *RunInstr) String() string {
 	s := "RUN "
 	if i.Network != "" {
 		s += "--network=" + i.Network + " "
+	}
+	if i.Security != "" {
+		s += "--security=" + i.Security + " "
 	}
 	for _, m := range i.Mounts {
 		s += "--mount=" + m + " "

@@ -13,7 +13,12 @@
 // A program that calls Run must call Main first thing in main (and test
 // binaries in TestMain): there is no init() with side effects.
 //
-// Non-goals: user namespaces (rootless), seccomp, capabilities beyond
-// root's, cgroups and resource limits, a TTY. RUN --mount's mounts are Spec.Mounts
+// The network is a mode (Spec.Network): none (only lo), host, or default,
+// a private namespace with NAT through slirp4netns. The command gets
+// Docker's default capability set and a seccomp filter like Docker's
+// default profile (security_linux.go), unless Spec.Insecure.
+//
+// Non-goals: user namespaces (rootless), cgroups and resource limits,
+// AppArmor/SELinux, a TTY. RUN --mount's mounts are Spec.Mounts
 // (see Mount); the mount points made for them are removed after the command.
 package sandbox

@@ -69,7 +69,7 @@ func enterRoot(s *Spec) error {
 	if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
 		return fmt.Errorf("sethostname: %w", err)
 	}
-	if !s.HostNet {
+	if s.network() != NetworkHost {
 		if err := loopbackUp(); err != nil {
 			return fmt.Errorf("bringing up lo: %w", err)
 		}
@@ -180,10 +180,22 @@ func InitLayer(dir string) error {
 	return nil
 }
 
-// EtcFiles writes the files bound over /etc/hosts, /etc/hostname and
-// /etc/resolv.conf for one command into dir and returns them as
-// Spec.Binds. With hostNet they are the host's hosts and resolv.conf.
+// EtcFiles is NetworkEtcFiles for NetworkHost (hostNet) or NetworkNone.
 func EtcFiles(dir, hostname string, hostNet bool) (map[string]string, error) {
+	if hostNet {
+		return NetworkEtcFiles(dir, hostname, NetworkHost)
+	}
+	return NetworkEtcFiles(dir, hostname, NetworkNone)
+}
+
+// NetworkEtcFiles writes the files bound over /etc/hosts, /etc/hostname
+// and /etc/resolv.conf for one command run with network into dir and
+// returns them as Spec.Binds. With NetworkHost they are the host's hosts
+// and resolv.conf; with NetworkDefault resolv.conf names slirp4netns's
+// DNS forwarder and keeps the host's search and options lines; with
+// NetworkNone it is empty.
+func NetworkEtcFiles(dir, hostname, network string) (map[string]string, error) {
+	hostNet := network == NetworkHost
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
 	resolv := []byte{}
 	if hostNet {
@@ -195,6 +207,9 @@ func EtcFiles(dir, hostname string, hostNet bool) (map[string]string, error) {
 		}
 	} else {
 		hosts += "127.0.0.1\t" + hostname + "\n"
+	}
+	if network == NetworkDefault {
+		resolv = []byte(slirpResolvConf())
 	}
 	files := map[string][]byte{"hosts": []byte(hosts), "hostname": []byte(hostname + "\n"), "resolv.conf": resolv}
 	binds := map[string]string{}

@@ -43,8 +43,16 @@ type Spec struct {
 	Binds map[string]string
 	// Hostname is the UTS name, also HOSTNAME in the environment.
 	Hostname string
-	// HostNet keeps the host's network namespace.
+	// HostNet keeps the host's network namespace (as Network "host").
 	HostNet bool
+	// Network is NetworkDefault, NetworkNone (when empty) or
+	// NetworkHost; see their docs. NetworkDefault needs slirp4netns.
+	Network string `json:",omitempty"`
+	// Insecure runs the command with every capability and no seccomp
+	// filter (RUN --security=insecure); otherwise it gets Docker's
+	// default capability set and a seccomp filter like Docker's default
+	// profile (see security_linux.go).
+	Insecure bool `json:",omitempty"`
 	// Args is the command; Args[0] is looked up on the PATH of Env
 	// inside the root.
 	Args []string
@@ -129,8 +137,17 @@ func Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) (exit int, er
 	cmd.Env = []string{initEnv + "=1"}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.ExtraFiles = []*os.File{statusW, specR}
+	network := spec.network()
+	switch network {
+	case NetworkDefault, NetworkNone, NetworkHost:
+	default:
+		return 0, fmt.Errorf("sandbox: unknown network %q", network)
+	}
+	if network == NetworkDefault && !SlirpAvailable() {
+		return 0, ErrNoSlirp
+	}
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
-	if !spec.HostNet {
+	if network != NetworkHost {
 		flags |= unix.CLONE_NEWNET
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
@@ -141,9 +158,21 @@ func Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) (exit int, er
 		specW.Close()
 		return 0, fmt.Errorf("starting sandbox: %w", err)
 	}
-	// The init reads the whole spec before anything else; if it died
-	// first, Wait tells.
-	_, werr := specW.Write(js)
+	// The init reads the whole spec before anything else, so it waits
+	// (in its new network namespace) until slirp4netns has set up tap0
+	// there; if it died first, Wait tells.
+	var werr error
+	if network == NetworkDefault {
+		sl, err := startSlirp(cmd.Process.Pid)
+		if err != nil {
+			specW.Close()
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return 0, fmt.Errorf("sandbox: %w", err)
+		}
+		defer sl.stop()
+	}
+	_, werr = specW.Write(js)
 	if cerr := specW.Close(); werr == nil {
 		werr = cerr
 	}
@@ -228,7 +257,7 @@ func initMain() int {
 	if err != nil {
 		return fail(err)
 	}
-	p, err := os.StartProcess(argv0, spec.Args, &os.ProcAttr{
+	p, err := startConfined(spec.Insecure, argv0, spec.Args, &os.ProcAttr{
 		Env:   env,
 		Files: []*os.File{null, os.Stdout, os.Stderr},
 		Sys: &syscall.SysProcAttr{

@@ -11,7 +11,7 @@
 set -u
 
 LC_ORACLE_DIR=${LC_ORACLE_DIR:-/tmp/layercommit-oracle}
-LC_PACKAGES="docker.io busybox-static attr skopeo umoci docker-registry podman runc"
+LC_PACKAGES="docker.io busybox-static attr skopeo umoci docker-registry podman runc slirp4netns"
 # The loopback registry BuildKit pulls its bases from.
 LC_REGISTRY_ADDR=${LC_REGISTRY_ADDR:-127.0.0.1:5077}
 
@@ -25,6 +25,7 @@ oracles_install() {
 	command -v docker-registry >/dev/null || missing+=(docker-registry)
 	command -v podman >/dev/null || missing+=(podman)
 	command -v runc >/dev/null || missing+=(runc)
+	command -v slirp4netns >/dev/null || missing+=(slirp4netns)
 	if [ ${#missing[@]} -gt 0 ]; then
 		echo "oracles: installing ${missing[*]}" >&2
 		apt-get update -qq >&2 || return 1

@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [-o DEST] CONTEXT", runBuild})
+	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network default|none|host] [--allow ENTITLEMENT]... [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [-o DEST] CONTEXT", runBuild})
 }
 
 func runBuild(args []string, stdout, stderr io.Writer) error {
@@ -34,7 +34,9 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	noCache := fs.Bool("no-cache", false, "do not use the build cache")
 	platform := fs.String("platform", "", "target platform OS/ARCH[/VARIANT] (default the host's; RUN needs one the host runs)")
 	epoch := fs.String("source-date-epoch", "", "created times and mtimes clamped to this Unix time (default $SOURCE_DATE_EPOCH)")
-	network := fs.String("network", "none", "network for RUN: none or host")
+	network := fs.String("network", "default", "network for RUN: default (private, NAT through slirp4netns), none or host")
+	var allow strList
+	fs.Var(&allow, "allow", "grant an entitlement: network.host or security.insecure (repeatable)")
 	profile := fs.String("compat", compat.Default.Name, "whose bytes to reproduce")
 	stateDir := fs.String("state-dir", statedir.Default, "unpacked layers and the build cache")
 	dockerRoot := fs.String("docker-root", "/var/lib/docker", "Docker data root")
@@ -109,12 +111,16 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("build: %w", err)
 	}
 	switch *network {
-	case "none", "default", "":
-	case "host":
-		o.HostNetwork = true
+	case "default", "none", "host":
 	default:
-		return fmt.Errorf("build: bad --network %q (none or host)", *network)
+		return fmt.Errorf("build: bad --network %q (default, none or host)", *network)
 	}
+	for _, a := range allow {
+		if a != builder.EntitlementNetworkHost && a != builder.EntitlementSecurityInsecure {
+			return fmt.Errorf("build: bad --allow %q (network.host or security.insecure)", a)
+		}
+	}
+	o.Network, o.Allow = *network, allow
 	if !*quiet {
 		o.Progress = stderr
 	}

@@ -44,7 +44,8 @@ func TestBuildCommand(t *testing.T) {
 		want string
 	}{
 		{[]string{"-t", "Bad:Name", ctx}, "layercommit: bad -t: bad image name \"Bad:Name\": invalid reference format: repository name (library/Bad) must be lowercase\n"},
-		{[]string{"-o", "oci:" + out, "--network", "bridge", ctx}, "layercommit: build: bad --network \"bridge\" (none or host)\n"},
+		{[]string{"-o", "oci:" + out, "--network", "bridge", ctx}, "layercommit: build: bad --network \"bridge\" (default, none or host)\n"},
+		{[]string{"-o", "oci:" + out, "--allow", "network", ctx}, "layercommit: build: bad --allow \"network\" (network.host or security.insecure)\n"},
 		{[]string{"-o", "oci:" + out, "--source-date-epoch", "soon", ctx}, "layercommit: build: bad --source-date-epoch \"soon\"\n"},
 		{[]string{"-o", "oci:" + out, "--platform", "linux/", ctx}, "layercommit: bad platform \"linux/\": \"\" is an invalid component of \"linux/\": platform specifier component must match \"^[A-Za-z0-9_.-]+$\": invalid argument\n"},
 		{[]string{"-o", "oci:" + out, "-f", filepath.Join(ctx, "nope"), ctx}, "layercommit: reading Dockerfile: open " + filepath.Join(ctx, "nope") + ": no such file or directory\n"},
