@@ -120,7 +120,7 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	defer dest.Close()
 
 	if r.Pause && c.Running && !c.Paused && c.Pid > 0 {
-		thaw, err := dockerroot.Freeze(c.Pid)
+		thaw, err := dockerroot.Freeze(c.Pid, c.ID)
 		if err != nil {
 			return v1.Hash{}, fmt.Errorf("pausing container %s: %w", c.ID, err)
 		}

@@ -13,14 +13,20 @@ import (
 
 // Freeze freezes the cgroup of the process pid (a container's init) with
 // the cgroup freezer, v1 or v2, and returns a function that thaws it.
-// It is what docker commit's default pause does. A pid that no longer
-// exists (the container stopped after its state was read) has nothing to
-// freeze: its upper dir no longer changes, so Freeze returns a thaw that
-// does nothing.
-func Freeze(pid int) (thaw func() error, err error) {
+// It is what docker commit's default pause does. id is the container's
+// full ID: the pid's cgroup path must name it (Docker's /docker/<id> and
+// docker-<id>.scope, podman's libpod-<id>), since the pid comes from a
+// state file that may be stale (Docker 29 leaves "Running" and the pid of
+// an exited container on disk for a while) and a reused pid must never
+// freeze another process's cgroup. A pid that no longer exists, or now
+// belongs to another cgroup, has nothing of the container's to freeze:
+// its upper dir no longer changes, so Freeze returns a thaw that does
+// nothing.
+func Freeze(pid int, id string) (thaw func() error, err error) {
+	nothing := func() error { return nil }
 	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if errors.Is(err, fs.ErrNotExist) {
-		return func() error { return nil }, nil
+		return nothing, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("finding the cgroup of pid %d: %w", pid, err)
@@ -42,11 +48,20 @@ func Freeze(pid int) (thaw func() error, err error) {
 			}
 		}
 	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading the cgroup of pid %d: %w", pid, err)
+	}
 	switch {
 	case v1Path != "":
+		if !strings.Contains(v1Path, id) {
+			return nothing, nil
+		}
 		dir := filepath.Join("/sys/fs/cgroup/freezer", filepath.Clean("/"+v1Path))
 		return freeze(filepath.Join(dir, "freezer.state"), "FROZEN", "THAWED", filepath.Join(dir, "freezer.state"), "FROZEN")
 	case v2Path != "":
+		if !strings.Contains(v2Path, id) {
+			return nothing, nil
+		}
 		dir := filepath.Join("/sys/fs/cgroup", filepath.Clean("/"+v2Path))
 		return freeze(filepath.Join(dir, "cgroup.freeze"), "1", "0", filepath.Join(dir, "cgroup.events"), "frozen 1")
 	}

@@ -19,9 +19,22 @@ func TestFreezeGonePid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	thaw, err := Freeze(max + 1)
+	thaw, err := Freeze(max+1, "0123456789abcdef")
 	if err != nil {
 		t.Fatalf("Freeze of a gone pid: %v", err)
+	}
+	if err := thaw(); err != nil {
+		t.Fatalf("thaw: %v", err)
+	}
+}
+
+// TestFreezeForeignCgroup: a pid whose cgroup does not name the
+// container (a stale state file's pid, reused by another process) is
+// never frozen: here this test's own process, which must keep running.
+func TestFreezeForeignCgroup(t *testing.T) {
+	thaw, err := Freeze(os.Getpid(), "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+	if err != nil {
+		t.Fatalf("Freeze of a foreign pid: %v", err)
 	}
 	if err := thaw(); err != nil {
 		t.Fatalf("thaw: %v", err)

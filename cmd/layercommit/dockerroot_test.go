@@ -108,7 +108,7 @@ func TestCommitContainerPause(t *testing.T) {
 	if c == nil || !c.Running {
 		t.Fatalf("container not running: %v", err)
 	}
-	thaw, err := dockerroot.Freeze(c.Pid)
+	thaw, err := dockerroot.Freeze(c.Pid, c.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
