@@ -50,6 +50,9 @@ type Options struct {
 	Platform string
 	// NoCache skips cache lookups; results are still stored.
 	NoCache bool
+	// CacheFrom are imported build caches (--cache-from), asked in order
+	// for a step's key when the state dir has no entry for it.
+	CacheFrom []CacheSource
 	// SourceDateEpoch, when set, makes every created time this instant and
 	// clamps file mtimes in new layers to it. The library reads no
 	// environment: the caller parses SOURCE_DATE_EPOCH.
@@ -99,6 +102,11 @@ type Result struct {
 	Image v1.Image
 	// ID is the image ID, the digest of its config.
 	ID v1.Hash
+	// Steps are the cache entries of the build's steps, new or reused, in
+	// the order they ran (what --cache-to exports).
+	Steps []CacheRecord
+	// Target is the index of the target stage.
+	Target int
 }
 
 // Build builds the Dockerfile's target stage and returns its image; the
@@ -117,7 +125,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the built config: %w", err)
 	}
-	return &Result{Image: img, ID: id}, nil
+	return &Result{Image: img, ID: id, Steps: b.cache.steps, Target: b.cache.target}, nil
 }
 
 type build struct {
@@ -136,6 +144,7 @@ type build struct {
 	step     int
 	steps    int
 	plat     buildPlatforms
+	cache    cacheLog
 }
 
 func newBuild(o Options) (*build, error) {
@@ -192,6 +201,7 @@ func (b *build) close() {
 
 // run builds the stages the target needs, in order.
 func (b *build) run(ctx context.Context) (v1.Image, error) {
+	b.cache.ctx = ctx
 	target := len(b.df.Stages) - 1
 	if b.o.Target != "" {
 		target = -1
@@ -253,5 +263,6 @@ func (b *build) run(ctx context.Context) (v1.Image, error) {
 		sort.Strings(unused)
 		fmt.Fprintf(b.progress, "[Warning] One or more build-args %v were not consumed\n", unused)
 	}
+	b.cache.target = target
 	return b.stages[target].img, nil
 }

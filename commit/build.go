@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 
@@ -12,9 +13,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 
+	"github.com/layercommit/layercommit/buildcache"
 	"github.com/layercommit/layercommit/builder"
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/image"
+	"github.com/layercommit/layercommit/statedir"
 )
 
 // BuildRequest is one `layercommit build`: the builder's options and
@@ -34,6 +37,10 @@ type BuildRequest struct {
 	// Annotations are --annotation values, [TYPE[\[PLATFORM\]]:]KEY=VALUE
 	// as buildx spells them (ParseAnnotations).
 	Annotations []string
+	// CacheFrom and CacheTo are --cache-from and --cache-to values
+	// (buildcache.ParseSpec): caches imported before the build, and
+	// where its step cache is exported after the image is written.
+	CacheFrom, CacheTo []string
 	// Options open the bases and the destinations.
 	Options []export.Option
 }
@@ -85,6 +92,21 @@ func Build(ctx context.Context, r BuildRequest) (*BuildResult, error) {
 	if len(refs) == 0 {
 		refs = []string{"local:"}
 	}
+	var cacheFrom, cacheTo []buildcache.Spec
+	for _, v := range r.CacheFrom {
+		sp, err := buildcache.ParseSpec(v, false)
+		if err != nil {
+			return nil, err
+		}
+		cacheFrom = append(cacheFrom, sp)
+	}
+	for _, v := range r.CacheTo {
+		sp, err := buildcache.ParseSpec(v, true)
+		if err != nil {
+			return nil, err
+		}
+		cacheTo = append(cacheTo, sp)
+	}
 	var dests []export.Destination
 	defer func() {
 		for _, d := range dests {
@@ -109,6 +131,21 @@ func Build(ctx context.Context, r BuildRequest) (*BuildResult, error) {
 	anns, err := ParseAnnotations(r.Annotations, plat)
 	if err != nil {
 		return nil, err
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	// An unreadable cache only costs time: the build goes on, as
+	// BuildKit's does.
+	for _, sp := range cacheFrom {
+		src, err := buildcache.Import(ctx, sp, r.Options...)
+		if err != nil {
+			fmt.Fprintf(progress, "[WARNING]: --cache-from %s: %v\n", sp, err)
+			continue
+		}
+		fmt.Fprintf(progress, "importing cache from %s: %d steps\n", sp, src.Len())
+		o.CacheFrom = append(o.CacheFrom, src)
 	}
 	built, err := builder.Build(ctx, o)
 	if err != nil {
@@ -145,6 +182,18 @@ func Build(ctx context.Context, r BuildRequest) (*BuildResult, error) {
 	for _, n := range moreTags {
 		if err := store.Tag(res.Names[0], n); err != nil {
 			return nil, fmt.Errorf("tagging %s: %w", n, err)
+		}
+	}
+	stateDir := o.StateDir
+	if stateDir == "" {
+		stateDir = statedir.Default
+	}
+	for _, sp := range cacheTo {
+		if err := buildcache.Export(ctx, sp, stateDir, built, r.Options...); err != nil {
+			if !sp.IgnoreError {
+				return nil, err
+			}
+			fmt.Fprintf(progress, "[WARNING]: %v\n", err)
 		}
 	}
 	return res, nil

@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [-o DEST] CONTEXT", runBuild})
+	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [--cache-from SPEC]... [--cache-to SPEC]... [-o DEST] CONTEXT", runBuild})
 }
 
 func runBuild(args []string, stdout, stderr io.Writer) error {
@@ -49,6 +49,9 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&annotations, "annotation", "[manifest[PLATFORM]:]K=V manifest annotation (repeatable)")
 	iidFile := fs.String("iidfile", "", "write the image ID to FILE")
 	metaFile := fs.String("metadata-file", "", "write the build metadata (JSON) to FILE")
+	var cacheFrom, cacheTo strList
+	fs.Var(&cacheFrom, "cache-from", "type=registry,ref=REF or type=local,src=DIR: import a build cache (repeatable)")
+	fs.Var(&cacheTo, "cache-to", "type=registry,ref=REF[,mode=min|max] or type=local,dest=DIR: export the build cache (repeatable)")
 	// Flags may follow CONTEXT, as with docker build.
 	var pos []string
 	for {
@@ -126,7 +129,8 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	o.ResolvePlatform = func(ctx context.Context, ref string, p v1.Platform) (v1.Image, error) {
 		return commit.Resolver(append(opts[:len(opts):len(opts)], func(eo *export.Options) { eo.Platform = p })...)(ctx, ref)
 	}
-	req := commit.BuildRequest{Build: o, To: *out, Tags: tags, Push: *push, Annotations: annotations, Options: opts}
+	req := commit.BuildRequest{Build: o, To: *out, Tags: tags, Push: *push, Annotations: annotations,
+		CacheFrom: cacheFrom, CacheTo: cacheTo, Options: opts}
 	if req.Labels, err = keyValues("label", labels); err != nil {
 		return fmt.Errorf("build: %w", err)
 	}
