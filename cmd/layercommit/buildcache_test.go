@@ -314,3 +314,141 @@ func startRegistryData(t *testing.T) (addr, data string) {
 	t.Fatalf("no storage dir for registry %s", addr)
 	return
 }
+
+// TestBuildCacheConcurrentExport: two runners export different caches to
+// one ref at once; both finish, and the ref then holds one of the two
+// whole (a fresh runner rebuilds one of the two images without a RUN).
+func TestBuildCacheConcurrentExport(t *testing.T) {
+	oracle.Root(t)
+	base := cacheBase(t)
+	reg := startRegistry(t)
+	ref := reg + "/app:cache"
+	ctxs := []string{
+		cacheContext(t, base, map[string]string{"a": "one\n", "b": "first\n"}),
+		cacheContext(t, base, map[string]string{"a": "one\n", "b": "second\n"}),
+	}
+	iids := []string{filepath.Join(t.TempDir(), "iid0"), filepath.Join(t.TempDir(), "iid1")}
+	res := runAll(t, []string{"0", "1"}, func(i int, _ string) []string {
+		return []string{"build", "--state-dir", t.TempDir(), "--iidfile", iids[i], "-o", "oci:" + filepath.Join(t.TempDir(), "out"),
+			"--cache-to", "type=registry,ref=" + ref + ",mode=max", ctxs[i]}
+	})
+	for i, r := range res {
+		if r.err != nil {
+			t.Fatalf("runner %d: %v:\n%s", i, r.err, r.stderr)
+		}
+	}
+	whole := -1
+	for i, c := range ctxs {
+		want, err := os.ReadFile(iids[i])
+		must(t, err)
+		id, stderr := cacheBuild(t, true, "--state-dir", t.TempDir(), "-o", "oci:"+filepath.Join(t.TempDir(), "out"), "--cache-from", ref, c)
+		if len(ran(stderr)) == 0 {
+			if id != string(want) {
+				t.Errorf("runner %d's build from the cache gave %s, want %s", i, id, want)
+			}
+			whole = i
+		}
+	}
+	if whole < 0 {
+		t.Fatalf("the ref holds neither cache whole")
+	}
+}
+
+// TestBuildCacheLocal: type=local round trip, a forged entry refused,
+// and bad specs refused before anything is written.
+func TestBuildCacheLocal(t *testing.T) {
+	oracle.Root(t)
+	base := cacheBase(t)
+	ctx := cacheContext(t, base, map[string]string{"a": "one\n", "b": "two\n"})
+	dir := filepath.Join(t.TempDir(), "cache")
+	id1, _ := cacheBuild(t, true, "--state-dir", t.TempDir(), "-o", "oci:"+filepath.Join(t.TempDir(), "out"), "--cache-to", "type=local,dest="+dir+",mode=max", ctx)
+	id, stderr := cacheBuild(t, true, "--state-dir", t.TempDir(), "-o", "oci:"+filepath.Join(t.TempDir(), "out"), "--cache-from", "type=local,src="+dir, ctx)
+	if id != id1 || len(ran(stderr)) != 0 {
+		t.Fatalf("from a local cache: %s (want %s), ran %v:\n%s", id, id1, ran(stderr), stderr)
+	}
+
+	// Forge the cache: RUN A's key now maps to RUN B's config and layer
+	// (all digests right). The builder refuses it: its parent is not
+	// RUN A's parent.
+	forged := filepath.Join(t.TempDir(), "forged")
+	must(t, exec.Command("cp", "-a", dir, forged).Run())
+	forgeLocalCache(t, forged, func(steps []map[string]any) {
+		var a, b int
+		for i, s := range steps {
+			h := s["config"].(map[string]any)["history"].([]any)
+			switch last := h[len(h)-1].(map[string]any)["created_by"].(string); {
+			case strings.Contains(last, "RAN-A"):
+				a = i
+			case strings.Contains(last, "RAN-B"):
+				b = i
+			}
+		}
+		steps[a]["config"], steps[a]["layer"] = steps[b]["config"], steps[b]["layer"]
+	})
+	_, stderr = cacheBuild(t, true, "--state-dir", t.TempDir(), "-o", "oci:"+filepath.Join(t.TempDir(), "out"), "--cache-from", "type=local,src="+forged, ctx)
+	if got := ran(stderr); strings.Join(got, ",") != "RAN-A,RAN-B" || !strings.Contains(stderr, "not used: its parent is") {
+		t.Errorf("a forged entry: ran %v, want RAN-A,RAN-B and a warning:\n%s", got, stderr)
+	}
+
+	out := filepath.Join(t.TempDir(), "never")
+	state := filepath.Join(t.TempDir(), "state")
+	for _, tc := range []struct {
+		name, flag, val, want string
+	}{
+		{"unknown type", "--cache-to", "type=s3,ref=x", `layercommit: bad --cache-to "type=s3,ref=x": unsupported type "s3" (registry or local)` + "\n"},
+		{"registry without ref", "--cache-to", "type=registry", `layercommit: bad --cache-to "type=registry": type=registry needs ref=REF` + "\n"},
+		{"bad mode", "--cache-to", "type=registry,ref=r/x,mode=mid", `layercommit: bad --cache-to "type=registry,ref=r/x,mode=mid": mode must be min or max` + "\n"},
+		{"src on cache-to", "--cache-to", "type=local,src=/d", `layercommit: bad --cache-to "type=local,src=/d": src= is for --cache-from (use dest=)` + "\n"},
+		{"dest on cache-from", "--cache-from", "type=local,dest=/d", `layercommit: bad --cache-from "type=local,dest=/d": dest= is for --cache-to (use src=)` + "\n"},
+		{"mode on cache-from", "--cache-from", "type=registry,ref=r/x,mode=max", `layercommit: bad --cache-from "type=registry,ref=r/x,mode=max": mode= is for --cache-to` + "\n"},
+		{"unknown key", "--cache-from", "type=registry,ref=r/x,scope=y", `layercommit: bad --cache-from "type=registry,ref=r/x,scope=y": unknown key "scope"` + "\n"},
+		{"local without dir", "--cache-from", "type=local", `layercommit: bad --cache-from "type=local": type=local needs src=DIR` + "\n"},
+		{"no type", "--cache-from", "ref=r/x", `layercommit: bad --cache-from "ref=r/x": type= missing (registry or local)` + "\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := cli("build", "--state-dir", state, "-o", "oci:"+out, tc.flag, tc.val, ctx)
+			if code == 0 || stderr != tc.want {
+				t.Errorf("exit %d, stderr %q, want %q", code, stderr, tc.want)
+			}
+			for _, p := range []string{out, state} {
+				if _, err := os.Stat(p); err == nil {
+					t.Errorf("%s written", p)
+				}
+			}
+		})
+	}
+}
+
+// forgeLocalCache rewrites the cache index of a type=local cache dir
+// with edit, re-deriving every digest so that only the builder's own
+// checks can tell.
+func forgeLocalCache(t *testing.T, dir string, edit func([]map[string]any)) {
+	t.Helper()
+	readJSON := func(p string, v any) { b, err := os.ReadFile(p); must(t, err); must(t, json.Unmarshal(b, v)) }
+	blob := func(d string) string { return filepath.Join(dir, "blobs/sha256", strings.TrimPrefix(d, "sha256:")) }
+	put := func(v any) (string, int) {
+		b, err := json.Marshal(v)
+		must(t, err)
+		d := fmt.Sprintf("sha256:%x", sha256.Sum256(b))
+		must(t, os.WriteFile(blob(d), b, 0o644))
+		return d, len(b)
+	}
+	var ix map[string]any
+	readJSON(filepath.Join(dir, "index.json"), &ix)
+	md := ix["manifests"].([]any)[0].(map[string]any)
+	var man map[string]any
+	readJSON(blob(md["digest"].(string)), &man)
+	var cix struct {
+		SchemaVersion int              `json:"schemaVersion"`
+		Steps         []map[string]any `json:"steps"`
+	}
+	readJSON(blob(man["config"].(map[string]any)["digest"].(string)), &cix)
+	edit(cix.Steps)
+	d, n := put(cix)
+	man["config"].(map[string]any)["digest"], man["config"].(map[string]any)["size"] = d, n
+	d, n = put(man)
+	md["digest"], md["size"] = d, n
+	b, err := json.Marshal(ix)
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(dir, "index.json"), b, 0o644))
+}
