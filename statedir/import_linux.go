@@ -58,4 +58,3 @@ func (d *Dir) ImportBlob(desc layer.Descriptor, r io.Reader) error {
 	}
 	return f.Commit()
 }
-
