@@ -24,9 +24,12 @@ import (
 // where the result goes.
 type BuildRequest struct {
 	Build builder.Options
-	// To is the -o destination reference. With neither To nor Tags the
-	// image goes to the local store (local:), untagged.
-	To string
+	// Outputs are the -o/--output values: destination references or
+	// BuildKit's type=... spelling (export.ParseOutput). Every one gets
+	// the same image (its layers compressed once, in the state dir). With
+	// neither Outputs nor Tags the image goes to the local store (local:),
+	// untagged.
+	Outputs []string
 	// Tags are -t names: stored in the local store, or with Push pushed
 	// to their registries (and then not stored).
 	Tags []string
@@ -79,8 +82,12 @@ func Build(ctx context.Context, r BuildRequest) (*BuildResult, error) {
 			refs = append(refs, "docker://"+n)
 		}
 	}
-	if r.To != "" {
-		refs = append(refs, r.To)
+	for _, o := range r.Outputs {
+		more, err := export.ParseOutput(o)
+		if err != nil {
+			return nil, err
+		}
+		refs = append(refs, more...)
 	}
 	// Further store names are tagged after the first is written: one
 	// copy of the blobs, one check of each.

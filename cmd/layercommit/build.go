@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [--cache-from SPEC]... [--cache-to SPEC]... [-o DEST] CONTEXT", runBuild})
+	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [--cache-from SPEC]... [--cache-to SPEC]... [-o DEST]... CONTEXT", runBuild})
 }
 
 func runBuild(args []string, stdout, stderr io.Writer) error {
@@ -39,7 +39,9 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	stateDir := fs.String("state-dir", statedir.Default, "unpacked layers and the build cache")
 	dockerRoot := fs.String("docker-root", "/var/lib/docker", "Docker data root")
 	quiet := fs.Bool("q", false, "no progress display")
-	out := fs.String("o", "", "destination reference (default the local store)")
+	var outs strList
+	fs.Var(&outs, "o", "destination reference or type=oci|docker|image|registry|local|tar,dest=...,name=...,push=true (repeatable; default the local store)")
+	fs.Var(&outs, "output", "same as -o")
 	// The store, build metadata and push (../shared/CLI.md, second round).
 	var tags, labels, annotations strList
 	fs.Var(&tags, "t", "NAME[:TAG] into the local store, or pushed with --push (repeatable)")
@@ -129,7 +131,7 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	o.ResolvePlatform = func(ctx context.Context, ref string, p v1.Platform) (v1.Image, error) {
 		return commit.Resolver(append(opts[:len(opts):len(opts)], func(eo *export.Options) { eo.Platform = p })...)(ctx, ref)
 	}
-	req := commit.BuildRequest{Build: o, To: *out, Tags: tags, Push: *push, Annotations: annotations,
+	req := commit.BuildRequest{Build: o, Outputs: outs, Tags: tags, Push: *push, Annotations: annotations,
 		CacheFrom: cacheFrom, CacheTo: cacheTo, Options: opts}
 	if req.Labels, err = keyValues("label", labels); err != nil {
 		return fmt.Errorf("build: %w", err)
