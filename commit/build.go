@@ -34,6 +34,9 @@ type BuildRequest struct {
 	// to their registries (and then not stored).
 	Tags []string
 	Push bool
+	// Load loads the image into the running dockerd under every -t name
+	// (docker-daemon:NAME, --load).
+	Load bool
 	// Labels are set in the image config (--label), as BuildKit sets
 	// them: no history entry.
 	Labels map[string]string
@@ -80,6 +83,14 @@ func Build(ctx context.Context, r BuildRequest) (*BuildResult, error) {
 	if r.Push {
 		for _, n := range res.Names {
 			refs = append(refs, "docker://"+n)
+		}
+	}
+	if r.Load {
+		if len(res.Names) == 0 {
+			return nil, errors.New("--load needs -t NAME (the name to load the image as)")
+		}
+		for _, n := range res.Names {
+			refs = append(refs, "docker-daemon:"+n)
 		}
 	}
 	for _, o := range r.Outputs {
