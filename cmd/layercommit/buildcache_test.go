@@ -367,6 +367,16 @@ func TestBuildCacheLocal(t *testing.T) {
 		t.Fatalf("from a local cache: %s (want %s), ran %v:\n%s", id, id1, ran(stderr), stderr)
 	}
 
+	// A fresh checkout (new mtimes) shares every step when the build
+	// clamps times with --source-date-epoch, as CI does.
+	epochDir := filepath.Join(t.TempDir(), "epoch")
+	id1, _ = cacheBuild(t, true, "--state-dir", t.TempDir(), "--source-date-epoch", "1000", "-o", "oci:"+filepath.Join(t.TempDir(), "out"), "--cache-to", "type=local,dest="+epochDir+",mode=max", ctx)
+	fresh := writeContext(t, cacheDockerfile(base), map[string]string{"a": "one\n", "b": "two\n"})
+	id, stderr = cacheBuild(t, true, "--state-dir", t.TempDir(), "--source-date-epoch", "1000", "-o", "oci:"+filepath.Join(t.TempDir(), "out"), "--cache-from", "type=local,src="+epochDir, fresh)
+	if id != id1 || len(ran(stderr)) != 0 {
+		t.Fatalf("a fresh checkout with --source-date-epoch: %s (want %s), ran %v:\n%s", id, id1, ran(stderr), stderr)
+	}
+
 	// Forge the cache: RUN A's key now maps to RUN B's config and layer
 	// (all digests right). The builder refuses it: its parent is not
 	// RUN A's parent.
