@@ -16,11 +16,12 @@ import (
 	"github.com/layercommit/layercommit/commit"
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/export"
+	"github.com/layercommit/layercommit/progress"
 	"github.com/layercommit/layercommit/statedir"
 )
 
 func init() {
-	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--load] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [--cache-from SPEC]... [--cache-to SPEC]... [-o DEST]... CONTEXT", runBuild})
+	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--load] [--progress MODE] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [--cache-from SPEC]... [--cache-to SPEC]... [-o DEST]... CONTEXT", runBuild})
 }
 
 func runBuild(args []string, stdout, stderr io.Writer) error {
@@ -51,6 +52,7 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&annotations, "annotation", "[manifest[PLATFORM]:]K=V manifest annotation (repeatable)")
 	iidFile := fs.String("iidfile", "", "write the image ID to FILE")
 	metaFile := fs.String("metadata-file", "", "write the build metadata (JSON) to FILE")
+	progressMode := fs.String("progress", "", "auto, plain, tty, rawjson or quiet (default: docker build's legacy lines)")
 	load := fs.Bool("load", false, "load the image into the running dockerd ($DOCKER_HOST) under every -t name")
 	var cacheFrom, cacheTo strList
 	fs.Var(&cacheFrom, "cache-from", "type=registry,ref=REF or type=local,src=DIR: import a build cache (repeatable)")
@@ -124,6 +126,20 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	if !*quiet {
 		o.Progress = stderr
 	}
+	closeProgress := func() error { return nil }
+	if *progressMode != "" {
+		mode, err := progress.Resolve(*progressMode, isTerminal(stderr))
+		if err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+		if *quiet {
+			mode = "quiet"
+		}
+		pw := progress.New(stderr, mode, nil)
+		defer pw.Close()
+		o.Progress = pw
+		closeProgress = pw.Close
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
 	opts := []export.Option{export.WithDockerRoot(*dockerRoot), export.WithStateDir(*stateDir), export.WithDockerHost(os.Getenv("DOCKER_HOST"))}
@@ -138,6 +154,7 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("build: %w", err)
 	}
 	res, err := commit.Build(ctx, req)
+	closeProgress()
 	if err != nil {
 		return err
 	}

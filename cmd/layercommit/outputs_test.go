@@ -2,10 +2,12 @@ package main
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -155,3 +157,67 @@ func TestBuildOutputsBadInput(t *testing.T) {
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// TestBuildProgress: --progress modes on stderr; stdout holds only the
+// image ID whatever the mode.
+func TestBuildProgress(t *testing.T) {
+	oracle.Root(t)
+	ctx := writeContext(t, "FROM scratch\nCOPY f /f\nLABEL a=b\n", map[string]string{"f": "x\n"})
+	state := t.TempDir()
+	for _, tc := range []struct {
+		mode  string
+		check func(t *testing.T, stderr string)
+	}{
+		{"plain", func(t *testing.T, stderr string) {
+			for _, want := range []string{"#1 [1/3] FROM scratch\n", "#2 [2/3] COPY f /f\n", "#3 [3/3] LABEL a=b\n", "#3 DONE "} {
+				if !strings.Contains(stderr, want) {
+					t.Errorf("no %q in:\n%s", want, stderr)
+				}
+			}
+		}},
+		{"rawjson", func(t *testing.T, stderr string) {
+			steps := 0
+			for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
+				var e struct{ Type string }
+				if err := json.Unmarshal([]byte(l), &e); err != nil {
+					t.Fatalf("stderr line %q is not JSON", l)
+				}
+				if e.Type == "step" {
+					steps++
+				}
+			}
+			if steps != 3 {
+				t.Errorf("%d step events, want 3:\n%s", steps, stderr)
+			}
+		}},
+		{"quiet", func(t *testing.T, stderr string) {
+			if stderr != "" {
+				t.Errorf("quiet printed %q", stderr)
+			}
+		}},
+		{"auto", func(t *testing.T, stderr string) { // not a terminal: plain
+			if !strings.Contains(stderr, "#2 [2/3] COPY f /f\n") {
+				t.Errorf("auto off a terminal is not plain:\n%s", stderr)
+			}
+		}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			code, out, stderr := cli("build", "--state-dir", state, "--no-cache", "--progress", tc.mode, "-o", "oci:"+filepath.Join(t.TempDir(), "o"), ctx)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			if !regexp.MustCompile(`^sha256:[0-9a-f]{64}\n$`).MatchString(out) {
+				t.Errorf("stdout %q, want the image ID only", out)
+			}
+			tc.check(t, stderr)
+		})
+	}
+	out := filepath.Join(t.TempDir(), "o")
+	code, _, stderr := cli("build", "--state-dir", state, "--progress", "fancy", "-o", "oci:"+out, ctx)
+	if code == 0 || stderr != "layercommit: build: bad --progress \"fancy\" (want auto, plain, tty, rawjson, quiet)\n" {
+		t.Errorf("bad --progress: exit %d, %q", code, stderr)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("bad --progress wrote %s", out)
+	}
+}
