@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -31,9 +32,11 @@ var ErrNoCache = errors.New("no build cache there")
 // Export writes the steps of a build to spec: with spec.Max every
 // stage's, else the target stage's. The layer blobs are read from the
 // state dir at stateDir (held shared meanwhile, so gc cannot remove
-// them); a blob the registry already has is not uploaded again. opts
-// give the registry's credentials and transport.
-func Export(ctx context.Context, spec Spec, stateDir string, res *builder.Result, opts ...export.Option) error {
+// them); a blob the registry already has is not uploaded again, and one
+// that a registry image of mountFrom (pushed by the same build) has in
+// another repository of the same registry is mounted from there
+// (?mount=&from=). opts give the registry's credentials and transport.
+func Export(ctx context.Context, spec Spec, stateDir string, res *builder.Result, mountFrom []string, opts ...export.Option) error {
 	var steps []step
 	at := map[string]int{}
 	for _, r := range res.Steps {
@@ -67,7 +70,7 @@ func Export(ctx context.Context, spec Spec, stateDir string, res *builder.Result
 	}
 	switch spec.Type {
 	case "registry":
-		err = exportRegistry(ctx, spec.Ref, enc, blobs, export.RemoteOptions(ctx, opts...))
+		err = exportRegistry(ctx, spec.Ref, enc, blobs, mountFrom, export.RemoteOptions(ctx, opts...))
 	case "local":
 		err = exportLocal(spec.Dir, enc, blobs)
 	default:
@@ -85,15 +88,28 @@ type rawManifest []byte
 func (m rawManifest) RawManifest() ([]byte, error)        { return m, nil }
 func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
 
-func exportRegistry(ctx context.Context, ref string, enc *encoded, blobs []*layer.Layer, ro []remote.Option) error {
+func exportRegistry(ctx context.Context, ref string, enc *encoded, blobs []*layer.Layer, mountFrom []string, ro []remote.Option) error {
 	r, err := export.ParseRemote(ref)
 	if err != nil {
 		return err
 	}
+	var from name.Reference
+	for _, m := range mountFrom {
+		if mr, err := export.ParseRemote(m); err == nil && mr.Context().RegistryStr() == r.Context().RegistryStr() &&
+			mr.Context().RepositoryStr() != r.Context().RepositoryStr() {
+			from = mr
+			break
+		}
+	}
 	// Blobs first (remote.WriteLayer HEADs each one and skips what the
-	// repository has), then the tag in one manifest PUT.
+	// repository has, else mounts it from the pushed image's repository),
+	// then the tag in one manifest PUT.
 	for _, l := range blobs {
-		if err := remote.WriteLayer(r.Context(), l, ro...); err != nil {
+		var up v1.Layer = l
+		if from != nil {
+			up = &remote.MountableLayer{Layer: l, Reference: from}
+		}
+		if err := remote.WriteLayer(r.Context(), up, ro...); err != nil {
 			return fmt.Errorf("uploading layer: %w", err)
 		}
 	}

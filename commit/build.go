@@ -207,7 +207,13 @@ func Build(ctx context.Context, r BuildRequest) (*BuildResult, error) {
 		stateDir = statedir.Default
 	}
 	for _, sp := range cacheTo {
-		if err := buildcache.Export(ctx, sp, stateDir, built, r.Options...); err != nil {
+		var pushed []string
+		for _, ref := range refs {
+			if rest, ok := strings.CutPrefix(ref, "docker://"); ok {
+				pushed = append(pushed, rest)
+			}
+		}
+		if err := buildcache.Export(ctx, sp, stateDir, built, pushed, r.Options...); err != nil {
 			if !sp.IgnoreError {
 				return nil, err
 			}

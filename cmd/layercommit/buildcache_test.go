@@ -37,6 +37,7 @@ type blobProxy struct {
 	puts    map[string]int
 	heads   map[string]int
 	uploads int // POST /blobs/uploads/ begun
+	mounts  int // POST /blobs/uploads/?mount=...&from=... (cross-repository)
 	addr    string
 }
 
@@ -47,6 +48,8 @@ func newBlobProxy(t *testing.T, registry string) *blobProxy {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		switch {
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/") && r.URL.Query().Get("mount") != "":
+			p.mounts++
 		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/"):
 			p.uploads++
 			if d := r.URL.Query().Get("digest"); d != "" {
@@ -65,11 +68,11 @@ func newBlobProxy(t *testing.T, registry string) *blobProxy {
 	return p
 }
 
-func (p *blobProxy) reset() (puts, heads map[string]int, uploads int) {
+func (p *blobProxy) reset() (puts, heads map[string]int, uploads, mounts int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	puts, heads, uploads = p.puts, p.heads, p.uploads
-	p.puts, p.heads, p.uploads = map[string]int{}, map[string]int{}, 0
+	puts, heads, uploads, mounts = p.puts, p.heads, p.uploads, p.mounts
+	p.puts, p.heads, p.uploads, p.mounts = map[string]int{}, map[string]int{}, 0, 0
 	return
 }
 
@@ -143,7 +146,7 @@ func TestBuildCacheRegistry(t *testing.T) {
 	if got := ran(stderr); len(got) != 3 {
 		t.Fatalf("a cold build ran %v, want every RUN:\n%s", got, stderr)
 	}
-	puts, heads, uploads := proxy.reset()
+	puts, heads, uploads, _ := proxy.reset()
 	for d, n := range puts {
 		if n != 1 {
 			t.Errorf("blob %s uploaded %d times (the cache shares the image's blobs)", d, n)
@@ -158,6 +161,16 @@ func TestBuildCacheRegistry(t *testing.T) {
 	}
 	if len(heads) < 5 {
 		t.Errorf("the cache export HEADed %d blobs, want the 5 layers it shares", len(heads))
+	}
+	// A cache in another repository of the same registry mounts the
+	// pushed image's blobs (?mount=&from=) instead of uploading them.
+	cacheBuild(t, true, "--state-dir", t.TempDir(), "-t", reg+"/app:2", "--push", "--source-date-epoch", "0",
+		"--cache-to", "type=registry,ref="+reg+"/cache/app:main,mode=max", ctx)
+	_, _, uploads, mounts := proxy.reset()
+	// The image: 5 new layers (new times) and a config; the cache: its
+	// index; its 5 layers come by mount.
+	if uploads != 5+1+1 || mounts != 5 {
+		t.Errorf("push then cache export to another repository: %d uploads, %d mounts; want 7 and 5", uploads, mounts)
 	}
 	raw, _ := skopeoRaw(t, "--tls-verify=false", "docker://"+maxRef)
 	if raw["artifactType"] != "application/vnd.layercommit.buildcache.v1" || len(raw["layers"].([]any)) != 5 {
