@@ -9,7 +9,8 @@
 // record of its layer blob. Its layers are those blobs themselves, under
 // their own media types and digests: they are the very blobs of the built
 // image, so a registry stores them once whichever of image and cache is
-// pushed first (the second upload is a HEAD that finds it), and its gc
+// pushed first (the second upload is a HEAD that finds it; in another
+// repository of the same registry, a cross-repository mount), and its gc
 // keeps them as long as the cache manifest is tagged. A cache ref is
 // written with one manifest PUT (a layout with one index.json rename)
 // after every blob it names is in: a reader sees the old cache or the

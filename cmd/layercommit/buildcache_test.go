@@ -46,15 +46,25 @@ func newBlobProxy(t *testing.T, registry string) *blobProxy {
 	p := &blobProxy{puts: map[string]int{}, heads: map[string]int{}}
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: registry})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/") {
+			// 201 is a blob mounted from another repository; 202 an
+			// upload begun (also after a mount that could not be done).
+			sw := &statusWriter{ResponseWriter: w}
+			rp.ServeHTTP(sw, r)
+			p.mu.Lock()
+			if sw.status == http.StatusCreated && r.URL.Query().Get("mount") != "" {
+				p.mounts++
+			} else {
+				p.uploads++
+				if d := r.URL.Query().Get("digest"); d != "" {
+					p.puts[d]++
+				}
+			}
+			p.mu.Unlock()
+			return
+		}
 		p.mu.Lock()
 		switch {
-		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/") && r.URL.Query().Get("mount") != "":
-			p.mounts++
-		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/"):
-			p.uploads++
-			if d := r.URL.Query().Get("digest"); d != "" {
-				p.puts[d]++
-			}
 		case r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/"):
 			p.puts[r.URL.Query().Get("digest")]++
 		case r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/blobs/"):
@@ -66,6 +76,16 @@ func newBlobProxy(t *testing.T, registry string) *blobProxy {
 	t.Cleanup(srv.Close)
 	p.addr = strings.TrimPrefix(srv.URL, "http://")
 	return p
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 func (p *blobProxy) reset() (puts, heads map[string]int, uploads, mounts int) {
