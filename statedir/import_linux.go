@@ -36,9 +36,6 @@ func (d *Dir) ImportBlob(desc layer.Descriptor, r io.Reader) error {
 	if _, err := io.Copy(f, v); err != nil {
 		return fmt.Errorf("importing blob %s: %w", desc.Digest, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("importing blob %s: %w", desc.Digest, err)
-	}
 	// The diffID is what the image config names: check it before any
 	// config that names it is used.
 	l, err := layer.FromFile(f.Name(), desc)
@@ -56,5 +53,5 @@ func (d *Dir) ImportBlob(desc layer.Descriptor, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("importing blob %s: checking diffID %s: %w", desc.Digest, desc.DiffID, err)
 	}
-	return f.Commit()
+	return f.Commit() // fsync, rename, fsync of the dir
 }
