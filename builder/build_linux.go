@@ -52,6 +52,9 @@ type Options struct {
 	Platform string
 	// NoCache skips cache lookups; results are still stored.
 	NoCache bool
+	// CacheFrom are imported build caches (--cache-from), asked in order
+	// for a step's key when the state dir has no entry for it.
+	CacheFrom []CacheSource
 	// SourceDateEpoch, when set, makes every created time this instant and
 	// clamps file mtimes in new layers to it. The library reads no
 	// environment: the caller parses SOURCE_DATE_EPOCH.
@@ -118,6 +121,11 @@ type Result struct {
 	Image v1.Image
 	// ID is the image ID, the digest of its config.
 	ID v1.Hash
+	// Steps are the cache entries of the build's steps, new or reused, in
+	// the order they ran (what --cache-to exports).
+	Steps []CacheRecord
+	// Target is the index of the target stage.
+	Target int
 }
 
 // Build builds the Dockerfile's target stage and returns its image; the
@@ -136,7 +144,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the built config: %w", err)
 	}
-	return &Result{Image: img, ID: id}, nil
+	return &Result{Image: img, ID: id, Steps: b.cache.recorded(), Target: b.cache.target}, nil
 }
 
 type build struct {
@@ -159,6 +167,7 @@ type build struct {
 	callerCtx context.Context
 	steps     int
 	plat      buildPlatforms
+	cache     *cacheLog // shared by the stages' copies (forStage)
 }
 
 func newBuild(o Options) (*build, error) {
@@ -171,7 +180,7 @@ func newBuild(o Options) (*build, error) {
 	if o.Dockerfile == "" {
 		o.Dockerfile = filepath.Join(o.ContextDir, "Dockerfile")
 	}
-	b := &build{o: o, usedArgs: map[string]bool{}, images: map[string]v1.Image{}, imagesMu: new(sync.Mutex),
+	b := &build{o: o, usedArgs: map[string]bool{}, images: map[string]v1.Image{}, imagesMu: new(sync.Mutex), cache: new(cacheLog),
 		dirs: map[v1.Hash]string{}, step: new(atomic.Int64)}
 	// Stages building at once write progress through one lock: each
 	// Write (a line, or a chunk of RUN output) stays whole.
@@ -225,6 +234,7 @@ func (b *build) close() {
 
 // run builds the stages the target needs, in order.
 func (b *build) run(ctx context.Context) (v1.Image, error) {
+	b.cache.ctx = ctx
 	target := len(b.df.Stages) - 1
 	if b.o.Target != "" {
 		target = -1
@@ -291,5 +301,6 @@ func (b *build) run(ctx context.Context) (v1.Image, error) {
 		sort.Strings(unused)
 		fmt.Fprintf(b.progress, "[Warning] One or more build-args %v were not consumed\n", unused)
 	}
+	b.cache.target = target
 	return b.stages[target].img, nil
 }

@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"sort"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -46,17 +49,136 @@ func (b *build) commitMeta(ctx context.Context, s *stageState, line int, created
 	return b.commit(s, key, createdBy, nil, "")
 }
 
+// CacheSource is a build cache imported from elsewhere (--cache-from).
+// It is trusted only as far as its digests: the builder asks it for the
+// step key it computed itself, copies the entry's blob into the state dir
+// through statedir.ImportBlob (digest, size and diffID checked) and uses
+// the entry's config only if it extends the step's parent (checkEntry).
+type CacheSource interface {
+	// Lookup returns the entry recorded under key.
+	Lookup(key string) (*statedir.CacheEntry, bool)
+	// OpenBlob opens the compressed blob desc names; the caller closes
+	// it and verifies what it reads.
+	OpenBlob(ctx context.Context, desc layer.Descriptor) (io.ReadCloser, error)
+	// String names the source in warnings.
+	String() string
+}
+
+// CacheRecord is one step's cache entry as the build used or made it.
+type CacheRecord struct {
+	// Stage is the index of the step's stage.
+	Stage int
+	Key   string
+	Entry statedir.CacheEntry
+}
+
+// cacheLog is what a build keeps of its cache use.
+type cacheLog struct {
+	ctx    context.Context
+	mu     sync.Mutex // guards steps: stages record from their own goroutines
+	steps  []CacheRecord
+	target int
+}
+
+func (b *build) record(s *stageState, key string, e *statedir.CacheEntry) {
+	b.cache.mu.Lock()
+	defer b.cache.mu.Unlock()
+	b.cache.steps = append(b.cache.steps, CacheRecord{Stage: s.stage.Index, Key: key, Entry: *e})
+}
+
+// recorded returns the steps recorded, by stage and, within a stage, in
+// the order they ran, whatever order parallel stages finished in.
+func (c *cacheLog) recorded() []CacheRecord {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := append([]CacheRecord(nil), c.steps...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Stage < out[j].Stage })
+	return out
+}
+
+// lookup finds key in the state dir, else in the imported caches in
+// order. An imported entry is stored in the state dir once its blob is
+// in; a source whose blob is missing or corrupt is skipped with a
+// warning (the step then runs).
+func (b *build) lookup(key string) (*statedir.CacheEntry, bool) {
+	if e, ok := b.st.Lookup(key); ok {
+		return e, true
+	}
+	for _, src := range b.o.CacheFrom {
+		e, ok := src.Lookup(key)
+		if !ok {
+			continue
+		}
+		if err := b.importEntry(src, key, e); err != nil {
+			fmt.Fprintf(b.progress, "[WARNING]: cache from %s: step %.12s: %v; not used\n", src, key, err)
+			continue
+		}
+		return e, true
+	}
+	return nil, false
+}
+
+func (b *build) importEntry(src CacheSource, key string, e *statedir.CacheEntry) error {
+	if e.Layer != nil {
+		if _, ok := b.st.BlobLayer(*e.Layer); !ok {
+			ctx := b.cache.ctx
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			rc, err := src.OpenBlob(ctx, *e.Layer)
+			if err != nil {
+				return fmt.Errorf("fetching layer %s: %w", e.Layer.Digest, err)
+			}
+			err = b.st.ImportBlob(*e.Layer, rc)
+			rc.Close()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return b.st.Store(key, e)
+}
+
+// checkEntry refuses a cached config that is not a child of the step's
+// parent as commit makes one: parent ID in config.Image, the parent's
+// history plus one entry, its diffIDs plus the entry's layer (if any).
+func checkEntry(s *stageState, cf *v1.ConfigFile, e *statedir.CacheEntry) error {
+	if cf.Config.Image != s.id.String() {
+		return fmt.Errorf("its parent is %q, not %s", cf.Config.Image, s.id)
+	}
+	if len(cf.History) != len(s.cf.History)+1 {
+		return fmt.Errorf("it has %d history entries, want %d", len(cf.History), len(s.cf.History)+1)
+	}
+	want := s.cf.RootFS.DiffIDs
+	if e.Layer != nil {
+		want = append(want[:len(want):len(want)], e.Layer.DiffID)
+	}
+	if len(cf.RootFS.DiffIDs) != len(want) {
+		return fmt.Errorf("its layers do not extend the parent's")
+	}
+	for i := range want {
+		if cf.RootFS.DiffIDs[i] != want[i] {
+			return fmt.Errorf("its layers do not extend the parent's")
+		}
+	}
+	return nil
+}
+
 // fromCache applies a cached result for key to s.
 func (b *build) fromCache(s *stageState, key string) bool {
 	if b.o.NoCache {
 		return false
 	}
-	e, ok := b.st.Lookup(key)
+	e, ok := b.lookup(key)
 	if !ok {
 		return false
 	}
 	var cf v1.ConfigFile
 	if err := json.Unmarshal(e.Config, &cf); err != nil {
+		return false
+	}
+	if err := checkEntry(s, &cf, e); err != nil {
+		fmt.Fprintf(b.progress, "[WARNING]: cache entry %.12s not used: %v\n", key, err)
 		return false
 	}
 	img := s.img
@@ -83,6 +205,7 @@ func (b *build) fromCache(s *stageState, key string) bool {
 		return false
 	}
 	fmt.Fprintf(b.progress, " ---> Using cache\n ---> %s\n", short(id))
+	b.record(s, key, e)
 	s.img, s.id, s.cf = img, id, cf.DeepCopy()
 	return true
 }
@@ -142,9 +265,11 @@ func (b *build) commit(s *stageState, key, createdBy string, l *layer.Layer, upp
 	if err != nil {
 		return err
 	}
-	if err := b.st.Store(key, &statedir.CacheEntry{Config: raw, Layer: desc}); err != nil {
+	entry := &statedir.CacheEntry{Config: raw, Layer: desc}
+	if err := b.st.Store(key, entry); err != nil {
 		return fmt.Errorf("storing build cache: %w", err)
 	}
+	b.record(s, key, entry)
 	fmt.Fprintf(b.progress, " ---> %s\n", short(id))
 	s.img, s.id, s.cf = img, id, cf
 	return nil

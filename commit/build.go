@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 
@@ -12,28 +13,40 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 
+	"github.com/layercommit/layercommit/buildcache"
 	"github.com/layercommit/layercommit/builder"
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/image"
+	"github.com/layercommit/layercommit/statedir"
 )
 
 // BuildRequest is one `layercommit build`: the builder's options and
 // where the result goes.
 type BuildRequest struct {
 	Build builder.Options
-	// To is the -o destination reference. With neither To nor Tags the
-	// image goes to the local store (local:), untagged.
-	To string
+	// Outputs are the -o/--output values: destination references or
+	// BuildKit's type=... spelling (export.ParseOutput). Every one gets
+	// the same image (its layers compressed once, in the state dir). With
+	// neither Outputs nor Tags the image goes to the local store (local:),
+	// untagged.
+	Outputs []string
 	// Tags are -t names: stored in the local store, or with Push pushed
 	// to their registries (and then not stored).
 	Tags []string
 	Push bool
+	// Load loads the image into the running dockerd under every -t name
+	// (docker-daemon:NAME, --load).
+	Load bool
 	// Labels are set in the image config (--label), as BuildKit sets
 	// them: no history entry.
 	Labels map[string]string
 	// Annotations are --annotation values, [TYPE[\[PLATFORM\]]:]KEY=VALUE
 	// as buildx spells them (ParseAnnotations).
 	Annotations []string
+	// CacheFrom and CacheTo are --cache-from and --cache-to values
+	// (buildcache.ParseSpec): caches imported before the build, and
+	// where its step cache is exported after the image is written.
+	CacheFrom, CacheTo []string
 	// Options open the bases and the destinations.
 	Options []export.Option
 }
@@ -72,8 +85,20 @@ func Build(ctx context.Context, r BuildRequest) (*BuildResult, error) {
 			refs = append(refs, "docker://"+n)
 		}
 	}
-	if r.To != "" {
-		refs = append(refs, r.To)
+	if r.Load {
+		if len(res.Names) == 0 {
+			return nil, errors.New("--load needs -t NAME (the name to load the image as)")
+		}
+		for _, n := range res.Names {
+			refs = append(refs, "docker-daemon:"+n)
+		}
+	}
+	for _, o := range r.Outputs {
+		more, err := export.ParseOutput(o)
+		if err != nil {
+			return nil, err
+		}
+		refs = append(refs, more...)
 	}
 	// Further store names are tagged after the first is written: one
 	// copy of the blobs, one check of each.
@@ -84,6 +109,21 @@ func Build(ctx context.Context, r BuildRequest) (*BuildResult, error) {
 	}
 	if len(refs) == 0 {
 		refs = []string{"local:"}
+	}
+	var cacheFrom, cacheTo []buildcache.Spec
+	for _, v := range r.CacheFrom {
+		sp, err := buildcache.ParseSpec(v, false)
+		if err != nil {
+			return nil, err
+		}
+		cacheFrom = append(cacheFrom, sp)
+	}
+	for _, v := range r.CacheTo {
+		sp, err := buildcache.ParseSpec(v, true)
+		if err != nil {
+			return nil, err
+		}
+		cacheTo = append(cacheTo, sp)
 	}
 	var dests []export.Destination
 	defer func() {
@@ -109,6 +149,21 @@ func Build(ctx context.Context, r BuildRequest) (*BuildResult, error) {
 	anns, err := ParseAnnotations(r.Annotations, plat)
 	if err != nil {
 		return nil, err
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	// An unreadable cache only costs time: the build goes on, as
+	// BuildKit's does.
+	for _, sp := range cacheFrom {
+		src, err := buildcache.Import(ctx, sp, r.Options...)
+		if err != nil {
+			fmt.Fprintf(progress, "[WARNING]: --cache-from %s: %v\n", sp, err)
+			continue
+		}
+		fmt.Fprintf(progress, "importing cache from %s: %d steps\n", sp, src.Len())
+		o.CacheFrom = append(o.CacheFrom, src)
 	}
 	built, err := builder.Build(ctx, o)
 	if err != nil {
@@ -145,6 +200,24 @@ func Build(ctx context.Context, r BuildRequest) (*BuildResult, error) {
 	for _, n := range moreTags {
 		if err := store.Tag(res.Names[0], n); err != nil {
 			return nil, fmt.Errorf("tagging %s: %w", n, err)
+		}
+	}
+	stateDir := o.StateDir
+	if stateDir == "" {
+		stateDir = statedir.Default
+	}
+	for _, sp := range cacheTo {
+		var pushed []string
+		for _, ref := range refs {
+			if rest, ok := strings.CutPrefix(ref, "docker://"); ok {
+				pushed = append(pushed, rest)
+			}
+		}
+		if err := buildcache.Export(ctx, sp, stateDir, built, pushed, r.Options...); err != nil {
+			if !sp.IgnoreError {
+				return nil, err
+			}
+			fmt.Fprintf(progress, "[WARNING]: %v\n", err)
 		}
 	}
 	return res, nil

@@ -3,8 +3,8 @@ package dockerroot
 import (
 	"bufio"
 	"errors"
-	"io/fs"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"

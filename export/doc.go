@@ -11,6 +11,13 @@
 //	local:NAME[:TAG] or ID           the embedded image store: an OCI layout
 //	                                 under the state dir (Store, local.go),
 //	                                 written by the oci: writer
+//	docker-daemon:NAME[:TAG]         a running dockerd, through its API
+//	                                 (Options.DockerHost; load and save)
+//	oci-archive:FILE[:TAG]           an OCI layout in a tarball (destination only)
+//	rootfs:DIR, rootfs-tar:FILE      the image's final file system, as a dir
+//	                                 or a tarball (destination only)
+//
+// ParseOutput maps BuildKit's --output type=... spelling onto these.
 //
 // Parse, Open and NewDestination pick the transport by prefix; each
 // transport lives in its own file and registers itself in init, so adding

@@ -63,6 +63,10 @@ type Options struct {
 	// StateDir is the state dir whose image store local: names
 	// (statedir.Default if empty).
 	StateDir string
+	// DockerHost is the dockerd API docker-daemon: speaks to, as
+	// DOCKER_HOST spells it (unix:///var/run/docker.sock if empty); the
+	// caller reads the environment.
+	DockerHost string
 }
 
 // Option configures Open and NewDestination.
@@ -85,6 +89,9 @@ func WithDockerRoot(dir string) Option { return func(o *Options) { o.DockerRoot 
 
 // WithCounters makes uploads report progress into c.
 func WithCounters(c *layer.Counters) Option { return func(o *Options) { o.Counters = c } }
+
+// WithDockerHost sets the dockerd API address of docker-daemon:.
+func WithDockerHost(h string) Option { return func(o *Options) { o.DockerHost = h } }
 
 // WithStateDir sets the state dir of the local: image store.
 func WithStateDir(dir string) Option { return func(o *Options) { o.StateDir = dir } }

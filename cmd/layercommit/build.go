@@ -16,11 +16,12 @@ import (
 	"github.com/layercommit/layercommit/commit"
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/export"
+	"github.com/layercommit/layercommit/progress"
 	"github.com/layercommit/layercommit/statedir"
 )
 
 func init() {
-	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network default|none|host] [--allow ENTITLEMENT]... [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [-o DEST] CONTEXT", runBuild})
+	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network default|none|host] [--allow ENTITLEMENT]... [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--load] [--progress MODE] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [--cache-from SPEC]... [--cache-to SPEC]... [-o DEST]... CONTEXT", runBuild})
 }
 
 func runBuild(args []string, stdout, stderr io.Writer) error {
@@ -41,7 +42,9 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	stateDir := fs.String("state-dir", statedir.Default, "unpacked layers and the build cache")
 	dockerRoot := fs.String("docker-root", "/var/lib/docker", "Docker data root")
 	quiet := fs.Bool("q", false, "no progress display")
-	out := fs.String("o", "", "destination reference (default the local store)")
+	var outs strList
+	fs.Var(&outs, "o", "destination reference or type=oci|docker|image|registry|local|tar,dest=...,name=...,push=true (repeatable; default the local store)")
+	fs.Var(&outs, "output", "same as -o")
 	// The store, build metadata and push (../shared/CLI.md, second round).
 	var tags, labels, annotations strList
 	fs.Var(&tags, "t", "NAME[:TAG] into the local store, or pushed with --push (repeatable)")
@@ -51,6 +54,11 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&annotations, "annotation", "[manifest[PLATFORM]:]K=V manifest annotation (repeatable)")
 	iidFile := fs.String("iidfile", "", "write the image ID to FILE")
 	metaFile := fs.String("metadata-file", "", "write the build metadata (JSON) to FILE")
+	progressMode := fs.String("progress", "", "auto, plain, tty, rawjson or quiet (default: docker build's legacy lines)")
+	load := fs.Bool("load", false, "load the image into the running dockerd ($DOCKER_HOST) under every -t name")
+	var cacheFrom, cacheTo strList
+	fs.Var(&cacheFrom, "cache-from", "type=registry,ref=REF or type=local,src=DIR: import a build cache (repeatable)")
+	fs.Var(&cacheTo, "cache-to", "type=registry,ref=REF[,mode=min|max] or type=local,dest=DIR: export the build cache (repeatable)")
 	// Flags may follow CONTEXT, as with docker build.
 	var pos []string
 	for {
@@ -124,19 +132,35 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	if !*quiet {
 		o.Progress = stderr
 	}
+	closeProgress := func() error { return nil }
+	if *progressMode != "" {
+		mode, err := progress.Resolve(*progressMode, isTerminal(stderr))
+		if err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+		if *quiet {
+			mode = "quiet"
+		}
+		pw := progress.New(stderr, mode, nil)
+		defer pw.Close()
+		o.Progress = pw
+		closeProgress = pw.Close
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
-	opts := []export.Option{export.WithDockerRoot(*dockerRoot), export.WithStateDir(*stateDir)}
+	opts := []export.Option{export.WithDockerRoot(*dockerRoot), export.WithStateDir(*stateDir), export.WithDockerHost(os.Getenv("DOCKER_HOST"))}
 	// Bases are picked from multi-platform indexes for the platform their
 	// stage runs on.
 	o.ResolvePlatform = func(ctx context.Context, ref string, p v1.Platform) (v1.Image, error) {
 		return commit.Resolver(append(opts[:len(opts):len(opts)], func(eo *export.Options) { eo.Platform = p })...)(ctx, ref)
 	}
-	req := commit.BuildRequest{Build: o, To: *out, Tags: tags, Push: *push, Annotations: annotations, Options: opts}
+	req := commit.BuildRequest{Build: o, Outputs: outs, Tags: tags, Push: *push, Load: *load, Annotations: annotations,
+		CacheFrom: cacheFrom, CacheTo: cacheTo, Options: opts}
 	if req.Labels, err = keyValues("label", labels); err != nil {
 		return fmt.Errorf("build: %w", err)
 	}
 	res, err := commit.Build(ctx, req)
+	closeProgress()
 	if err != nil {
 		return err
 	}
