@@ -35,6 +35,12 @@ type ContainerRequest struct {
 	// Pause freezes a running container's cgroup while its upper dir is
 	// read, as docker commit does by default.
 	Pause bool
+	// Runtime is "docker", "podman" (a containers-storage store at
+	// StorageRoot and RunRoot, podman_linux.go), or "" to take the one
+	// store holding the container. StoreCompat: --compat was not given,
+	// so the profile follows the store.
+	Runtime, StorageRoot, RunRoot string
+	StoreCompat                   bool
 	Output
 }
 
@@ -48,11 +54,24 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	if err := image.ValidateChanges(r.Changes, r.Compat); err != nil {
 		return v1.Hash{}, err
 	}
-	if _, err := r.exclude(nil); err != nil {
+	_, err := r.exclude(nil)
+	if err != nil {
 		return v1.Hash{}, err
 	}
 	opts := append([]export.Option{export.WithCounters(r.Counters), export.WithCompat(r.Compat)}, r.Options...)
 	o := export.NewOptions(opts...)
+	if r.Runtime == "" {
+		if r.Runtime, err = detectRuntime(r, o.DockerRoot); err != nil {
+			return v1.Hash{}, err
+		}
+	}
+	switch r.Runtime {
+	case RuntimePodman:
+		return commitPodman(ctx, r)
+	case RuntimeDocker:
+	default:
+		return v1.Hash{}, fmt.Errorf("unknown runtime %q (want docker or podman)", r.Runtime)
+	}
 	root, err := dockerroot.Open(o.DockerRoot)
 	if err != nil {
 		return v1.Hash{}, err

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/layercommit/layercommit/containersstorage"
+	"github.com/layercommit/layercommit/dockerroot"
+	"github.com/layercommit/layercommit/internal/oracle"
+)
+
+// podmanScript is what the committed podman containers run: changes of
+// each kind (modify, delete, new dir, a file in the workdir podman made),
+// then /ready, then sleep.
+const podmanScript = "echo changed > /etc/motd; rm /etc/group; mkdir -p /newdir/sub; echo hi > /newdir/f; echo w > /data/w; ln /newdir/f /newdir/hl; touch /ready; exec sleep 3600"
+
+// startPodman runs a detached podman container with run flags args and
+// waits for its script to finish its changes.
+func startPodman(t *testing.T, p *oracle.Podman, args ...string) string {
+	t.Helper()
+	run := append(append(append([]string{"run", "-d"}, oracle.RunFlags...), args...), p.Base, "-c", podmanScript)
+	id := p.Run(t, run...)
+	s, err := containersstorage.Open(p.Root, p.RunRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Container(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Lstat(filepath.Join(c.UpperDir, "ready")); err == nil {
+			return id
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s never made /ready", id)
+		}
+	}
+}
+
+// podmanConfig is the part of an image config podman commit decides.
+type podmanConfig struct {
+	Author string `json:"author"`
+	Config struct {
+		User         string
+		ExposedPorts map[string]struct{}
+		Env          []string
+		Entrypoint   []string
+		Cmd          []string
+		Volumes      map[string]struct{}
+		WorkingDir   string
+		Labels       map[string]string
+		StopSignal   string
+	} `json:"config"`
+	RootFS struct {
+		DiffIDs []v1.Hash `json:"diff_ids"`
+	} `json:"rootfs"`
+	History []struct {
+		CreatedBy  string `json:"created_by"`
+		Author     string `json:"author"`
+		Comment    string `json:"comment"`
+		EmptyLayer bool   `json:"empty_layer"`
+	} `json:"history"`
+}
+
+func decodePodmanConfig(t *testing.T, raw []byte) podmanConfig {
+	t.Helper()
+	var c podmanConfig
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatalf("config %s: %v", raw, err)
+	}
+	return c
+}
+
+// TestCommitPodmanContainer commits running podman containers from the
+// store on disk, with no podman call, and with podman commit: the layer
+// bytes and every config field podman sets must be equal, the printed ID
+// must be the config digest, and podman must load and run what we wrote
+// (docker-archive: and oci:) with the container's changes in it.
+func TestCommitPodmanContainer(t *testing.T) {
+	p := oracle.NewPodman(t)
+	cases := []struct {
+		name       string
+		run, flags []string
+	}{
+		{"plain", []string{"--entrypoint", "/bin/sh"}, nil},
+		{"run config", []string{"-e", "FOO=bar", "-e", "PATH=/bin", "-w", "/data", "--label", "a=b", "-u", "0:0", "-v", "/anon", "--entrypoint", "/bin/sh"}, nil},
+		{"author and changes", []string{"-w", "/data", "--label", "a=b", "--entrypoint", "/bin/sh"}, []string{"-a", "Ann <ann@example.com>",
+			"-c", "ENV Z=1", "-c", "ENV FOO=over", "-c", "CMD [\"cat\", \"/etc/motd\"]", "-c", "LABEL x=y", "-c", "LABEL a=c", "-c", "WORKDIR /w",
+			"-c", "USER 1:2", "-c", "EXPOSE 8080", "-c", "VOLUME /v", "-c", "STOPSIGNAL SIGINT"}},
+		{"entrypoint change", []string{"-w", "/data", "--entrypoint", "/bin/sh"}, []string{"-c", "ENTRYPOINT [\"/bin/cat\"]"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			id := startPodman(t, p, tc.run...)
+			ref := "localhost/podman-commit:" + id[:12]
+			p.Run(t, append(append([]string{"commit", "-q"}, tc.flags...), id, ref)...)
+			wantLayers, wantRaw := p.SavedLayers(t, ref)
+
+			dir := filepath.Join(t.TempDir(), "layout")
+			args := append([]string{"commit", "--runtime", "podman", "--storage-root", p.Root, "--run-root", p.RunRoot,
+				"--container", id[:12], "--created", testCreated, "-q", "-o", "oci:" + dir + ":c"}, tc.flags...)
+			gotID, _ := lc(t, false, args...)
+			img := checkImage(t, "oci:"+dir+":c")
+			raw, err := img.RawConfigFile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name, _ := img.ConfigName(); name.String() != gotID {
+				t.Fatalf("printed %s, config digest %s", gotID, name)
+			}
+			got, want := decodePodmanConfig(t, raw), decodePodmanConfig(t, wantRaw)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("config\n got %s\nwant %s", raw, wantRaw)
+			}
+			var created struct{ Created time.Time }
+			json.Unmarshal(raw, &created)
+			if created.Created.Format(time.RFC3339) != testCreated {
+				t.Errorf("created %v, want --created %s", created.Created, testCreated)
+			}
+			layers, err := img.Layers()
+			if err != nil || len(layers) != len(wantLayers) {
+				t.Fatalf("%d layers (%v), podman's image has %d", len(layers), err, len(wantLayers))
+			}
+			for i, l := range layers {
+				rc, err := l.Uncompressed()
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil {
+					t.Fatalf("layer %d: %v", i, err)
+				}
+				if !bytes.Equal(b, wantLayers[i]) {
+					t.Errorf("layer %d: %d bytes, podman commit's has %d and differs", i, len(b), len(wantLayers[i]))
+				}
+			}
+		})
+	}
+
+	t.Run("podman loads and runs it", func(t *testing.T) {
+		id := startPodman(t, p, "-w", "/data", "--entrypoint", "/bin/sh")
+		// podman pull names an oci: image after its path: lower case only.
+		dir, err := os.MkdirTemp("", "lcpodman")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		for _, dest := range []struct{ ref, load string }{
+			{"docker-archive:" + filepath.Join(dir, "a.tar"), "load"},
+			{"oci:" + filepath.Join(dir, "layout") + ":v1", "pull"},
+		} {
+			// Running, so --pause (the default) freezes it meanwhile.
+			gotID, _ := lc(t, false, "commit", "--storage-root", p.Root, "--run-root", p.RunRoot, "--container", id, "-q", "-o", dest.ref)
+			if dest.load == "load" {
+				out := p.Run(t, "load", "-q", "-i", strings.TrimPrefix(dest.ref, "docker-archive:"))
+				if !strings.Contains(out, gotID) {
+					t.Fatalf("podman load said %q, we printed %s", out, gotID)
+				}
+			} else {
+				p.Run(t, "pull", "-q", dest.ref)
+			}
+			if listed := "sha256:" + p.Run(t, "images", "--no-trunc", "-q", "--filter", "id="+strings.TrimPrefix(gotID, "sha256:")); !strings.Contains(listed, strings.TrimPrefix(gotID, "sha256:")) {
+				t.Fatalf("podman images lists %q, we printed %s", listed, gotID)
+			}
+			out := p.Run(t, append(append([]string{"run", "--rm"}, oracle.RunFlags...), gotID,
+				"-c", "cat /etc/motd /newdir/f /data/w; test -e /etc/group && echo group; pwd")...)
+			if out != "changed\nhi\nw\n/data" {
+				t.Errorf("%s: podman run of our image printed %q", dest.ref, out)
+			}
+		}
+		c, err := func() (*containersstorage.LibpodContainer, error) {
+			s, err := containersstorage.Open(p.Root, p.RunRoot)
+			if err != nil {
+				return nil, err
+			}
+			return s.Libpod(id)
+		}()
+		if err != nil || !c.Running() || c.State.Pid == 0 {
+			t.Fatalf("libpod state %+v: %v", c, err)
+		}
+		if s, _ := dockerroot.FrozenState(c.State.Pid); s == "FROZEN" || s == "frozen 1" {
+			t.Errorf("commit left the container %q", s)
+		}
+	})
+}
+
+// TestCommitPodmanBadInput: each bad input is one line naming the
+// problem, a non-zero exit and nothing written.
+func TestCommitPodmanBadInput(t *testing.T) {
+	p := oracle.NewPodman(t)
+	id := startPodman(t, p, "--entrypoint", "/bin/sh")
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T) (root string)
+		ref   string
+		args  []string
+		msg   string
+	}{
+		{name: "unknown container", ref: "nope", msg: `no container "nope"`},
+		{name: "wrong storage root", setup: func(t *testing.T) string { return t.TempDir() }, ref: id, msg: "not a containers-storage overlay store"},
+		{name: "libpod database locked by a live podman", setup: func(t *testing.T) string {
+			f, err := os.Open(filepath.Join(p.Root, "libpod/bolt_state.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A podman command holds bolt's exclusive flock while it runs.
+			if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			return p.Root
+		}, ref: id, msg: "bolt_state.db held by another process"},
+		{name: "message in the OCI format", ref: id, args: []string{"-m", "msg"}, msg: "docker image format"},
+		{name: "bad change", ref: id, args: []string{"-c", "FROM x"}, msg: "from is not a valid change command"},
+		{name: "bad stop signal", ref: id, args: []string{"-c", "STOPSIGNAL SIGNOPE"}, msg: "invalid signal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := p.Root
+			if tc.setup != nil {
+				root = tc.setup(t)
+			}
+			dir := filepath.Join(t.TempDir(), "layout")
+			args := append([]string{"commit", "--runtime", "podman", "--storage-root", root, "--run-root", p.RunRoot, "--container", tc.ref, "-q", "-o", "oci:" + dir}, tc.args...)
+			_, stderr := lc(t, true, args...)
+			if !strings.HasPrefix(stderr, "layercommit: ") || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, tc.msg) {
+				t.Errorf("stderr %q, want one layercommit: line containing %q", stderr, tc.msg)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("%s was written (%v)", dir, err)
+			}
+		})
+	}
+}

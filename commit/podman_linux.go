@@ -1,0 +1,174 @@
+package commit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/layercommit/layercommit/compat"
+	"github.com/layercommit/layercommit/containersstorage"
+	"github.com/layercommit/layercommit/dockerfile"
+	"github.com/layercommit/layercommit/dockerroot"
+	"github.com/layercommit/layercommit/export"
+	"github.com/layercommit/layercommit/image"
+)
+
+// Runtimes a ContainerRequest names.
+const (
+	RuntimeDocker = "docker"
+	RuntimePodman = "podman"
+)
+
+// Default containers-storage locations (podman's as root).
+const (
+	DefaultStorageRoot = "/var/lib/containers/storage"
+	DefaultRunRoot     = "/run/containers/storage"
+)
+
+// detectRuntime is the runtime whose store holds ref when none is named:
+// podman when only the containers-storage store has it, an error naming
+// both stores when both do, docker otherwise (whose lookup then reports
+// a container found nowhere).
+func detectRuntime(r ContainerRequest, dockerRoot string) (string, error) {
+	inDocker := false
+	if root, err := dockerroot.Open(dockerRoot); err == nil {
+		_, err := root.Container(r.Container)
+		inDocker = err == nil
+	}
+	s, err := containersstorage.Open(r.storageRoot(), r.runRoot())
+	if err != nil {
+		return RuntimeDocker, nil
+	}
+	c, err := s.Container(r.Container)
+	switch {
+	case err != nil:
+		return RuntimeDocker, nil
+	case inDocker:
+		return "", fmt.Errorf("container %q is in both the Docker data root %s and the podman store %s (podman ID %.12s): give --runtime docker or --runtime podman", r.Container, dockerRoot, s.Root, c.ID)
+	}
+	return RuntimePodman, nil
+}
+
+func (r ContainerRequest) storageRoot() string {
+	if r.StorageRoot != "" {
+		return r.StorageRoot
+	}
+	return DefaultStorageRoot
+}
+
+func (r ContainerRequest) runRoot() string {
+	if r.RunRoot != "" {
+		return r.RunRoot
+	}
+	return DefaultRunRoot
+}
+
+// commitPodman commits a container of a containers-storage store as
+// podman 4.3's podman commit does (default --format oci): the upper dir
+// walked by containers-storage's overlay rules (profile podman-4 unless
+// another is named) on the container's image, rebuilt from the store's
+// tar-split, with the config libpod's database records merged by
+// podman's rules (containersstorage.CommitConfig). Nothing is written
+// before the store, the libpod record and the base have been read.
+func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
+	if r.StoreCompat {
+		r.Compat = compat.Podman4
+	}
+	if r.Comment != "" {
+		// podman commit -m with the default OCI format fails the same way.
+		return v1.Hash{}, errors.New("a commit message needs the docker image format, which podman commits take with -f docker; the podman runtime writes the OCI format only")
+	}
+	if r.DockerVersion != nil {
+		return v1.Hash{}, errors.New("--docker-version does not apply to podman commits (the OCI format has no docker_version)")
+	}
+	s, err := containersstorage.Open(r.storageRoot(), r.runRoot())
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	c, err := s.Container(r.Container)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	lc, err := s.Libpod(c.ID)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	changes, err := dockerfile.ApplyChanges(v1.Config{}, r.Changes)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	opts := append([]export.Option{export.WithCounters(r.Counters), export.WithCompat(r.Compat)}, r.Options...)
+	var base v1.Image
+	if r.From == "" {
+		if base, err = s.Image(c.Image); err != nil {
+			return v1.Hash{}, fmt.Errorf("image of container %s: %w", c.ID, err)
+		}
+	} else if base, err = export.Open(ctx, r.From, opts...); err != nil {
+		return v1.Hash{}, err
+	}
+	// The OCI format, podman commit's default: manifest, config and
+	// layer media types.
+	if base, err = image.OCI(base); err != nil {
+		return v1.Hash{}, err
+	}
+	parent, err := base.RawConfigFile()
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("reading base config: %w", err)
+	}
+	dest, err := export.NewDestination(ctx, r.To, opts...)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	defer dest.Close()
+
+	if pid := lc.State.Pid; r.Pause && lc.Running() && pid > 0 {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			thaw, err := dockerroot.Freeze(pid)
+			if err != nil {
+				return v1.Hash{}, fmt.Errorf("pausing container %s: %w", c.ID, err)
+			}
+			defer thaw()
+		}
+	}
+	src, err := r.exclude(containersstorage.Changes(c.UpperDir, c.Lowers, r.Compat))
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	l, err := r.writeLayer(ctx, dest, src, false)
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	diffID, _ := l.DiffID()
+	created := r.Created
+	if t := r.created(); !t.IsZero() {
+		created = t
+	}
+	if created.IsZero() {
+		created = time.Now()
+	}
+	raw, err := containersstorage.CommitConfig{
+		Parent: parent, Container: lc, Changes: changes, Author: r.Author, Created: created, DiffID: diffID,
+	}.Encode()
+	if err != nil {
+		l.Remove()
+		return v1.Hash{}, err
+	}
+	// podman adds the layer even when the change set is empty.
+	img, err := image.WithRawConfig(base, l, raw)
+	if err != nil {
+		l.Remove()
+		return v1.Hash{}, err
+	}
+	if err := dest.Write(ctx, img); err != nil {
+		l.Remove()
+		return v1.Hash{}, fmt.Errorf("writing %s: %w", r.To, err)
+	}
+	sum := sha256.Sum256(raw)
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}, nil
+}
