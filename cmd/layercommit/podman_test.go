@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -201,12 +202,16 @@ func TestCommitPodmanContainer(t *testing.T) {
 func TestCommitPodmanBadInput(t *testing.T) {
 	p := oracle.NewPodman(t)
 	id := startPodman(t, p, "--entrypoint", "/bin/sh")
+	bothName := fmt.Sprintf("lc-both-%d", time.Now().UnixNano())
+	startPodman(t, p, "--name", bothName, "--entrypoint", "/bin/sh")
 	for _, tc := range []struct {
 		name  string
 		setup func(t *testing.T) (root string)
 		ref   string
 		args  []string
 		msg   string
+		// auto leaves --runtime out: the store holding ref is taken.
+		auto bool
 	}{
 		{name: "unknown container", ref: "nope", msg: `no container "nope"`},
 		{name: "wrong storage root", setup: func(t *testing.T) string { return t.TempDir() }, ref: id, msg: "not a containers-storage overlay store"},
@@ -222,6 +227,12 @@ func TestCommitPodmanBadInput(t *testing.T) {
 			t.Cleanup(func() { f.Close() })
 			return p.Root
 		}, ref: id, msg: "bolt_state.db held by another process"},
+		{name: "in both stores", setup: func(t *testing.T) string {
+			d := oracle.NewDocker(t)
+			cid := d.Run(t, "run", "-d", "--network", "none", "--name", bothName, d.Base, "sleep", "3600")
+			t.Cleanup(func() { d.Try("rm", "-f", cid) })
+			return p.Root
+		}, ref: bothName, auto: true, msg: "is in both the Docker data root"},
 		{name: "message in the OCI format", ref: id, args: []string{"-m", "msg"}, msg: "docker image format"},
 		{name: "bad change", ref: id, args: []string{"-c", "FROM x"}, msg: "from is not a valid change command"},
 		{name: "bad stop signal", ref: id, args: []string{"-c", "STOPSIGNAL SIGNOPE"}, msg: "invalid signal"},
@@ -232,7 +243,12 @@ func TestCommitPodmanBadInput(t *testing.T) {
 				root = tc.setup(t)
 			}
 			dir := filepath.Join(t.TempDir(), "layout")
-			args := append([]string{"commit", "--runtime", "podman", "--storage-root", root, "--run-root", p.RunRoot, "--container", tc.ref, "-q", "-o", "oci:" + dir}, tc.args...)
+			args := append([]string{"commit", "--storage-root", root, "--run-root", p.RunRoot, "--container", tc.ref, "-q", "-o", "oci:" + dir}, tc.args...)
+			if tc.auto {
+				args = append(args, "--docker-root", oracle.NewDocker(t).Root)
+			} else {
+				args = append(args, "--runtime", "podman")
+			}
 			_, stderr := lc(t, true, args...)
 			if !strings.HasPrefix(stderr, "layercommit: ") || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, tc.msg) {
 				t.Errorf("stderr %q, want one layercommit: line containing %q", stderr, tc.msg)
