@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -74,7 +75,8 @@ func (r ContainerRequest) runRoot() string {
 // walked by containers-storage's overlay rules (profile podman-4 unless
 // another is named) on the container's image, rebuilt from the store's
 // tar-split, with the config libpod's database records merged by
-// podman's rules (containersstorage.CommitConfig). Nothing is written
+// podman's rules (containersstorage.CommitConfig). A destination
+// containers-storage:NAME[:TAG] is the container's own store. Nothing is written
 // before the store, the libpod record and the base have been read.
 func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	if r.StoreCompat {
@@ -121,7 +123,13 @@ func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("reading base config: %w", err)
 	}
-	dest, err := export.NewDestination(ctx, r.To, opts...)
+	var dest export.Destination
+	if name, ok := strings.CutPrefix(r.To, "containers-storage:"); ok {
+		// Into the container's own store, as podman commit writes.
+		dest, err = s.Destination(name)
+	} else {
+		dest, err = export.NewDestination(ctx, r.To, opts...)
+	}
 	if err != nil {
 		return v1.Hash{}, err
 	}

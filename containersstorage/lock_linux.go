@@ -14,11 +14,25 @@ import (
 // opens the file read-only and never creates it. The returned func
 // releases the lock.
 func readLock(path string, timeout time.Duration) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	return fcntlLock(path, unix.F_RDLCK, timeout)
+}
+
+// writeLock takes the exclusive fcntl lock containers/storage's
+// lockfile.Lock takes, as readLock does; the file must exist.
+func writeLock(path string, timeout time.Duration) (func(), error) {
+	return fcntlLock(path, unix.F_WRLCK, timeout)
+}
+
+func fcntlLock(path string, typ int16, timeout time.Duration) (func(), error) {
+	mode := os.O_RDONLY
+	if typ == unix.F_WRLCK {
+		mode = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, mode|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock %s: %w", path, err)
 	}
-	lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: 0, Start: 0, Len: 0}
+	lk := unix.Flock_t{Type: typ, Whence: 0, Start: 0, Len: 0}
 	deadline := time.Now().Add(timeout)
 	for {
 		err := unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk)

@@ -181,6 +181,31 @@ func TestCommitPodmanContainer(t *testing.T) {
 				t.Errorf("%s: podman run of our image printed %q", dest.ref, out)
 			}
 		}
+		// Into the store itself: podman lists it by name and ID, runs it,
+		// and, committed again under the name, moves the name as podman
+		// tagging does; podman rmi removes both cleanly.
+		var ids []string
+		for i := 0; i < 2; i++ {
+			gotID, _ := lc(t, false, "commit", "--storage-root", p.Root, "--run-root", p.RunRoot, "--container", id, "-q",
+				"-c", fmt.Sprintf("LABEL n=%d", i), "-o", "containers-storage:lc-commit:v1")
+			ids = append(ids, gotID)
+			if got := p.Run(t, "images", "--no-trunc", "--format", "{{.ID}}", "localhost/lc-commit:v1"); got != gotID {
+				t.Fatalf("podman images lists localhost/lc-commit:v1 as %q, we printed %s", got, gotID)
+			}
+			out := p.Run(t, append(append([]string{"run", "--rm"}, oracle.RunFlags...), "lc-commit:v1",
+				"-c", "cat /etc/motd /newdir/f /data/w; test -e /etc/group && echo group; pwd")...)
+			if out != "changed\nhi\nw\n/data" {
+				t.Errorf("podman run of lc-commit:v1 printed %q", out)
+			}
+		}
+		if ids[0] == ids[1] {
+			t.Fatalf("two commits with different labels gave one ID %s", ids[0])
+		}
+		if got := p.Run(t, "image", "inspect", "--format", "{{.RepoTags}}", ids[0]); got != "[]" {
+			t.Errorf("the first image still has names %s", got)
+		}
+		p.Run(t, "rmi", ids[0], ids[1])
+
 		c, err := func() (*containersstorage.LibpodContainer, error) {
 			s, err := containersstorage.Open(p.Root, p.RunRoot)
 			if err != nil {
@@ -234,6 +259,7 @@ func TestCommitPodmanBadInput(t *testing.T) {
 			return p.Root
 		}, ref: bothName, auto: true, msg: "is in both the Docker data root"},
 		{name: "message in the OCI format", ref: id, args: []string{"-m", "msg"}, msg: "docker image format"},
+		{name: "bad store image name", ref: id, args: []string{"-o", "containers-storage:Bad Name"}, msg: "bad image name"},
 		{name: "bad change", ref: id, args: []string{"-c", "FROM x"}, msg: "from is not a valid change command"},
 		{name: "bad stop signal", ref: id, args: []string{"-c", "STOPSIGNAL SIGNOPE"}, msg: "invalid signal"},
 	} {
