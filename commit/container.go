@@ -41,6 +41,9 @@ type ContainerRequest struct {
 	// so the profile follows the store.
 	Runtime, StorageRoot, RunRoot string
 	StoreCompat                   bool
+	// Format is podman commit's --format: "oci" (the default) or
+	// "docker"; only the podman runtime takes it.
+	Format string
 	Output
 }
 
@@ -69,6 +72,9 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	case RuntimePodman:
 		return commitPodman(ctx, r)
 	case RuntimeDocker:
+		if r.Format != "" {
+			return v1.Hash{}, fmt.Errorf("--format is podman commit's; docker commit writes Docker's format")
+		}
 	default:
 		return v1.Hash{}, fmt.Errorf("unknown runtime %q (want docker or podman)", r.Runtime)
 	}

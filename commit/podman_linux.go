@@ -71,7 +71,7 @@ func (r ContainerRequest) runRoot() string {
 }
 
 // commitPodman commits a container of a containers-storage store as
-// podman 4.3's podman commit does (default --format oci): the upper dir
+// podman 4.3's podman commit does (--format oci, the default, or docker): the upper dir
 // walked by containers-storage's overlay rules (profile podman-4 unless
 // another is named) on the container's image, rebuilt from the store's
 // tar-split, with the config libpod's database records merged by
@@ -82,9 +82,17 @@ func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	if r.StoreCompat {
 		r.Compat = compat.Podman4
 	}
-	if r.Comment != "" {
+	docker := false
+	switch r.Format {
+	case "", "oci":
+	case "docker":
+		docker = true
+	default:
+		return v1.Hash{}, fmt.Errorf("unknown --format %q (want oci or docker)", r.Format)
+	}
+	if r.Comment != "" && !docker {
 		// podman commit -m with the default OCI format fails the same way.
-		return v1.Hash{}, errors.New("a commit message needs the docker image format, which podman commits take with -f docker; the podman runtime writes the OCI format only")
+		return v1.Hash{}, errors.New("messages are only compatible with the docker image format (--format docker)")
 	}
 	if r.DockerVersion != nil {
 		return v1.Hash{}, errors.New("--docker-version does not apply to podman commits (the OCI format has no docker_version)")
@@ -114,10 +122,16 @@ func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	} else if base, err = export.Open(ctx, r.From, opts...); err != nil {
 		return v1.Hash{}, err
 	}
+	baseID, err := base.ConfigName()
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("reading base config: %w", err)
+	}
 	// The OCI format, podman commit's default: manifest, config and
-	// layer media types.
-	if base, err = image.OCI(base); err != nil {
-		return v1.Hash{}, err
+	// layer media types. The store's images have Docker's.
+	if !docker {
+		if base, err = image.OCI(base); err != nil {
+			return v1.Hash{}, err
+		}
 	}
 	parent, err := base.RawConfigFile()
 	if err != nil {
@@ -148,7 +162,7 @@ func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	l, err := r.writeLayer(ctx, dest, src, false)
+	l, err := r.writeLayer(ctx, dest, src, docker)
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("container %s: %w", c.ID, err)
 	}
@@ -160,9 +174,15 @@ func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	if created.IsZero() {
 		created = time.Now()
 	}
-	raw, err := containersstorage.CommitConfig{
+	cc := containersstorage.CommitConfig{
 		Parent: parent, Container: lc, Changes: changes, Author: r.Author, Created: created, DiffID: diffID,
-	}.Encode()
+		Comment: r.Comment, BaseID: baseID,
+	}
+	encode := cc.Encode
+	if docker {
+		encode = cc.EncodeDocker
+	}
+	raw, err := encode()
 	if err != nil {
 		l.Remove()
 		return v1.Hash{}, err

@@ -12,6 +12,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/layercommit/layercommit/dockerroot"
 )
 
 // CommitConfig is what podman 4.3's commit (libpod's Container.Commit
@@ -31,6 +33,11 @@ type CommitConfig struct {
 	// DiffID is the new layer's; podman always adds it, even when the
 	// change set is empty.
 	DiffID v1.Hash
+	// Docker picks podman commit -f docker's format (EncodeDocker takes
+	// it; Encode ignores it). Comment (-m) and BaseID (the base image's
+	// ID, the config's parent) are used only there.
+	Comment string
+	BaseID  v1.Hash
 }
 
 // createdBy is the history created_by podman 4.3 commit writes whatever
@@ -38,7 +45,8 @@ type CommitConfig struct {
 // and reports /bin/sh (seen in every podman 4.3.1 commit).
 const createdBy = "/bin/sh"
 
-// Encode returns the OCI image config podman commit writes: the base's
+// Encode returns the OCI image config podman commit writes (EncodeDocker
+// with -f docker): the base's
 // config converted to OCI's image config (Docker-only keys dropped), then
 // in libpod's order: Entrypoint then Cmd from the container (replaced
 // even when empty), each variable of the container's process environment
@@ -53,6 +61,15 @@ const createdBy = "/bin/sh"
 // created_by /bin/sh with the comment "FROM <image name>". The JSON is
 // encoding/json's of image-spec's Image, as buildah marshals it.
 func (c CommitConfig) Encode() ([]byte, error) {
+	img, err := c.merge()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(img)
+}
+
+// merge applies podman's rules to the base's config as OCI's.
+func (c CommitConfig) merge() (*ocispec.Image, error) {
 	var img ocispec.Image
 	if err := json.Unmarshal(c.Parent, &img); err != nil {
 		return nil, fmt.Errorf("reading base config: %w", err)
@@ -139,6 +156,96 @@ func (c CommitConfig) Encode() ([]byte, error) {
 	img.History = append(img.History, ocispec.History{
 		Created: &created, CreatedBy: createdBy, Author: img.Author, Comment: "FROM " + ct.ImageName,
 	})
+	return &img, nil
+}
+
+// dockerImage is buildah's docker.V2Image (its V1Image embedded) in its
+// field order: the format podman commit -f docker writes.
+type dockerImage struct {
+	Comment         string                      `json:"comment,omitempty"`
+	Created         time.Time                   `json:"created"`
+	Container       string                      `json:"container,omitempty"`
+	ContainerConfig dockerroot.ContainerConfig  `json:"container_config,omitempty"`
+	DockerVersion   string                      `json:"docker_version,omitempty"`
+	Author          string                      `json:"author,omitempty"`
+	Config          *dockerroot.ContainerConfig `json:"config,omitempty"`
+	Architecture    string                      `json:"architecture,omitempty"`
+	Variant         string                      `json:"variant,omitempty"`
+	OS              string                      `json:"os,omitempty"`
+	Parent          string                      `json:"parent,omitempty"`
+	RootFS          *struct {
+		Type    string    `json:"type"`
+		DiffIDs []v1.Hash `json:"diff_ids,omitempty"`
+	} `json:"rootfs,omitempty"`
+	History    []dockerHistory `json:"history,omitempty"`
+	OSVersion  string          `json:"os.version,omitempty"`
+	OSFeatures []string        `json:"os.features,omitempty"`
+}
+
+type dockerHistory struct {
+	Created    time.Time `json:"created"`
+	Author     string    `json:"author,omitempty"`
+	CreatedBy  string    `json:"created_by,omitempty"`
+	Comment    string    `json:"comment,omitempty"`
+	EmptyLayer bool      `json:"empty_layer,omitempty"`
+}
+
+// EncodeDocker returns the Docker-format config podman commit -f docker
+// writes: the fields Encode merges, in the base's Docker config (the
+// keys only Docker has kept, docker_version dropped), Image the base's
+// name, container_config a copy of config, ONBUILD changes appended, the
+// container's ID, the message as comment (else the base's stays) and
+// the base image's ID as parent.
+func (c CommitConfig) EncodeDocker() ([]byte, error) {
+	m, err := c.merge()
+	if err != nil {
+		return nil, err
+	}
+	var img dockerImage
+	if err := json.Unmarshal(c.Parent, &img); err != nil {
+		return nil, fmt.Errorf("reading base config: %w", err)
+	}
+	cfg := dockerroot.ContainerConfig{}
+	if img.Config != nil {
+		cfg = *img.Config
+	}
+	oc := m.Config
+	cfg.User, cfg.ExposedPorts, cfg.Env, cfg.Entrypoint, cfg.Cmd = oc.User, oc.ExposedPorts, oc.Env, oc.Entrypoint, oc.Cmd
+	cfg.Volumes, cfg.WorkingDir, cfg.Labels, cfg.StopSignal = oc.Volumes, oc.WorkingDir, oc.Labels, oc.StopSignal
+	cfg.Image = c.Container.ImageName
+	cfg.OnBuild = append(copyList(cfg.OnBuild), c.Changes.OnBuild...)
+	img.Config = &cfg
+	img.ContainerConfig = cfg
+	img.Container = c.Container.ID
+	img.DockerVersion = ""
+	if c.Comment != "" {
+		img.Comment = c.Comment
+	}
+	img.Author = m.Author
+	img.Created = *m.Created
+	img.Parent = ""
+	if c.BaseID.Hex != "" {
+		img.Parent = c.BaseID.String()
+	}
+	img.RootFS = &struct {
+		Type    string    `json:"type"`
+		DiffIDs []v1.Hash `json:"diff_ids,omitempty"`
+	}{Type: "layers"}
+	for _, d := range m.RootFS.DiffIDs {
+		h, err := v1.NewHash(string(d))
+		if err != nil {
+			return nil, err
+		}
+		img.RootFS.DiffIDs = append(img.RootFS.DiffIDs, h)
+	}
+	img.History = img.History[:0]
+	for _, h := range m.History {
+		dh := dockerHistory{Author: h.Author, CreatedBy: h.CreatedBy, Comment: h.Comment, EmptyLayer: h.EmptyLayer}
+		if h.Created != nil {
+			dh.Created = *h.Created
+		}
+		img.History = append(img.History, dh)
+	}
 	return json.Marshal(img)
 }
 

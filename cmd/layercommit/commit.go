@@ -55,6 +55,7 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	}
 	f.runtime, f.storageRoot, f.runRoot = fs.String("runtime", "", "with --container: docker or podman (default: the one whose store holds the container)"),
 		fs.String("storage-root", commit.DefaultStorageRoot, "containers-storage root (--runtime podman)"), fs.String("run-root", commit.DefaultRunRoot, "containers-storage run root (--runtime podman)")
+	f.format = fs.String("format", "", "with --runtime podman: oci (the default) or docker, as podman commit --format")
 	f.xattrs, f.sparse = fs.String("xattrs", "", "xattrs to keep: security.capability|all|NAME|PREFIX.*,... (default the profile's)"), fs.Bool("sparse", false, "write files with holes as PAX sparse entries")
 	fs.Var(&f.exclude, "exclude", "leave out paths matching PATTERN (.dockerignore syntax, relative to the container root; repeatable; ! re-includes)")
 	fs.Var(&f.changes, "c", "a docker commit --change instruction (repeatable)")
@@ -126,7 +127,7 @@ type commitFlags struct {
 	quiet, pause, force, squash                                            *bool
 	changes, lowers, exclude                                               strList
 	set                                                                    map[string]bool
-	runtime, storageRoot, runRoot                                          *string
+	runtime, storageRoot, runRoot, format                                  *string
 	xattrs                                                                 *string // --xattrs, --sparse: diff.Options
 	sparse                                                                 *bool
 }
@@ -169,7 +170,7 @@ func (f *commitFlags) containerRequest(output commit.Output, created time.Time) 
 	req := commit.ContainerRequest{
 		Container: *f.container, To: *f.out, Changes: f.changes, Author: *f.author, Comment: *f.msg,
 		Created: created, Pause: *f.pause, Output: output,
-		Runtime: *f.runtime, StorageRoot: *f.storageRoot, RunRoot: *f.runRoot, StoreCompat: !f.set["compat"],
+		Runtime: *f.runtime, StorageRoot: *f.storageRoot, RunRoot: *f.runRoot, StoreCompat: !f.set["compat"], Format: *f.format,
 	}
 	if f.set["from"] {
 		req.From = *f.from
