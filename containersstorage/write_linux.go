@@ -194,6 +194,9 @@ func (d *Destination) writeLayer(ctx context.Context, l v1.Layer, diffID v1.Hash
 	s := d.s
 	id, link := randomHex(32), randomLink()
 	ov := filepath.Join(s.Root, "overlay")
+	if err := os.MkdirAll(filepath.Join(ov, "l"), 0o700); err != nil {
+		return layerRecord{}, nil, err
+	}
 	tmp := filepath.Join(ov, ".layercommit-"+id)
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return layerRecord{}, nil, err

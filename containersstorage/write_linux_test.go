@@ -1,0 +1,141 @@
+package containersstorage_test
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/layercommit/layercommit/containersstorage"
+)
+
+func TestNormalizeName(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"app", "localhost/app:latest"},
+		{"app:v1", "localhost/app:v1"},
+		{"team/app:v1", "localhost/team/app:v1"},
+		{"localhost/app", "localhost/app:latest"},
+		{"registry.example:5000/app", "registry.example:5000/app:latest"},
+		{"quay.io/a/b:c", "quay.io/a/b:c"},
+		{"App", ""},
+		{"a b", ""},
+		{"a@sha256:00", ""},
+		{"", ""},
+	} {
+		got, err := containersstorage.NormalizeName(tc.in)
+		if got != tc.want || (err != nil) != (tc.want == "") {
+			t.Errorf("NormalizeName(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+// write writes img into the store under name.
+func write(t *testing.T, s *containersstorage.Store, img v1.Image, name string) error {
+	t.Helper()
+	d, err := s.Destination(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	return d.Write(t.Context(), img)
+}
+
+// TestDestinationWrite writes an image into a store and reads it back
+// through the store's own records: config verified against its ID, each
+// layer rebuilt from the tar-split we recorded and checked against its
+// diffID. A second image under the same name takes the name.
+func TestDestinationWrite(t *testing.T) {
+	root, run := fakeStore(t)
+	s, err := containersstorage.Open(root, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []v1.Hash
+	for i := 0; i < 2; i++ {
+		img, err := random.Image(2048, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := write(t, s, img, "app:v1"); err != nil {
+			t.Fatal(err)
+		}
+		id, _ := img.ConfigName()
+		ids = append(ids, id)
+		back, err := s.Image(id.Hex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls, err := back.Layers()
+		if err != nil || len(ls) != 2 {
+			t.Fatalf("%d layers: %v", len(ls), err)
+		}
+		want, _ := img.Layers()
+		for n, l := range ls {
+			rc, err := l.Uncompressed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				t.Fatalf("layer %d read back: %v", n, err)
+			}
+			wrc, _ := want[n].Uncompressed()
+			wb, _ := io.ReadAll(wrc)
+			wrc.Close()
+			if string(got) != string(wb) {
+				t.Errorf("layer %d: %d bytes back, %d written", n, len(got), len(wb))
+			}
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(root, "overlay-images/images.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"names"`, `"localhost/app:v1"`} {
+		if n := strings.Count(string(b), want); n != 1 {
+			t.Errorf("images.json has %s %d times, want once (the name moves): %s", want, n, b)
+		}
+	}
+	if m, _ := filepath.Glob(filepath.Join(root, "overlay/.layercommit-*")); len(m) != 0 {
+		t.Errorf("temp layer dirs left: %v", m)
+	}
+}
+
+// TestDestinationWriteLocked: with the image store locked by another
+// process the write is refused after the timeout and nothing is written.
+func TestDestinationWriteLocked(t *testing.T) {
+	for _, lock := range []string{"overlay-layers/layers.lock", "overlay-images/images.lock"} {
+		t.Run(lock, func(t *testing.T) {
+			root, run := fakeStore(t)
+			s, err := containersstorage.Open(root, run)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.LockTimeout = 200 * time.Millisecond
+			before, _ := os.ReadFile(filepath.Join(root, "overlay-layers/layers.json"))
+			holdLock(t, filepath.Join(root, lock))
+			img, err := random.Image(512, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = write(t, s, img, "app")
+			if !errors.Is(err, containersstorage.ErrLocked) {
+				t.Fatalf("got %v, want ErrLocked", err)
+			}
+			after, _ := os.ReadFile(filepath.Join(root, "overlay-layers/layers.json"))
+			if string(after) != string(before) {
+				t.Errorf("layers.json changed")
+			}
+			if m, _ := filepath.Glob(filepath.Join(root, "overlay/*")); len(m) != 2 {
+				t.Errorf("overlay holds %v, want only the two layers", m)
+			}
+		})
+	}
+}
