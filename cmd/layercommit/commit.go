@@ -25,7 +25,7 @@ import (
 )
 
 func init() {
-	register(command{"commit", "commit [--from REF] (--upper DIR | --container ID) [-c CHANGE]... [-m MSG] [-a AUTHOR] [--created RFC3339] [--docker-version STR] [--compression gzip|zstd|zstd:chunked|estargz|none] [--compression-level N] [--compat P] [--exclude PATTERN]... [--squash [--state-dir DIR]] [--source-date-epoch N] [--max-layer-size SIZE] [--xattrs LIST] [--sparse] [-q] -o DEST", runCommit})
+	register(command{"commit", "commit [--from REF] (--upper DIR | --container ID [--runtime docker|podman] [--storage-root DIR] [--run-root DIR] [--format oci|docker]) [-c CHANGE]... [-m MSG] [-a AUTHOR] [--created RFC3339] [--docker-version STR] [--compression gzip|zstd|zstd:chunked|estargz|none] [--compression-level N] [--compat P] [--exclude PATTERN]... [--squash [--state-dir DIR]] [--source-date-epoch N] [--max-layer-size SIZE] [--xattrs LIST] [--sparse] [-q] -o DEST", runCommit})
 }
 
 func runCommit(args []string, stdout, stderr io.Writer) error {
