@@ -58,20 +58,26 @@ func TestCommitPodmanContainer(t *testing.T) {
 	cases := []struct {
 		name, format string
 		run, flags   []string
+		// stop stops the container before both commits.
+		stop bool
 	}{
-		{"plain", "", []string{"--entrypoint", "/bin/sh"}, nil},
-		{"run config", "", []string{"-e", "FOO=bar", "-e", "PATH=/bin", "-w", "/data", "--label", "a=b", "-u", "0:0", "-v", "/anon", "--entrypoint", "/bin/sh"}, nil},
+		{"plain", "", []string{"--entrypoint", "/bin/sh"}, nil, false},
+		{"run config", "", []string{"-e", "FOO=bar", "-e", "PATH=/bin", "-w", "/data", "--label", "a=b", "-u", "0:0", "-v", "/anon", "--entrypoint", "/bin/sh"}, nil, false},
 		{"author and changes", "", []string{"-w", "/data", "--label", "a=b", "--entrypoint", "/bin/sh"}, []string{"-a", "Ann <ann@example.com>",
 			"-c", "ENV Z=1", "-c", "ENV FOO=over", "-c", "CMD [\"cat\", \"/etc/motd\"]", "-c", "LABEL x=y", "-c", "LABEL a=c", "-c", "WORKDIR /w",
-			"-c", "USER 1:2", "-c", "EXPOSE 8080", "-c", "VOLUME /v", "-c", "STOPSIGNAL SIGINT"}},
-		{"entrypoint change", "", []string{"-w", "/data", "--entrypoint", "/bin/sh"}, []string{"-c", "ENTRYPOINT [\"/bin/cat\"]"}},
-		{"docker format", "docker", []string{"-w", "/data", "--label", "a=b", "-v", "/anon", "--entrypoint", "/bin/sh"}, nil},
+			"-c", "USER 1:2", "-c", "EXPOSE 8080", "-c", "VOLUME /v", "-c", "STOPSIGNAL SIGINT"}, false},
+		{"entrypoint change", "", []string{"-w", "/data", "--entrypoint", "/bin/sh"}, []string{"-c", "ENTRYPOINT [\"/bin/cat\"]"}, false},
+		{"docker format", "docker", []string{"-w", "/data", "--label", "a=b", "-v", "/anon", "--entrypoint", "/bin/sh"}, nil, false},
 		{"docker format with message and changes", "docker", []string{"-e", "FOO=bar", "--entrypoint", "/bin/sh"}, []string{"-m", "saved", "-a", "Ann",
-			"-c", "ENV Z=1", "-c", "ONBUILD RUN true", "-c", "EXPOSE 53/udp", "-c", "STOPSIGNAL 9", "-c", "CMD sleep 1"}},
+			"-c", "ENV Z=1", "-c", "ONBUILD RUN true", "-c", "EXPOSE 53/udp", "-c", "STOPSIGNAL 9", "-c", "CMD sleep 1"}, false},
+		{"stopped", "", []string{"-w", "/data", "--entrypoint", "/bin/sh"}, []string{"-c", "ENV S=1"}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			id := startPodman(t, p, tc.run...)
+			if tc.stop {
+				p.Run(t, "stop", "-t", "0", id)
+			}
 			ref := "localhost/podman-commit:" + id[:12]
 			pargs, ours := append([]string{"commit", "-q"}, tc.flags...), tc.flags
 			if tc.format != "" {
