@@ -70,6 +70,15 @@ func (r ContainerRequest) runRoot() string {
 	return DefaultRunRoot
 }
 
+// inContainerCgroup reports whether pid still runs in the container's
+// cgroup (libpod names it libpod-<id>, under cgroupfs or as a systemd
+// scope), so that a pid recorded by libpod and since reused by another
+// process is never frozen.
+func inContainerCgroup(pid int, id string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	return err == nil && strings.Contains(string(b), "libpod-"+id)
+}
+
 // commitPodman commits a container of a containers-storage store as
 // podman 4.3's podman commit does (--format oci, the default, or docker): the upper dir
 // walked by containers-storage's overlay rules (profile podman-4 unless
@@ -149,13 +158,16 @@ func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	}
 	defer dest.Close()
 
-	if pid := lc.State.Pid; r.Pause && lc.Running() && pid > 0 {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
-			thaw, err := dockerroot.Freeze(pid)
-			if err != nil {
-				return v1.Hash{}, fmt.Errorf("pausing container %s: %w", c.ID, err)
-			}
+	if pid := lc.State.Pid; r.Pause && lc.Running() && pid > 0 && inContainerCgroup(pid, c.ID) {
+		thaw, err := dockerroot.Freeze(pid)
+		switch {
+		case err == nil:
 			defer thaw()
+		case errors.Is(err, os.ErrNotExist):
+			// The container exited since libpod recorded it running:
+			// nothing runs to pause.
+		default:
+			return v1.Hash{}, fmt.Errorf("pausing container %s: %w", c.ID, err)
 		}
 	}
 	src, err := r.exclude(containersstorage.Changes(c.UpperDir, c.Lowers, r.Compat))
