@@ -18,6 +18,7 @@ import (
 	"github.com/layercommit/layercommit/dockerroot"
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/image"
+	"github.com/layercommit/layercommit/layer"
 )
 
 // Runtimes a ContainerRequest names.
@@ -148,8 +149,11 @@ func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	}
 	var dest export.Destination
 	if name, ok := strings.CutPrefix(r.To, "containers-storage:"); ok {
-		// Into the container's own store, as podman commit writes.
+		// Into the container's own store, as podman commit writes. The
+		// store keeps layers unpacked: the blob is only a temp copy,
+		// so it is not compressed.
 		dest, err = s.Destination(name)
+		r.Compression, r.Level = layer.None, nil
 	} else {
 		dest, err = export.NewDestination(ctx, r.To, opts...)
 	}
