@@ -67,7 +67,7 @@ func TestCommitPodmanContainer(t *testing.T) {
 			"-c", "ENV Z=1", "-c", "ENV FOO=over", "-c", "CMD [\"cat\", \"/etc/motd\"]", "-c", "LABEL x=y", "-c", "LABEL a=c", "-c", "WORKDIR /w",
 			"-c", "USER 1:2", "-c", "EXPOSE 8080", "-c", "VOLUME /v", "-c", "STOPSIGNAL SIGINT"}, false},
 		{"entrypoint change", "", []string{"-w", "/data", "--entrypoint", "/bin/sh"}, []string{"-c", "ENTRYPOINT [\"/bin/cat\"]"}, false},
-		{"docker format", "docker", []string{"-w", "/data", "--label", "a=b", "-v", "/anon", "--entrypoint", "/bin/sh"}, nil, false},
+		{"docker format", "docker", []string{"-w", "/data", "--label", "a=b", "-v", "/anon", "-v", "lcnamed:/named", "--entrypoint", "/bin/sh"}, nil, false},
 		{"docker format with message and changes", "docker", []string{"-e", "FOO=bar", "--entrypoint", "/bin/sh"}, []string{"-m", "saved", "-a", "Ann",
 			"-c", "ENV Z=1", "-c", "ONBUILD RUN true", "-c", "EXPOSE 53/udp", "-c", "STOPSIGNAL 9", "-c", "CMD sleep 1"}, false},
 		{"stopped", "", []string{"-w", "/data", "--entrypoint", "/bin/sh"}, []string{"-c", "ENV S=1"}, true},
