@@ -86,7 +86,8 @@ func inContainerCgroup(pid int, id string) bool {
 // another is named) on the container's image, rebuilt from the store's
 // tar-split, with the config libpod's database records merged by
 // podman's rules (containersstorage.CommitConfig). A destination
-// containers-storage:NAME[:TAG] is the container's own store. Nothing is written
+// containers-storage:NAME[:TAG] is the container's own store, and so is
+// a --from of that form. Nothing is written
 // before the store, the libpod record and the base have been read.
 func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	if r.StoreCompat {
@@ -125,7 +126,16 @@ func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	}
 	opts := append([]export.Option{export.WithCounters(r.Counters), export.WithCompat(r.Compat)}, r.Options...)
 	var base v1.Image
-	if r.From == "" {
+	if name, ok := strings.CutPrefix(r.From, "containers-storage:"); ok {
+		// A base from the container's store, by name or ID.
+		id, err := s.ResolveImage(name)
+		if err != nil {
+			return v1.Hash{}, err
+		}
+		if base, err = s.Image(id); err != nil {
+			return v1.Hash{}, fmt.Errorf("image %s: %w", name, err)
+		}
+	} else if r.From == "" {
 		if base, err = s.Image(c.Image); err != nil {
 			return v1.Hash{}, fmt.Errorf("image of container %s: %w", c.ID, err)
 		}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
@@ -63,3 +65,31 @@ func (l *storeLayer) Uncompressed() (io.ReadCloser, error) {
 }
 
 func (l *storeLayer) MediaType() (types.MediaType, error) { return types.DockerLayer, nil }
+
+// ResolveImage returns the ID of the image ref names: a full ID, a unique
+// ID prefix (at least 3 characters) or a name as podman normalizes it
+// (NormalizeName).
+func (s *Store) ResolveImage(ref string) (string, error) {
+	var recs []imageRecord
+	if err := s.readRecords(filepath.Join(s.Root, "overlay-images/images.json"), filepath.Join(s.Root, "overlay-images/images.lock"), &recs); err != nil {
+		return "", fmt.Errorf("reading images: %w", err)
+	}
+	name, _ := NormalizeName(ref)
+	var found []string
+	for _, r := range recs {
+		match := r.ID == ref || (len(ref) >= 3 && strings.HasPrefix(r.ID, ref))
+		for _, n := range r.Names {
+			match = match || n == ref || n == name
+		}
+		if match {
+			found = append(found, r.ID)
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return "", fmt.Errorf("%w: no image %q in %s", ErrNotFound, ref, s.Root)
+	case len(found) > 1:
+		return "", fmt.Errorf("image %q is ambiguous in %s (%d match)", ref, s.Root, len(found))
+	}
+	return found[0], nil
+}

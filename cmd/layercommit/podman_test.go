@@ -171,6 +171,18 @@ func TestCommitPodmanContainer(t *testing.T) {
 				t.Errorf("%s: podman run of our image printed %q", dest.ref, out)
 			}
 		}
+		// --from the store by a short name is the container's image: the
+		// same image ID as without --from.
+		var fromIDs []string
+		for _, from := range [][]string{nil, {"--from", "containers-storage:" + strings.TrimPrefix(p.Base, "localhost/")}} {
+			got, _ := lc(t, false, append([]string{"commit", "--storage-root", p.Root, "--run-root", p.RunRoot, "--container", id, "-q",
+				"--created", testCreated, "-o", "oci:" + filepath.Join(dir, "from") + ":x"}, from...)...)
+			fromIDs = append(fromIDs, got)
+		}
+		if fromIDs[0] != fromIDs[1] {
+			t.Errorf("--from containers-storage:%s gave %s, the container's image %s", p.Base, fromIDs[1], fromIDs[0])
+		}
+
 		// Into the store itself: podman lists it by name and ID, runs it,
 		// and, committed again under the name, moves the name as podman
 		// tagging does; podman rmi removes both cleanly.
@@ -250,6 +262,7 @@ func TestCommitPodmanBadInput(t *testing.T) {
 		}, ref: bothName, auto: true, msg: "is in both the Docker data root"},
 		{name: "message in the OCI format", ref: id, args: []string{"-m", "msg"}, msg: "messages are only compatible with the docker image format"},
 		{name: "unknown format", ref: id, args: []string{"--format", "v1"}, msg: `unknown --format "v1"`},
+		{name: "unknown base in the store", ref: id, args: []string{"--from", "containers-storage:nope"}, msg: `no image "nope"`},
 		{name: "bad store image name", ref: id, args: []string{"-o", "containers-storage:Bad Name"}, msg: "bad image name"},
 		{name: "bad change", ref: id, args: []string{"-c", "FROM x"}, msg: "from is not a valid change command"},
 		{name: "bad stop signal", ref: id, args: []string{"-c", "STOPSIGNAL SIGNOPE"}, msg: "invalid signal"},
