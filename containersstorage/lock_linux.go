@@ -1,6 +1,7 @@
 package containersstorage
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -53,4 +54,30 @@ func fcntlLock(path string, typ int16, timeout time.Duration) (func(), error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// lastWriterSize is the length of the last-writer token containers/storage
+// keeps at the start of a lock file.
+const lastWriterSize = 64
+
+// touchLock writes a new last-writer token at the start of the lock file
+// path, as containers/storage's lockfile.Touch does after a write: a
+// process holding the store's records in memory compares the token when
+// it next takes the lock and reloads them when it changed, instead of
+// writing back a view without ours. The caller holds the write lock.
+func touchLock(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening lock %s: %w", path, err)
+	}
+	tok := make([]byte, lastWriterSize)
+	if _, err := rand.Read(tok); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.WriteAt(tok, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("writing lock %s: %w", path, err)
+	}
+	return f.Close()
 }

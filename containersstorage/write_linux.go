@@ -26,11 +26,12 @@ import (
 // a record in images.json. Layers already in the store (same diff digest
 // on the same parent) are reused. It is an export.Destination.
 //
+// After each record file it writes a new last-writer token into the lock
+// file beside it, as containers/storage does, so that a podman process
+// that keeps the records in memory reloads them.
+//
 // Not done: names-history, uidset/gidset of new layers (informational;
-// podman derives nothing from them without user namespaces), the
-// last-writer token containers/storage writes into a lock file on
-// unlock (a podman process started later reads the records anew; one
-// that runs meanwhile does not see the image until it reloads).
+// podman derives nothing from them without user namespaces).
 type Destination struct {
 	s       *Store
 	name    string
@@ -181,6 +182,9 @@ func (d *Destination) Write(ctx context.Context, img v1.Image) error {
 		}
 		if err := atomicfile.WriteFile(layersFile, out, 0o600); err != nil {
 			return fmt.Errorf("writing %s: %w", layersFile, err)
+		}
+		if err := touchLock(filepath.Join(s.Root, "overlay-layers/layers.lock")); err != nil {
+			return err
 		}
 	}
 	return d.writeImage(cfgName, rawCfg, manDigest, rawMan, parent)
@@ -339,7 +343,7 @@ func (d *Destination) writeImage(id v1.Hash, rawCfg []byte, man v1.Hash, rawMan 
 	if err := atomicfile.WriteFile(imagesFile, out, 0o600); err != nil {
 		return fmt.Errorf("writing %s: %w", imagesFile, err)
 	}
-	return nil
+	return touchLock(filepath.Join(s.Root, "overlay-images/images.lock"))
 }
 
 func randomHex(n int) string {

@@ -106,6 +106,11 @@ func TestDestinationWrite(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(root, "overlay/.layercommit-*")); len(m) != 0 {
 		t.Errorf("temp layer dirs left: %v", m)
 	}
+	for _, l := range []string{"overlay-layers/layers.lock", "overlay-images/images.lock"} {
+		if b, _ := os.ReadFile(filepath.Join(root, l)); len(b) != 64 {
+			t.Errorf("%s holds %d bytes, want a 64-byte last-writer token", l, len(b))
+		}
+	}
 }
 
 // TestDestinationWriteLocked: with the image store locked by another
