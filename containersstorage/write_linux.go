@@ -155,7 +155,22 @@ func (d *Destination) Write(ctx context.Context, img v1.Image) error {
 			return fmt.Errorf("%w: %s: %v", ErrLayout, layersFile, err)
 		}
 	}
-	parent, added := "", false
+	// On error every layer this write made is removed again and
+	// layers.json, if already replaced, gets its old bytes back.
+	var made []string
+	written := false
+	fail := func(err error) error {
+		if written {
+			if rerr := atomicfile.WriteFile(layersFile, b, 0o600); rerr == nil {
+				touchLock(filepath.Join(s.Root, "overlay-layers/layers.lock"))
+			}
+		}
+		for _, id := range made {
+			s.removeLayer(id)
+		}
+		return err
+	}
+	parent := ""
 	for i, l := range layers {
 		diffID := cf.RootFS.DiffIDs[i]
 		found := ""
@@ -168,26 +183,41 @@ func (d *Destination) Write(ctx context.Context, img v1.Image) error {
 		if found == "" {
 			rec, raw, err := d.writeLayer(ctx, l, diffID, parent)
 			if err != nil {
-				return fmt.Errorf("writing layer %s into %s: %w", diffID, s.Root, err)
+				return fail(fmt.Errorf("writing layer %s into %s: %w", diffID, s.Root, err))
 			}
-			recs, rawLayers, added = append(recs, rec), append(rawLayers, raw), true
+			recs, rawLayers, made = append(recs, rec), append(rawLayers, raw), append(made, rec.ID)
 			found = rec.ID
 		}
 		parent = found
 	}
-	if added {
+	if len(made) > 0 {
 		out, err := json.Marshal(rawLayers)
 		if err != nil {
-			return err
+			return fail(err)
 		}
 		if err := atomicfile.WriteFile(layersFile, out, 0o600); err != nil {
-			return fmt.Errorf("writing %s: %w", layersFile, err)
+			return fail(fmt.Errorf("writing %s: %w", layersFile, err))
 		}
+		written = true
 		if err := touchLock(filepath.Join(s.Root, "overlay-layers/layers.lock")); err != nil {
-			return err
+			return fail(err)
 		}
 	}
-	return d.writeImage(cfgName, rawCfg, manDigest, rawMan, parent)
+	if err := d.writeImage(cfgName, rawCfg, manDigest, rawMan, parent); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// removeLayer removes what writeLayer made of layer id: its l/ link, its
+// overlay dir and its tar-split.
+func (s *Store) removeLayer(id string) {
+	ov := filepath.Join(s.Root, "overlay")
+	if link, err := os.ReadFile(filepath.Join(ov, id, "link")); err == nil && len(link) > 0 {
+		os.Remove(filepath.Join(ov, "l", strings.TrimSpace(string(link))))
+	}
+	os.RemoveAll(filepath.Join(ov, id))
+	os.Remove(filepath.Join(s.Root, "overlay-layers", id+".tar-split.gz"))
 }
 
 // writeLayer unpacks l as a new layer on parent: overlay/<id> built as
@@ -279,6 +309,13 @@ func (d *Destination) writeImage(id v1.Hash, rawCfg []byte, man v1.Hash, rawMan 
 		return fmt.Errorf("%w: %s: %v", ErrLayout, imagesFile, err)
 	}
 	exists := false
+	// newDir is the big-data dir this call made, removed on error.
+	var newDir string
+	defer func() {
+		if newDir != "" {
+			os.RemoveAll(newDir)
+		}
+	}()
 	for _, r := range recs {
 		var rid string
 		var names []string
@@ -305,9 +342,13 @@ func (d *Destination) writeImage(id v1.Hash, rawCfg []byte, man v1.Hash, rawMan 
 	}
 	if !exists {
 		dir := filepath.Join(s.Root, "overlay-images", id.Hex)
+		if _, err := os.Stat(dir); err == nil {
+			return fmt.Errorf("%w: %s exists but images.json has no image %s", ErrCorrupt, dir, id.Hex)
+		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
+		newDir = dir
 		big := []struct {
 			key string
 			b   []byte
@@ -343,6 +384,7 @@ func (d *Destination) writeImage(id v1.Hash, rawCfg []byte, man v1.Hash, rawMan 
 	if err := atomicfile.WriteFile(imagesFile, out, 0o600); err != nil {
 		return fmt.Errorf("writing %s: %w", imagesFile, err)
 	}
+	newDir = ""
 	return touchLock(filepath.Join(s.Root, "overlay-images/images.lock"))
 }
 

@@ -10,7 +10,10 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/layercommit/layercommit/containersstorage"
 )
@@ -140,6 +143,66 @@ func TestDestinationWriteLocked(t *testing.T) {
 			}
 			if m, _ := filepath.Glob(filepath.Join(root, "overlay/*")); len(m) != 2 {
 				t.Errorf("overlay holds %v, want only the two layers", m)
+			}
+		})
+	}
+}
+
+// lyingLayer claims a diffID its stream does not have.
+type lyingLayer struct{ v1.Layer }
+
+func (lyingLayer) DiffID() (v1.Hash, error) {
+	return v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}, nil
+}
+
+// TestDestinationWriteRollback: a write that fails after some layers are
+// made removes them and leaves the records as they were.
+func TestDestinationWriteRollback(t *testing.T) {
+	good, err := random.Layer(1024, types.DockerLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := random.Layer(1024, types.DockerLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		layers []v1.Layer
+		setup  func(t *testing.T, root string)
+		msg    string
+	}{
+		{name: "second layer is not its diffID", layers: []v1.Layer{good, lyingLayer{bad}}, msg: "layer stream has sha256:"},
+		{name: "image records unreadable", layers: []v1.Layer{good}, setup: func(t *testing.T, root string) {
+			os.WriteFile(filepath.Join(root, "overlay-images/images.json"), []byte("{"), 0o600)
+		}, msg: "images.json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, run := fakeStore(t)
+			if tc.setup != nil {
+				tc.setup(t, root)
+			}
+			s, err := containersstorage.Open(root, run)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := mutate.AppendLayers(empty.Image, tc.layers...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.ReadFile(filepath.Join(root, "overlay-layers/layers.json"))
+			err = write(t, s, img, "app")
+			if err == nil || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.msg)
+			}
+			after, _ := os.ReadFile(filepath.Join(root, "overlay-layers/layers.json"))
+			if string(after) != string(before) {
+				t.Errorf("layers.json changed: %s", after)
+			}
+			for glob, want := range map[string]int{"overlay/*": 3, "overlay/l/*": 0, "overlay-layers/*.tar-split.gz": 0, "overlay-images/*": 2} {
+				if m, _ := filepath.Glob(filepath.Join(root, glob)); len(m) != want {
+					t.Errorf("%s: %v, want %d", glob, m, want)
+				}
 			}
 		})
 	}
