@@ -71,6 +71,10 @@ func (r ContainerRequest) runRoot() string {
 	return DefaultRunRoot
 }
 
+// podmanFrozen, when set (by tests), is called with the container's pid
+// once its cgroup is frozen, before the upper dir is read.
+var podmanFrozen func(pid int)
+
 // inContainerCgroup reports whether pid still runs in the container's
 // cgroup (libpod names it libpod-<id>, under cgroupfs or as a systemd
 // scope), so that a pid recorded by libpod and since reused by another
@@ -177,6 +181,9 @@ func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 		switch {
 		case err == nil:
 			defer thaw()
+			if podmanFrozen != nil {
+				podmanFrozen(pid)
+			}
 		case errors.Is(err, os.ErrNotExist):
 			// The container exited since libpod recorded it running:
 			// nothing runs to pause.
