@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,19 @@ const podmanScript = "echo changed > /etc/motd; rm /etc/group; mkdir -p /newdir/
 // waits for its script to finish its changes.
 func startPodman(t *testing.T, p *oracle.Podman, args ...string) string {
 	t.Helper()
-	run := append(append(append([]string{"run", "-d"}, oracle.RunFlags...), args...), p.Base, "-c", podmanScript)
+	flags := oracle.RunFlags
+	if slices.Contains(args, "--network") {
+		// args name the network: the rest of RunFlags only.
+		flags = nil
+		for i := 0; i < len(oracle.RunFlags); i++ {
+			if oracle.RunFlags[i] == "--network" {
+				i++
+				continue
+			}
+			flags = append(flags, oracle.RunFlags[i])
+		}
+	}
+	run := append(append(append([]string{"run", "-d"}, flags...), args...), p.Base, "-c", podmanScript)
 	id := p.Run(t, run...)
 	s, err := containersstorage.Open(p.Root, p.RunRoot)
 	if err != nil {
@@ -71,6 +84,7 @@ func TestCommitPodmanContainer(t *testing.T) {
 		{"docker format with message and changes", "docker", []string{"-e", "FOO=bar", "--entrypoint", "/bin/sh"}, []string{"-m", "saved", "-a", "Ann",
 			"-c", "ENV Z=1", "-c", "ONBUILD RUN true", "-c", "EXPOSE 53/udp", "-c", "STOPSIGNAL 9", "-c", "CMD sleep 1"}, false},
 		{"stopped", "", []string{"-w", "/data", "--entrypoint", "/bin/sh"}, []string{"-c", "ENV S=1"}, true},
+		{"exposed ports", "docker", []string{"--network", "host", "--expose", "9000", "--expose", "53/udp", "--entrypoint", "/bin/sh"}, []string{"-c", "EXPOSE 8080"}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
