@@ -202,8 +202,10 @@ func TestCommitPodmanContainer(t *testing.T) {
 		// tagging does; podman rmi removes both cleanly.
 		var ids []string
 		for i := 0; i < 2; i++ {
-			gotID, _ := lc(t, false, "commit", "--storage-root", p.Root, "--run-root", p.RunRoot, "--container", id, "-q",
-				"-c", fmt.Sprintf("LABEL n=%d", i), "-o", "containers-storage:lc-commit:v1")
+			// The second in podman's docker format, with a message.
+			format := [][]string{nil, {"--format", "docker", "-m", "again"}}[i]
+			gotID, _ := lc(t, false, append([]string{"commit", "--storage-root", p.Root, "--run-root", p.RunRoot, "--container", id, "-q",
+				"-c", fmt.Sprintf("LABEL n=%d", i), "-o", "containers-storage:lc-commit:v1"}, format...)...)
 			ids = append(ids, gotID)
 			if got := p.Run(t, "images", "--no-trunc", "--format", "{{.ID}}", "localhost/lc-commit:v1"); got != gotID {
 				t.Fatalf("podman images lists localhost/lc-commit:v1 as %q, we printed %s", got, gotID)
@@ -216,6 +218,9 @@ func TestCommitPodmanContainer(t *testing.T) {
 		}
 		if ids[0] == ids[1] {
 			t.Fatalf("two commits with different labels gave one ID %s", ids[0])
+		}
+		if got := p.Run(t, "image", "inspect", "--format", "{{.Comment}}", ids[1]); got != "again" {
+			t.Errorf("podman reads the docker-format image's comment as %q", got)
 		}
 		if got := p.Run(t, "image", "inspect", "--format", "{{.RepoTags}}", ids[0]); got != "[]" {
 			t.Errorf("the first image still has names %s", got)
