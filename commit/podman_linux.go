@@ -33,6 +33,9 @@ const (
 	DefaultRunRoot     = "/run/containers/storage"
 )
 
+// detectLockTimeout bounds detectRuntime's wait for the podman store.
+const detectLockTimeout = 2 * time.Second
+
 // detectRuntime is the runtime whose store holds ref when none is named:
 // podman when only the containers-storage store has it, an error naming
 // both stores when both do, docker otherwise (whose lookup then reports
@@ -47,6 +50,9 @@ func detectRuntime(r ContainerRequest, dockerRoot string) (string, error) {
 	if err != nil {
 		return RuntimeDocker, nil
 	}
+	// A store busy with a writer for long does not hold up a Docker
+	// commit: it is taken as not holding the container.
+	s.LockTimeout = detectLockTimeout
 	c, err := s.Container(r.Container)
 	switch {
 	case err != nil:
