@@ -97,8 +97,8 @@ func inContainerCgroup(pid int, id string) bool {
 // tar-split, with the config libpod's database records merged by
 // podman's rules (containersstorage.CommitConfig). A destination
 // containers-storage:NAME[:TAG] is the container's own store, and so is
-// a --from of that form. Nothing is written
-// before the store, the libpod record and the base have been read.
+// a --from of that form. Nothing is written before the store, the
+// libpod record and the base have been read.
 func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	if r.StoreCompat {
 		r.Compat = compat.Podman4
@@ -116,7 +116,7 @@ func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 		return v1.Hash{}, errors.New("messages are only compatible with the docker image format (--format docker)")
 	}
 	if r.DockerVersion != nil {
-		return v1.Hash{}, errors.New("--docker-version does not apply to podman commits (the OCI format has no docker_version)")
+		return v1.Hash{}, errors.New("--docker-version does not apply to podman commits (podman writes no docker_version)")
 	}
 	s, err := containersstorage.Open(r.storageRoot(), r.runRoot())
 	if err != nil {
