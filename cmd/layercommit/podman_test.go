@@ -154,6 +154,25 @@ func TestCommitPodmanContainer(t *testing.T) {
 		})
 	}
 
+	// The shaping flags take the podman path too: an excluded deletion
+	// keeps the base's file, an excluded new file is gone, mtimes and the
+	// created time are clamped to --source-date-epoch.
+	t.Run("exclude and source-date-epoch", func(t *testing.T) {
+		id := startPodman(t, p, "-w", "/data", "--entrypoint", "/bin/sh")
+		out := filepath.Join(t.TempDir(), "s.tar")
+		gotID, _ := lc(t, false, "commit", "--storage-root", p.Root, "--run-root", p.RunRoot, "--container", id, "-q",
+			"--exclude", "etc/group", "--exclude", "newdir/hl", "--source-date-epoch", "1600000000", "-o", "docker-archive:"+out)
+		p.Run(t, "load", "-q", "-i", out)
+		got := p.Run(t, append(append([]string{"run", "--rm"}, oracle.RunFlags...), gotID,
+			"-c", "test -s /etc/group && echo group; test -e /newdir/hl || echo nohl; stat -c %Y /newdir/f")...)
+		if got != "group\nnohl\n1600000000" {
+			t.Errorf("podman run printed %q", got)
+		}
+		if created := p.Run(t, "image", "inspect", "--format", "{{.Created.Unix}}", gotID); created != "1600000000" {
+			t.Errorf("created %s, want 1600000000", created)
+		}
+	})
+
 	t.Run("podman loads and runs it", func(t *testing.T) {
 		id := startPodman(t, p, "-w", "/data", "--entrypoint", "/bin/sh")
 		// podman pull names an oci: image after its path: lower case only.
