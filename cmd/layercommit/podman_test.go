@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -228,6 +230,23 @@ func TestCommitPodmanContainer(t *testing.T) {
 			ids = append(ids, gotID)
 			if got := p.Run(t, "images", "--no-trunc", "--format", "{{.ID}}", "localhost/lc-commit:v1"); got != gotID {
 				t.Fatalf("podman images lists localhost/lc-commit:v1 as %q, we printed %s", got, gotID)
+			}
+			// podman save rebuilds each layer from the tar-split we
+			// recorded: the bytes must hash to the config's diffIDs.
+			saved, cfg := p.SavedLayers(t, "localhost/lc-commit:v1")
+			var rootfs struct {
+				RootFS struct {
+					DiffIDs []string `json:"diff_ids"`
+				} `json:"rootfs"`
+			}
+			json.Unmarshal(cfg, &rootfs)
+			if len(saved) != len(rootfs.RootFS.DiffIDs) {
+				t.Fatalf("podman save: %d layers, config lists %d", len(saved), len(rootfs.RootFS.DiffIDs))
+			}
+			for n, b := range saved {
+				if sum := sha256.Sum256(b); "sha256:"+hex.EncodeToString(sum[:]) != rootfs.RootFS.DiffIDs[n] {
+					t.Errorf("podman save layer %d has sha256:%x, the config says %s", n, sum, rootfs.RootFS.DiffIDs[n])
+				}
 			}
 			out := p.Run(t, append(append([]string{"run", "--rm"}, oracle.RunFlags...), "lc-commit:v1",
 				"-c", "cat /etc/motd /newdir/f /data/w; test -e /etc/group && echo group; pwd")...)
