@@ -97,8 +97,9 @@ type layerRecord struct {
 // order, as containers/storage does, each waited for up to the store's
 // lock timeout). Each layer dir is built under a temp name and renamed;
 // every record file is replaced by temp file, fsync and rename, layers
-// first, so a crash leaves at most an unreferenced layer. The name moves
-// from any image that had it, as podman's tagging does.
+// first, so a crash leaves at most an unreferenced layer; an error
+// removes the layers this call made and puts layers.json back. The name
+// moves from any image that had it, as podman's tagging does.
 func (d *Destination) Write(ctx context.Context, img v1.Image) error {
 	s := d.s
 	rawCfg, err := img.RawConfigFile()
