@@ -23,6 +23,7 @@ require (
 	github.com/tonistiigi/go-csvvalue v0.0.0-20240814133006-030d3b2625d0
 	github.com/ulikunitz/xz v0.5.17
 	github.com/vbatts/tar-split v0.12.3
+	go.etcd.io/bbolt v1.5.0
 	go.podman.io/storage v1.65.1
 	golang.org/x/sys v0.50.0
 )

@@ -50,6 +50,15 @@ type ContainerRequest struct {
 	// at most that many uncompressed tar bytes (diff.Split), each with a
 	// history entry of its own, as CommitRequest does.
 	MaxLayerSize int64
+	// Runtime is "docker", "podman" (a containers-storage store at
+	// StorageRoot and RunRoot, podman_linux.go), or "" to take the one
+	// store holding the container. StoreCompat: --compat was not given,
+	// so the profile follows the store.
+	Runtime, StorageRoot, RunRoot string
+	StoreCompat                   bool
+	// Format is podman commit's --format: "oci" (the default) or
+	// "docker"; only the podman runtime takes it.
+	Format string
 	Output
 }
 
@@ -63,7 +72,8 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	if err := image.ValidateChanges(r.Changes, r.Compat); err != nil {
 		return v1.Hash{}, err
 	}
-	if _, err := r.exclude(nil); err != nil {
+	_, err := r.exclude(nil)
+	if err != nil {
 		return v1.Hash{}, err
 	}
 	if r.MaxLayerSize < 0 {
@@ -71,6 +81,24 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	}
 	opts := append([]export.Option{export.WithCounters(r.Counters), export.WithCompat(r.Compat)}, r.Options...)
 	o := export.NewOptions(opts...)
+	if r.Runtime == "" {
+		if r.Runtime, err = detectRuntime(r, o.DockerRoot); err != nil {
+			return v1.Hash{}, err
+		}
+	}
+	switch r.Runtime {
+	case RuntimePodman:
+		if r.Squash || r.MaxLayerSize > 0 {
+			return v1.Hash{}, fmt.Errorf("--squash and --max-layer-size are not supported with --runtime podman yet")
+		}
+		return commitPodman(ctx, r)
+	case RuntimeDocker:
+		if r.Format != "" {
+			return v1.Hash{}, fmt.Errorf("--format is podman commit's; docker commit writes Docker's format")
+		}
+	default:
+		return v1.Hash{}, fmt.Errorf("unknown runtime %q (want docker or podman)", r.Runtime)
+	}
 	root, err := dockerroot.Open(o.DockerRoot)
 	if err != nil {
 		return v1.Hash{}, err

@@ -1,7 +1,9 @@
 // Package commit is the orchestration of layercommit's commands over the
 // stages: Commit (an upper dir onto a base image, as docker commit does),
 // CommitContainer (a container of a Docker data root, as dockerd's docker
-// commit does, byte for byte), Copy (an image unchanged from any source to
+// commit does, byte for byte; or, with the podman runtime, of a
+// containers-storage store as podman 4.3's podman commit does,
+// podman_linux.go), Copy (an image unchanged from any source to
 // any destination), Build (a Dockerfile built by package builder, its
 // bases resolved through export by Resolver, the image written to the
 // destination) and GC (the cleanup of the stores a request names).

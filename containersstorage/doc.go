@@ -11,9 +11,17 @@
 // store's *.lock file beside it, the lock containers/storage takes; a lock
 // held by a writer is waited for up to a timeout, then refused with
 // ErrLocked, never waited on forever. Image configs are checked against
-// their IDs and base layers against their diff digests.
+// their IDs and base layers, rebuilt from the store's tar-split
+// (internal/tarsplit), against their diff digests (Image).
 //
-// Non-goals: drivers other than overlay (refused by name), writing into
-// the store, libpod's own database (bolt_state.db: the container's
-// Entrypoint and Cmd as given to podman run) and additional image stores.
+// Libpod reads libpod's database (libpod/bolt_state.db, bbolt, read-only
+// under bolt's shared flock with the same timeout): the container's
+// config as podman run made it. CommitConfig merges it into the new
+// image config by podman commit's rules, in either of podman's formats.
+// Destination writes an image into the store (containers-storage:NAME)
+// under the exclusive locks of the layer and image stores.
+//
+// Non-goals: drivers other than overlay (refused by name), additional
+// image stores, removing images or layers, podman's other commit options
+// (--squash, --include-volumes).
 package containersstorage

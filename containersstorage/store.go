@@ -256,9 +256,18 @@ func (s *Store) Container(ref string) (*Container, error) {
 }
 
 // bigDataPath is where the store keeps image id's big-data item key:
-// overlay-images/<id>/= followed by the key in standard base64.
+// overlay-images/<id>/KEY when the key is only lower-case letters,
+// digits and dots, else "=" and the key in standard base64
+// (containers/storage's makeBigDataBaseName).
 func (s *Store) bigDataPath(id, key string) string {
-	return filepath.Join(s.Root, "overlay-images", id, "="+base64.StdEncoding.EncodeToString([]byte(key)))
+	name := key
+	for _, c := range key {
+		if c != '.' && (c < '0' || c > '9') && (c < 'a' || c > 'z') {
+			name = "=" + base64.StdEncoding.EncodeToString([]byte(key))
+			break
+		}
+	}
+	return filepath.Join(s.Root, "overlay-images", id, name)
 }
 
 // ImageConfig reads image id's config, verifying that its sha256 is id,

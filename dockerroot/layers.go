@@ -1,7 +1,6 @@
 package dockerroot
 
 import (
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,11 +14,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/vbatts/tar-split/tar/asm"
-	"github.com/vbatts/tar-split/tar/storage"
 
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/diff"
+	"github.com/layercommit/layercommit/internal/tarsplit"
 	"github.com/layercommit/layercommit/internal/verify"
 )
 
@@ -118,42 +116,11 @@ func (l Layer) Open(ctx context.Context, profile compat.Profile) (io.ReadCloser,
 		rc := diff.Reader(ctx, diff.Overlay(l.DiffDir), diff.WithCompat(profile))
 		return verify.Reader(rc, l.DiffID, verify.UnknownSize), nil
 	}
-	f, err := os.Open(l.TarSplit)
+	rc, err := tarsplit.Open(l.TarSplit, l.DiffDir, l.DiffID)
 	if err != nil {
-		return nil, fmt.Errorf("opening tar-split of layer %s: %w", l.ChainID, err)
+		return nil, fmt.Errorf("layer %s: %w", l.ChainID, err)
 	}
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("reading tar-split of layer %s: %w", l.ChainID, err)
-	}
-	root, err := os.OpenRoot(l.DiffDir)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	pr, pw := io.Pipe()
-	go func() {
-		err := asm.WriteOutputTarStream(rootGetter{root}, storage.NewJSONUnpacker(zr), pw)
-		root.Close()
-		f.Close()
-		if err != nil {
-			err = fmt.Errorf("reassembling layer %s from tar-split: %w", l.ChainID, err)
-		}
-		pw.CloseWithError(err)
-	}()
-	return verify.Reader(pr, l.DiffID, verify.UnknownSize), nil
-}
-
-// rootGetter serves tar-split file payloads from inside a diff dir.
-type rootGetter struct{ root *os.Root }
-
-func (g rootGetter) Get(name string) (io.ReadCloser, error) {
-	f, err := g.root.Open(filepath.Clean("/" + name)[1:])
-	if err != nil {
-		return nil, err
-	}
-	return f, nil
+	return rc, nil
 }
 
 // ErrDigestMismatch is returned at EOF by a layer stream whose sha256 is

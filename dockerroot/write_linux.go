@@ -2,7 +2,6 @@ package dockerroot
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -19,15 +17,13 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/vbatts/tar-split/tar/asm"
-	"github.com/vbatts/tar-split/tar/storage"
 	"golang.org/x/sys/unix"
 
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/internal/atomicfile"
 	"github.com/layercommit/layercommit/internal/flock"
-	"github.com/layercommit/layercommit/unpack"
+	"github.com/layercommit/layercommit/internal/tarsplit"
 )
 
 // WriteOptions configure Write.
@@ -346,52 +342,15 @@ func (r *Root) layerTmp() (string, error) {
 }
 
 // unpackRecorded unpacks l into dir in overlay form while recording its
-// tar-split and checking its diffID.
+// tar-split and checking its diffID (tarsplit.Unpack).
 func unpackRecorded(ctx context.Context, l v1.Layer, dir, tarSplit string, diffID v1.Hash, p compat.Profile) error {
 	rc, err := l.Uncompressed()
 	if err != nil {
 		return fmt.Errorf("opening layer: %w", err)
 	}
 	defer rc.Close()
-	f, err := os.OpenFile(tarSplit, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	gz := gzip.NewWriter(f)
-	packer := storage.NewJSONPacker(gz)
-	h := sha256.New()
-	its, done, err := asm.NewInputTarStreamWithDone(io.TeeReader(rc, h), packer, nil)
-	if err != nil {
-		return err
-	}
-	_, err = unpack.Apply(ctx, dir, its, unpack.WithOverlayForm())
-	if err == nil {
-		// The trailer and any padding after it are part of the diffID.
-		_, err = io.Copy(io.Discard, its)
-	}
-	its.Close()
-	if derr := <-done; err == nil && derr != nil {
-		err = fmt.Errorf("recording tar-split: %w", derr)
-	}
-	if err != nil {
-		return err
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != diffID.Hex {
-		return fmt.Errorf("%w: layer stream has sha256:%s, the config says %s", ErrDigestMismatch, got, diffID)
-	}
-	if p.TarSplitTrailingEmpty {
-		if _, err := packer.AddEntry(storage.Entry{Type: storage.SegmentType, Payload: []byte{}}); err != nil {
-			return err
-		}
-	}
-	if err := gz.Close(); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	return f.Close()
+	_, err = tarsplit.Unpack(ctx, rc, dir, tarSplit, 0o644, diffID, p.TarSplitTrailingEmpty)
+	return err
 }
 
 // apparentSize is dockerd's layer size: st_size of every non-directory,

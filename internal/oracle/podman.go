@@ -21,7 +21,11 @@ import (
 type Podman struct {
 	Bin           string
 	Root, RunRoot string
-	Base          string
+	// TmpDir is libpod's --tmpdir, private too: podman's default,
+	// /run/libpod, is shared by every store, and removing one store's
+	// state there breaks another's.
+	TmpDir string
+	Base   string
 }
 
 // NewPodman starts nothing (podman is daemonless): it makes a fresh store
@@ -34,7 +38,7 @@ func NewPodman(t testing.TB) *Podman {
 	d := NewDocker(t)
 	p := &Podman{Bin: Tool(t, "podman")}
 	dir := t.TempDir()
-	p.Root, p.RunRoot = filepath.Join(dir, "root"), filepath.Join(dir, "run")
+	p.Root, p.RunRoot, p.TmpDir = filepath.Join(dir, "root"), filepath.Join(dir, "run"), filepath.Join(dir, "tmp")
 	t.Cleanup(func() { p.cleanup() })
 	save := filepath.Join(dir, "base.tar")
 	d.Run(t, "save", "-o", save, d.Base)
@@ -49,7 +53,7 @@ func NewPodman(t testing.TB) *Podman {
 
 // Args are the global flags every podman command gets.
 func (p *Podman) Args() []string {
-	return []string{"--root", p.Root, "--runroot", p.RunRoot, "--storage-driver", "overlay",
+	return []string{"--root", p.Root, "--runroot", p.RunRoot, "--tmpdir", p.TmpDir, "--storage-driver", "overlay",
 		"--cgroup-manager", "cgroupfs", "--events-backend", "file"}
 }
 
