@@ -59,6 +59,10 @@ type Options struct {
 	// the RUN's sandbox only, through a pipe: it is in no layer, config,
 	// cache entry or file of the state dir.
 	Secrets map[string][]byte
+	// SSH maps RUN --mount=type=ssh ids to ssh-agent sockets (--ssh
+	// ID=SOCKET). Each mount gets its own socket, forwarded to the agent
+	// while the RUN runs; the agent's keys never reach the state dir.
+	SSH map[string]string
 	// HostNetwork gives RUN the host's network (default: none).
 	HostNetwork bool
 	// Compat picks whose tar bytes to write (compat.Default if zero).

@@ -43,6 +43,10 @@ type conformanceCase struct {
 	buildArgs  map[string]string
 	prepare    func(t *testing.T, contextDir string) // after files are written
 	secrets    map[string]string                     // --secret id=K,src=(a file holding V)
+	ssh        []string                              // --ssh ID=(a test agent's socket)
+	// contexts are named local contexts (--build-context NAME=DIR), each
+	// a dir holding the files given.
+	contexts map[string]map[string]string
 	// want holds, per path, text its description must contain in
 	// BuildKit's image (and so in ours): what the row is about.
 	want map[string]string
@@ -216,6 +220,17 @@ RUN echo "$BUILDARCH->$TARGETARCH" > /cross
 FROM scratch
 COPY --from=build /cross /cross
 `},
+
+	// RUN --mount, second part: ssh, seeded caches, the context through
+	// .dockerignore, named local contexts.
+	{name: "mount-ssh", ssh: []string{"default", "other"}, prepare: func(t *testing.T, dir string) { copySSHLS(t, dir) }, dockerfile: `FROM {{BASE}}
+RUN --mount=type=ssh --mount=target=/h /h/sshls > /reply && echo "$SSH_AUTH_SOCK" > /sock && stat -c '%F %a %u %g' /run/buildkit/ssh_agent.0 > /perm
+RUN --mount=type=ssh,id=other,target=/s/agent,mode=0640,uid=1,gid=2 --mount=type=ssh,required=true --mount=target=/h /h/sshls /run/buildkit/ssh_agent.1 > /reply2 && stat -c '%F %a %u %g' /s/agent > /perm2 && echo "$SSH_AUTH_SOCK" > /sock2
+RUN --mount=type=ssh,id=absent (ls -a /run/buildkit 2>&1 || true) > /absent && echo "$SSH_AUTH_SOCK" > /sock3
+ENV SSH_AUTH_SOCK=/mine
+RUN --mount=type=ssh echo "$SSH_AUTH_SOCK" > /sock4
+`, want: map[string]string{"reply": `content="000000050c00000000\n"`, "perm": `content="socket 600 0 0\n"`, "perm2": `content="socket 640 1 2\n"`,
+		"sock2": `content="/s/agent\n"`, "sock4": `content="/mine\n"`}},
 }
 
 // TestBuildKitConformance builds every row with BuildKit and with Build
@@ -245,7 +260,24 @@ func TestBuildKitConformance(t *testing.T) {
 				secrets = append(secrets, "id="+id+",src="+f)
 				o.Secrets[id] = []byte(v)
 			}
-			theirs := k.Build(t, ctxDir, oracle.BuildOpts{Platform: tc.platform, BuildArgs: tc.buildArgs, Secrets: secrets})
+			var ssh []string
+			for _, id := range tc.ssh {
+				sock := testAgent(t)
+				ssh = append(ssh, id+"="+sock)
+				if o.SSH == nil {
+					o.SSH = map[string]string{}
+				}
+				o.SSH[id] = sock
+			}
+			contexts := map[string]string{}
+			for name, files := range tc.contexts {
+				contexts[name] = writeContext(t, files)
+				if o.BuildContexts == nil {
+					o.BuildContexts = map[string]string{}
+				}
+				o.BuildContexts[name] = contexts[name]
+			}
+			theirs := k.Build(t, ctxDir, oracle.BuildOpts{Platform: tc.platform, BuildArgs: tc.buildArgs, Secrets: secrets, SSH: ssh, Contexts: contexts})
 			ours := filepath.Join(t.TempDir(), "ours")
 			for k, v := range tc.buildArgs {
 				o.BuildArgs[k] = &v

@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -30,6 +31,7 @@ type runMount struct {
 // part of the cache key; nothing is mounted yet.
 func (b *build) parseRunMounts(ctx context.Context, s *stageState, in *dockerfile.RunInstr) ([]runMount, error) {
 	var out []runMount
+	nssh := 0
 	for _, raw := range in.Mounts {
 		m, err := dockerfile.ParseMount(raw, func(w string) (string, error) { return b.expand(s, in.Line, w) })
 		if err != nil {
@@ -40,10 +42,30 @@ func (b *build) parseRunMounts(ctx context.Context, s *stageState, in *dockerfil
 			return nil, lineErr(in.Line, "%w", err)
 		}
 		rm := runMount{m: m}
-		if m.Type == "secret" || m.Type == "ssh" {
-			if m.Type == "ssh" {
-				return nil, lineErr(in.Line, "RUN --mount=type=ssh is not supported")
+		if m.Type == "ssh" {
+			// BuildKit (dockerfile2llb/convert_ssh.go, llb.AddSSHSocket):
+			// id "default", the N-th ssh mount of the RUN at
+			// /run/buildkit/ssh_agent.N, a 0600 root socket.
+			if m.Source != "" {
+				return nil, lineErr(in.Line, "ssh does not support source")
 			}
+			if m.ID == "" {
+				m.ID = "default"
+			}
+			if m.Target == "" {
+				m.Target = fmt.Sprintf("/run/buildkit/ssh_agent.%d", nssh)
+			}
+			nssh++
+			if m.Mode == nil {
+				mode := uint64(0o600)
+				m.Mode = &mode
+			}
+			rm.target = m.Target
+			rm.key = fmt.Sprintf("ssh id=%q target=%q required=%t%s", m.ID, m.Target, m.Required, perms(m))
+			out = append(out, rm)
+			continue
+		}
+		if m.Type == "secret" {
 			id := m.ID
 			if m.Source != "" {
 				id = m.Source
@@ -210,6 +232,27 @@ func (b *build) prepareMounts(ctx context.Context, s *stageState, line int, rms 
 			if m.GID != nil {
 				sm.GID = int(*m.GID)
 			}
+		case "ssh":
+			agent, ok := b.o.SSH[m.ID]
+			if !ok {
+				if m.Required {
+					return nil, nil, nil, lineErr(line, "no SSH key %q forwarded from the client (pass it with --ssh %s=SOCKET)", m.ID, m.ID)
+				}
+				continue
+			}
+			uid, gid := 0, 0
+			if m.UID != nil {
+				uid = int(*m.UID)
+			}
+			if m.GID != nil {
+				gid = int(*m.GID)
+			}
+			p, err := newSSHProxy(filepath.Join(dir, fmt.Sprintf("mount-%d-ssh", i)), agent, os.FileMode(*m.Mode), uid, gid)
+			if err != nil {
+				return nil, nil, nil, lineErr(line, "ssh %s: %w", m.ID, err)
+			}
+			releases = append(releases, func() { p.Close() })
+			sm = sandbox.Mount{Target: m.Target, Kind: "bind", Source: p.path}
 		case "cache":
 			cdir, rel, err := b.cacheMount(ctx, s, line, m, rm.key)
 			if err != nil {
@@ -251,6 +294,17 @@ func (b *build) prepareMounts(ctx context.Context, s *stageState, line int, rms 
 			}
 		}
 		mounts = append(mounts, sm)
+	}
+	// BuildKit sets SSH_AUTH_SOCK to the first ssh mount's target unless
+	// the environment has it (llb/exec.go), socket forwarded or not.
+	for _, rm := range rms {
+		if rm.m.Type != "ssh" {
+			continue
+		}
+		if !hasEnv(s.config().Env, "SSH_AUTH_SOCK") {
+			env = append(env, "SSH_AUTH_SOCK="+rm.m.Target)
+		}
+		break
 	}
 	return mounts, env, releaseAll, nil
 }
@@ -304,4 +358,13 @@ type imageOnly struct{ img v1.Image }
 func (i imageOnly) ConfigName() (v1.Hash, error) { return i.img.ConfigName() }
 func (i imageOnly) dirs(ctx context.Context, b *build) ([]string, error) {
 	return b.imageDirs(ctx, i.img)
+}
+
+func hasEnv(env []string, name string) bool {
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == name {
+			return true
+		}
+	}
+	return false
 }

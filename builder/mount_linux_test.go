@@ -91,6 +91,9 @@ func TestBuildMountErrors(t *testing.T) {
 		{"root-target", "FROM base\nRUN --mount=type=tmpfs,target=/ true\n", `invalid mount target "/"`, ""},
 		{"sharing-on-bind", "FROM base\nRUN --mount=target=/x,sharing=locked true\n", "invalid cache sharing set for bind mount", ""},
 		{"secret-from", "FROM base\nRUN --mount=type=secret,id=a,from=base true\n", "secret mount should not have a from", ""},
+		{"missing-required-ssh", "FROM base\nRUN --mount=type=ssh,required=true true\n", `Dockerfile:2: no SSH key "default" forwarded from the client`, ""},
+		{"ssh-source", "FROM base\nRUN --mount=type=ssh,source=x true\n", "Dockerfile:2: ssh does not support source", ""},
+		{"cache-from-nothing", "FROM base\nRUN --mount=type=cache,from=nostage,target=/c true\n", "Dockerfile:2: mount from nostage: ", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctxDir := writeContext(t, map[string]string{"Dockerfile": tc.df})
