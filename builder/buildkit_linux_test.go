@@ -231,6 +231,19 @@ ENV SSH_AUTH_SOCK=/mine
 RUN --mount=type=ssh echo "$SSH_AUTH_SOCK" > /sock4
 `, want: map[string]string{"reply": `content="000000050c00000000\n"`, "perm": `content="socket 600 0 0\n"`, "perm2": `content="socket 640 1 2\n"`,
 		"sock2": `content="/s/agent\n"`, "sock4": `content="/mine\n"`}},
+	// A seeded cache is a copy of the whole from= file system, shared by
+	// every RUN with the same id and seed, of which source= is mounted.
+	// {{NONCE}} keeps BuildKit's caches of earlier runs out.
+	{name: "mount-cache-from-stage", dockerfile: `FROM {{BASE}} AS seed
+RUN mkdir -p /pkgs/sub && echo seeded > /pkgs/sub/f && echo top > /top
+FROM {{BASE}}
+RUN --mount=type=cache,id=s{{NONCE}},from=seed,source=/pkgs,target=/c cat /c/sub/f > /got && echo added > /c/new && ls /c > /ls1
+RUN --mount=type=cache,id=s{{NONCE}},from=seed,source=pkgs,target=/c ls /c > /ls2
+RUN --mount=type=cache,id=s{{NONCE}},from=seed,target=/whole ls /whole/pkgs > /ls3 && cat /whole/top > /top-got
+RUN --mount=type=cache,id=p{{NONCE}},from=seed,target=/p,mode=0750,uid=3 stat -c '%a %u %g' /p > /perm && ls -A /p > /perm-ls
+RUN --mount=type=cache,id=i{{NONCE}},from={{BASE}},source=/data,target=/d ls /d > /img-ls
+RUN --mount=type=cache,id=o{{NONCE}},target=/o,ro ls -A /o > /plain-ls
+`, want: map[string]string{"got": `content="seeded\n"`, "ls2": `content="new\nsub\n"`, "ls3": `content="new\nsub\n"`, "perm": `content="750 3 0\n"`}},
 }
 
 // TestBuildKitConformance builds every row with BuildKit and with Build
@@ -241,7 +254,8 @@ func TestBuildKitConformance(t *testing.T) {
 	index, xattrBase := multiArchBase(t, k), xattrImage(t, k)
 	for _, tc := range conformanceCases {
 		t.Run(tc.name, func(t *testing.T) {
-			df := strings.NewReplacer("{{BASE}}", k.Base, "{{INDEX}}", index, "{{XATTR}}", xattrBase).Replace(tc.dockerfile)
+			nonce := fmt.Sprint(time.Now().UnixNano())
+			df := strings.NewReplacer("{{BASE}}", k.Base, "{{INDEX}}", index, "{{XATTR}}", xattrBase, "{{NONCE}}", nonce).Replace(tc.dockerfile)
 			files := map[string]string{"Dockerfile": df}
 			for n, c := range tc.files {
 				files[n] = c

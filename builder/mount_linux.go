@@ -13,7 +13,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/layercommit/layercommit/dockerfile"
+	"github.com/layercommit/layercommit/internal/safepath"
 	"github.com/layercommit/layercommit/sandbox"
+	"github.com/layercommit/layercommit/unpack"
 )
 
 // runMount is one RUN --mount after expansion, with what it adds to the
@@ -310,12 +312,19 @@ func (b *build) prepareMounts(ctx context.Context, s *stageState, line int, rms 
 }
 
 // cacheMount opens the state dir's cache of m, made on first use as
-// BuildKit makes it: an empty dir (mode, uid and gid when given, else
-// 0755 root), kept between builds under its id and what seeds it.
+// BuildKit makes it (solver/llbsolver/mounts getRefCacheDir,
+// dockerfile2llb setCacheUIDGID), and returns the dir to mount:
+//   - no from: an empty dir (mode, uid and gid when given, else 0755
+//     root), keyed by its id (and the perms, which BuildKit makes as a
+//     mkdir on scratch: another seed);
+//   - from=STAGE|IMAGE: a copy of that file system, keyed by the id and
+//     the stage (BuildKit: id:ref), of which source= is mounted; with
+//     source=/ and mode, uid or gid, a /cache dir made in it with them
+//     is mounted instead, as BuildKit mounts its mkdir.
+//
+// The seed is copied once, when the cache is made; later builds see what
+// earlier RUNs left there.
 func (b *build) cacheMount(ctx context.Context, s *stageState, line int, m *dockerfile.Mount, key string) (string, func(), error) {
-	if m.From != "" {
-		return "", nil, lineErr(line, "RUN --mount=type=cache,from=%s is not supported", m.From)
-	}
 	mode, uid, gid := os.FileMode(0o755), 0, 0
 	if m.Mode != nil {
 		mode = os.FileMode(*m.Mode)
@@ -326,29 +335,124 @@ func (b *build) cacheMount(ctx context.Context, s *stageState, line int, m *dock
 	if m.GID != nil {
 		gid = int(*m.GID)
 	}
-	ckey := fmt.Sprintf("id=%q seed=scratch%s", m.ID, perms(m))
-	dir, release, err := b.st.CacheMount(ckey, m.Sharing, func(d string) error {
+	src := path.Join("/", m.Source)
+	permsSet := m.Mode != nil || m.UID != nil || m.GID != nil
+	mkdirPerms := func(d string) error {
 		if err := os.Chown(d, uid, gid); err != nil {
 			return err
 		}
 		return os.Chmod(d, mode&os.ModePerm)
+	}
+	if m.From == "" {
+		ckey := fmt.Sprintf("id=%q seed=scratch%s", m.ID, perms(m))
+		dir, release, err := b.st.CacheMount(ckey, m.Sharing, mkdirPerms)
+		if err != nil {
+			return "", nil, lineErr(line, "cache mount %s: %w", m.ID, err)
+		}
+		if src == "/" {
+			return dir, release, nil
+		}
+		p, err := cacheSubdir(dir, src)
+		if err != nil {
+			release()
+			return "", nil, lineErr(line, "cache mount %s: %w", m.ID, err)
+		}
+		return p, release, nil
+	}
+	from, err := b.mountFrom(ctx, s, line, m)
+	if err != nil {
+		return "", nil, err
+	}
+	cfg, err := from.ConfigName()
+	if err != nil {
+		return "", nil, lineErr(line, "%w", err)
+	}
+	ckey := fmt.Sprintf("id=%q seed=from %s", m.ID, cfg)
+	sub := src
+	if src == "/" && permsSet {
+		ckey += " mkdir /cache" + perms(m)
+		sub = "/cache"
+	}
+	dir, release, err := b.st.CacheMount(ckey, m.Sharing, func(d string) error {
+		if err := unpackImage(ctx, from.image(), d); err != nil {
+			return err
+		}
+		if sub == "/cache" {
+			c := filepath.Join(d, "cache")
+			if err := os.Mkdir(c, 0o755); err != nil {
+				return err
+			}
+			return mkdirPerms(c)
+		}
+		return nil
 	})
 	if err != nil {
-		return "", nil, lineErr(line, "cache mount %s: %w", m.ID, err)
+		return "", nil, lineErr(line, "cache mount %s from %s: %w", m.ID, m.From, err)
 	}
-	return dir, release, nil
+	p, err := cacheSubdir(dir, sub)
+	if err != nil {
+		release()
+		return "", nil, lineErr(line, "cache mount %s from %s: %w", m.ID, m.From, err)
+	}
+	return p, release, nil
+}
+
+// cacheSubdir resolves sub inside the cache dir (symlinks stay inside)
+// and checks that it exists.
+func cacheSubdir(dir, sub string) (string, error) {
+	name, err := safepath.Clean(sub)
+	if err != nil {
+		return "", err
+	}
+	r, err := safepath.Open(dir)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	if name, err = r.Resolve(name); err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("source %s: %w", sub, err)
+	}
+	return p, nil
+}
+
+// unpackImage applies img's layers in order into dir: its file system.
+func unpackImage(ctx context.Context, img v1.Image, dir string) error {
+	ls, err := img.Layers()
+	if err != nil {
+		return fmt.Errorf("reading layers: %w", err)
+	}
+	for _, l := range ls {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			return fmt.Errorf("reading a layer: %w", err)
+		}
+		_, err = unpack.Apply(ctx, dir, rc)
+		if cerr := rc.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("unpacking a layer: %w", err)
+		}
+	}
+	return nil
 }
 
 // imageLike is what a mount's from= names: a stage built earlier or an
 // image.
 type imageLike interface {
 	ConfigName() (v1.Hash, error)
+	image() v1.Image
 	dirs(ctx context.Context, b *build) ([]string, error)
 }
 
 type stageImage struct{ s *stageState }
 
 func (i stageImage) ConfigName() (v1.Hash, error) { return i.s.img.ConfigName() }
+func (i stageImage) image() v1.Image              { return i.s.img }
 func (i stageImage) dirs(ctx context.Context, b *build) ([]string, error) {
 	return b.lowerDirs(ctx, i.s)
 }
@@ -356,6 +460,7 @@ func (i stageImage) dirs(ctx context.Context, b *build) ([]string, error) {
 type imageOnly struct{ img v1.Image }
 
 func (i imageOnly) ConfigName() (v1.Hash, error) { return i.img.ConfigName() }
+func (i imageOnly) image() v1.Image              { return i.img }
 func (i imageOnly) dirs(ctx context.Context, b *build) ([]string, error) {
 	return b.imageDirs(ctx, i.img)
 }
