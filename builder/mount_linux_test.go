@@ -130,7 +130,7 @@ func TestBuildCacheMountKeepsAndKeys(t *testing.T) {
 		}
 		return imageTree(t, layoutImage(t, out))
 	}
-	a := build("FROM base\nRUN --mount=type=cache,target=/c date +%s%N > /c/stamp && cp /c/stamp /first\n", map[string]string{})
+	a := build("FROM base\nRUN --mount=type=cache,target=/c cat /proc/sys/kernel/random/uuid > /c/stamp && cp /c/stamp /first\n", map[string]string{})
 	if _, ok := a["c"]; ok {
 		t.Errorf("the cache mount point is in the image: %s", a["c"])
 	}
@@ -139,11 +139,11 @@ func TestBuildCacheMountKeepsAndKeys(t *testing.T) {
 		t.Errorf("the cache did not survive: first %q, second %q", a["first"], b["second"])
 	}
 	// The first Dockerfile again: cached, though the cache changed.
-	c := build("FROM base\nRUN --mount=type=cache,target=/c date +%s%N > /c/stamp && cp /c/stamp /first\n", map[string]string{})
+	c := build("FROM base\nRUN --mount=type=cache,target=/c cat /proc/sys/kernel/random/uuid > /c/stamp && cp /c/stamp /first\n", map[string]string{})
 	if c["first"] != a["first"] {
 		t.Errorf("the step reran (cache contents counted in its key): %q then %q", a["first"], c["first"])
 	}
-	bind := "FROM base\nRUN --mount=source=f,target=/f cat /f > /got && date +%s%N > /when\n"
+	bind := "FROM base\nRUN --mount=source=f,target=/f cat /f > /got && cat /proc/sys/kernel/random/uuid > /when\n"
 	d1 := build(bind, map[string]string{"f": "one\n"})
 	d2 := build(bind, map[string]string{"f": "one\n"})
 	d3 := build(bind, map[string]string{"f": "two\n"})
