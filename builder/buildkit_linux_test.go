@@ -244,6 +244,16 @@ RUN --mount=type=cache,id=p{{NONCE}},from=seed,target=/p,mode=0750,uid=3 stat -c
 RUN --mount=type=cache,id=i{{NONCE}},from={{BASE}},source=/data,target=/d ls /d > /img-ls
 RUN --mount=type=cache,id=o{{NONCE}},target=/o,ro ls -A /o > /plain-ls
 `, want: map[string]string{"got": `content="seeded\n"`, "ls2": `content="new\nsub\n"`, "ls3": `content="new\nsub\n"`, "perm": `content="750 3 0\n"`}},
+	{name: "mount-bind-context-dockerignore", files: map[string]string{".dockerignore": "secret.txt\nlogs\n!logs/keep\nempty-after\n**/*.tmp\n",
+		"secret.txt": "s\n", "logs/a": "a\n", "logs/keep": "k\n", "kept": "y\n", "empty-after/x": "x\n", "d/b.tmp": "t\n", "d/c": "c\n"}, dockerfile: `FROM {{BASE}}
+RUN --mount=target=/ctx ls -A /ctx > /ls && ls -A /ctx/logs > /logs-ls && ls -A /ctx/d > /d-ls
+RUN --mount=target=/ctx,rw ls -A /ctx > /ls-rw && rm /ctx/kept && ls -A /ctx > /ls-rw-rm
+RUN --mount=source=d,target=/d ls -A /d > /src-ls
+`, want: map[string]string{"ls": `content=".dockerignore\nDockerfile\nd\nkept\nlogs\n"`, "logs-ls": `content="keep\n"`, "d-ls": `content="c\n"`}},
+	{name: "mount-bind-named-local-context", contexts: map[string]map[string]string{"named": {"f": "named file\n", "sub/g": "g\n"}}, dockerfile: `FROM {{BASE}}
+RUN --mount=from=named,target=/n ls -A /n > /named && cat /n/f > /named-f && (touch /n/w 2>/dev/null && echo rw || echo ro) > /named-ro
+RUN --mount=from=named,source=sub,target=/s,rw echo x > /s/new && ls -A /s > /named-rw
+`, want: map[string]string{"named-f": `content="named file\n"`, "named-ro": `content="ro\n"`, "named-rw": `content="g\nnew\n"`}},
 }
 
 // TestBuildKitConformance builds every row with BuildKit and with Build

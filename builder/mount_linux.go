@@ -143,6 +143,18 @@ func perms(m *dockerfile.Mount) string {
 // from: the context's checksum at src, or a stage's or image's config
 // digest (which names its layers) and src.
 func (b *build) mountSourceKey(ctx context.Context, s *stageState, line int, m *dockerfile.Mount, src string) (string, error) {
+	if local, ok := b.localContext(m.From); ok {
+		c, err := openContext(local)
+		if err != nil {
+			return "", lineErr(line, "%w", err)
+		}
+		defer c.Close()
+		d, err := b.digestSourcesTimes([]copySource{{fsys: contextFS{c}, rel: rel(src)}}, false, false)
+		if err != nil {
+			return "", lineErr(line, "mounting %s from context %s: %w", src, m.From, err)
+		}
+		return fmt.Sprintf("context %s %q sha256:%s", m.From, src, d), nil
+	}
 	if m.From == "" {
 		if m.Type == "cache" {
 			return "scratch", nil
@@ -263,11 +275,19 @@ func (b *build) prepareMounts(ctx context.Context, s *stageState, line int, rms 
 			releases = append(releases, rel)
 			sm.Kind, sm.Source, sm.SubPath = "bind", cdir, ""
 		case "bind":
-			if m.From == "" {
-				sm.Kind, sm.Source = "bind", b.bctx.dir
+			if local, ok := b.localContext(m.From); ok {
+				sm.Kind, sm.Source = "bind", local
 				if !m.ReadOnly {
-					sm.Kind, sm.Source, sm.Lowers = "overlay", "", []string{b.bctx.dir}
+					sm.Kind, sm.Source, sm.Lowers = "overlay", "", []string{local, empty}
 				}
+			} else if m.From == "" {
+				// The context as BuildKit sends it: without what
+				// .dockerignore excludes.
+				mask := filepath.Join(dir, fmt.Sprintf("mount-%d-mask", i))
+				if err := b.bctx.ignoreMask(mask); err != nil {
+					return nil, nil, nil, lineErr(line, "%w", err)
+				}
+				sm.Kind, sm.Lowers = "overlay", []string{mask, b.bctx.dir}
 			} else {
 				img, err := b.mountFrom(ctx, s, line, m)
 				if err != nil {
@@ -472,4 +492,21 @@ func hasEnv(env []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// localContext reports the directory of a named context that is a local
+// directory (--build-context NAME=DIR, DIR absolute or starting with
+// "."), as buildx takes a value that is no image reference.
+func (b *build) localContext(name string) (string, bool) {
+	if name == "" {
+		return "", false
+	}
+	v, ok := b.o.BuildContexts[name]
+	if !ok || !filepath.IsAbs(v) && !strings.HasPrefix(v, ".") {
+		return "", false
+	}
+	if fi, err := os.Stat(v); err != nil || !fi.IsDir() {
+		return "", false
+	}
+	return v, true
 }
