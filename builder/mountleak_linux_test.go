@@ -56,9 +56,10 @@ func mountsUnder(t *testing.T, dirs ...string) []string {
 // TestBuildNoMountLeftBehind: a RUN with every mount type that fails,
 // that is killed by a signal, or whose build is cancelled while it runs
 // leaves no mount (in this mount namespace), no step dir and no ssh
-// socket behind, and releases its cache mount: the next build gets the
-// same cache (sharing=private would make a new one were it still held)
-// and sees what the failed RUN wrote there.
+// socket behind; its cache mount keeps what the failed RUN wrote there
+// (as BuildKit's does), which the next build sees. (Whether the cache's
+// lock was released cannot be told here: a leaked lock's file is closed
+// by its finalizer, so the next build may get it anyway.)
 func TestBuildNoMountLeftBehind(t *testing.T) {
 	base := busyboxImage(t)
 	agent := testAgent(t)
@@ -109,7 +110,7 @@ func TestBuildNoMountLeftBehind(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// The cache was released and kept what the RUN wrote.
+			// The cache kept what the RUN wrote.
 			ctx2 := writeContext(t, map[string]string{"Dockerfile": "FROM base\nRUN --mount=type=cache,id=leak,target=/c,sharing=private cp /c/mark /mark\n"})
 			out := filepath.Join(t.TempDir(), "out")
 			if _, err := testBuild(t, Options{ContextDir: ctx2, StateDir: state, BuildContexts: map[string]string{"base": base}}, "oci:"+out); err != nil {
