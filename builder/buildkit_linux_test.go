@@ -227,10 +227,12 @@ COPY --from=build /cross /cross
 RUN --mount=type=ssh --mount=target=/h /h/sshls > /reply && echo "$SSH_AUTH_SOCK" > /sock && stat -c '%F %a %u %g' /run/buildkit/ssh_agent.0 > /perm
 RUN --mount=type=ssh,id=other,target=/s/agent,mode=0640,uid=1,gid=2 --mount=type=ssh,required=true --mount=target=/h /h/sshls /run/buildkit/ssh_agent.1 > /reply2 && stat -c '%F %a %u %g' /s/agent > /perm2 && echo "$SSH_AUTH_SOCK" > /sock2
 RUN --mount=type=ssh,id=absent (ls -a /run/buildkit 2>&1 || true) > /absent && echo "$SSH_AUTH_SOCK" > /sock3
+RUN --mount=type=ssh --mount=target=/h for t in 1 9 17 18 19 22 27 200; do /h/sshls - $t; done > /read-only
 ENV SSH_AUTH_SOCK=/mine
 RUN --mount=type=ssh echo "$SSH_AUTH_SOCK" > /sock4
 `, want: map[string]string{"reply": `content="000000050c00000000\n"`, "perm": `content="socket 600 0 0\n"`, "perm2": `content="socket 640 1 2\n"`,
-		"sock2": `content="/s/agent\n"`, "sock4": `content="/mine\n"`}},
+		"sock2": `content="/s/agent\n"`, "sock4": `content="/mine\n"`,
+		"read-only": `content="000000050200000000\n0000000106\n0000000105\n0000000105\n0000000105\n0000000105\n0000000105\n0000000105\n"`}},
 	// A seeded cache is a copy of the whole from= file system, shared by
 	// every RUN with the same id and seed, of which source= is mounted.
 	// {{NONCE}} keeps BuildKit's caches of earlier runs out.

@@ -41,9 +41,9 @@ func ParseSSH(spec string, getenv func(string) (string, bool)) (id, socket strin
 
 // sshProxy is the socket a RUN --mount=type=ssh sees: a fresh unix
 // socket with the mount's mode and owner (the user's agent socket is
-// never changed), whose connections are forwarded byte for byte to the
-// agent, as BuildKit forwards them to the client's agent. Close stops
-// it and waits for its connections.
+// never changed), each of whose connections gets one to the agent, with
+// requests passed through agentReply, as BuildKit serves the client's
+// agent read-only. Close stops it and waits for its connections.
 type sshProxy struct {
 	path string
 	ln   net.Listener
@@ -101,18 +101,97 @@ func (p *sshProxy) forward(c net.Conn, agent string) {
 	}
 	p.conn[c], p.conn[a] = struct{}{}, struct{}{}
 	p.mu.Unlock()
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
+	for {
+		req, err := readAgentMsg(c)
+		if err != nil {
+			return
 		}
-		done <- struct{}{}
+		reply, err := agentReply(req, a)
+		if err != nil {
+			return
+		}
+		if _, err := c.Write(reply); err != nil {
+			return
+		}
 	}
-	go pipe(a, c)
-	go pipe(c, a)
-	<-done
-	<-done
+}
+
+// maxAgentMsg caps a request, as x/crypto's agent server (BuildKit's)
+// caps it; replies may be larger (a list of many keys).
+const maxAgentMsg = 16 << 10
+
+// SSH agent protocol message types (draft-miller-ssh-agent).
+const (
+	agentFailure         = 5
+	agentSuccess         = 6
+	agentV1Identities    = 1
+	agentV1IdentitiesAns = 2
+	agentV1RemoveAll     = 9
+	agentRequestIdents   = 11
+	agentSignRequest     = 13
+	agentUnlock          = 23
+	maxAgentReply        = 1 << 20
+	agentMsgHeaderLength = 4
+)
+
+// agentReply answers one request as BuildKit's read-only agent does
+// (sshforward/sshprovider readOnlyAgent served by x/crypto's
+// ServeAgent): listing keys, signing and unlocking go to the agent;
+// adding, removing, locking and extensions fail; the old v1 requests are
+// answered empty; anything else fails. The agent's keys can be used but
+// never changed from a RUN.
+func agentReply(req []byte, a net.Conn) ([]byte, error) {
+	msg := func(b ...byte) []byte {
+		return append([]byte{0, 0, 0, byte(len(b))}, b...)
+	}
+	if len(req) == 0 {
+		return msg(agentFailure), nil
+	}
+	switch req[0] {
+	case agentRequestIdents, agentSignRequest, agentUnlock:
+		frame := make([]byte, agentMsgHeaderLength+len(req))
+		putUint32(frame, uint32(len(req)))
+		copy(frame[agentMsgHeaderLength:], req)
+		if _, err := a.Write(frame); err != nil {
+			return nil, err
+		}
+		rep, err := readAgentMsgMax(a, maxAgentReply)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]byte, agentMsgHeaderLength+len(rep))
+		putUint32(out, uint32(len(rep)))
+		copy(out[agentMsgHeaderLength:], rep)
+		return out, nil
+	case agentV1Identities:
+		return msg(agentV1IdentitiesAns, 0, 0, 0, 0), nil
+	case agentV1RemoveAll:
+		return msg(agentSuccess), nil
+	default:
+		return msg(agentFailure), nil
+	}
+}
+
+func readAgentMsg(r io.Reader) ([]byte, error) { return readAgentMsgMax(r, maxAgentMsg) }
+
+func readAgentMsgMax(r io.Reader, max uint32) ([]byte, error) {
+	var hdr [agentMsgHeaderLength]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := uint32(hdr[0])<<24 | uint32(hdr[1])<<16 | uint32(hdr[2])<<8 | uint32(hdr[3])
+	if n > max {
+		return nil, fmt.Errorf("ssh agent message of %d bytes", n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func putUint32(b []byte, v uint32) {
+	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
 }
 
 // Close stops accepting, closes open connections and waits for them.
