@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -433,7 +434,9 @@ func cacheSubdir(dir, sub string) (string, error) {
 		return "", err
 	}
 	p := filepath.Join(dir, name)
-	if _, err := os.Stat(p); err != nil {
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("source %s: not in the cache", sub)
+	} else if err != nil {
 		return "", fmt.Errorf("source %s: %w", sub, err)
 	}
 	return p, nil

@@ -93,6 +93,8 @@ func TestBuildMountErrors(t *testing.T) {
 		{"secret-from", "FROM base\nRUN --mount=type=secret,id=a,from=base true\n", "secret mount should not have a from", ""},
 		{"missing-required-ssh", "FROM base\nRUN --mount=type=ssh,required=true true\n", `Dockerfile:2: no SSH key "default" forwarded from the client`, ""},
 		{"ssh-source", "FROM base\nRUN --mount=type=ssh,source=x true\n", "Dockerfile:2: ssh does not support source", ""},
+		{"cache-source-missing", "FROM base\nRUN --mount=type=cache,target=/c,source=sub true\n", "Dockerfile:2: cache mount /c: source /sub: not in the cache", ""},
+		{"cache-from-source-missing", "FROM base AS s\nFROM base\nRUN --mount=type=cache,from=s,source=nope,target=/c true\n", "Dockerfile:3: cache mount /c from s: source /nope: not in the cache", ""},
 		{"cache-from-nothing", "FROM base\nRUN --mount=type=cache,from=nostage,target=/c true\n", "Dockerfile:2: mount from nostage: ", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
