@@ -252,7 +252,7 @@ RUN --mount=target=/ctx ls -A /ctx > /ls && ls -A /ctx/logs > /logs-ls && ls -A 
 RUN --mount=target=/ctx,rw ls -A /ctx > /ls-rw && rm /ctx/kept && ls -A /ctx > /ls-rw-rm
 RUN --mount=source=d,target=/d ls -A /d > /src-ls
 `, want: map[string]string{"ls": `content=".dockerignore\nDockerfile\nd\nkept\nlogs\n"`, "logs-ls": `content="keep\n"`, "d-ls": `content="c\n"`}},
-	{name: "mount-bind-named-local-context", contexts: map[string]map[string]string{"named": {"f": "named file\n", "sub/g": "g\n"}}, dockerfile: `FROM {{BASE}}
+	{name: "mount-bind-named-local-context", contexts: map[string]map[string]string{"named": {"f": "named file\n", "sub/g": "g\n", ".dockerignore": "hidden\nsub/h*\n", "hidden": "h\n", "sub/h1": "h\n"}}, dockerfile: `FROM {{BASE}}
 RUN --mount=from=named,target=/n ls -A /n > /named && cat /n/f > /named-f && (touch /n/w 2>/dev/null && echo rw || echo ro) > /named-ro
 RUN --mount=from=named,source=sub,target=/s,rw echo x > /s/new && ls -A /s > /named-rw
 `, want: map[string]string{"named-f": `content="named file\n"`, "named-ro": `content="ro\n"`, "named-rw": `content="g\nnew\n"`}},

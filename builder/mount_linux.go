@@ -276,19 +276,23 @@ func (b *build) prepareMounts(ctx context.Context, s *stageState, line int, rms 
 			releases = append(releases, rel)
 			sm.Kind, sm.Source, sm.SubPath = "bind", cdir, ""
 		case "bind":
-			if local, ok := b.localContext(m.From); ok {
-				sm.Kind, sm.Source = "bind", local
-				if !m.ReadOnly {
-					sm.Kind, sm.Source, sm.Lowers = "overlay", "", []string{local, empty}
+			if local, ok := b.localContext(m.From); m.From == "" || ok {
+				// The context (or a named local one) as BuildKit sends
+				// it: without what its .dockerignore excludes.
+				c := b.bctx
+				if ok {
+					if c, err = openContext(local); err != nil {
+						return nil, nil, nil, lineErr(line, "context %s: %w", m.From, err)
+					}
+					err = c.ignoreMask(filepath.Join(dir, fmt.Sprintf("mount-%d-mask", i)))
+					c.Close()
+				} else {
+					err = c.ignoreMask(filepath.Join(dir, fmt.Sprintf("mount-%d-mask", i)))
 				}
-			} else if m.From == "" {
-				// The context as BuildKit sends it: without what
-				// .dockerignore excludes.
-				mask := filepath.Join(dir, fmt.Sprintf("mount-%d-mask", i))
-				if err := b.bctx.ignoreMask(mask); err != nil {
+				if err != nil {
 					return nil, nil, nil, lineErr(line, "%w", err)
 				}
-				sm.Kind, sm.Lowers = "overlay", []string{mask, b.bctx.dir}
+				sm.Kind, sm.Lowers = "overlay", []string{filepath.Join(dir, fmt.Sprintf("mount-%d-mask", i)), c.dir}
 			} else {
 				img, err := b.mountFrom(ctx, s, line, m)
 				if err != nil {
