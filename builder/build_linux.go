@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -140,6 +141,9 @@ type build struct {
 	step     int
 	steps    int
 	plat     buildPlatforms
+	// views are the context copies RUN --mount binds (contextView).
+	views   map[string]string
+	viewsMu sync.Mutex
 }
 
 func newBuild(o Options) (*build, error) {
@@ -190,6 +194,7 @@ func newBuild(o Options) (*build, error) {
 }
 
 func (b *build) close() {
+	b.removeViews()
 	b.bctx.Close()
 	b.st.Close()
 }

@@ -247,11 +247,29 @@ RUN --mount=type=cache,id=i{{NONCE}},from={{BASE}},source=/data,target=/d ls /d 
 RUN --mount=type=cache,id=o{{NONCE}},target=/o,ro ls -A /o > /plain-ls
 `, want: map[string]string{"got": `content="seeded\n"`, "ls2": `content="new\nsub\n"`, "ls3": `content="new\nsub\n"`, "perm": `content="750 3 0\n"`}},
 	{name: "mount-bind-context-dockerignore", files: map[string]string{".dockerignore": "secret.txt\nlogs\n!logs/keep\nempty-after\n**/*.tmp\n",
-		"secret.txt": "s\n", "logs/a": "a\n", "logs/keep": "k\n", "kept": "y\n", "empty-after/x": "x\n", "d/b.tmp": "t\n", "d/c": "c\n"}, dockerfile: `FROM {{BASE}}
-RUN --mount=target=/ctx ls -A /ctx > /ls && ls -A /ctx/logs > /logs-ls && ls -A /ctx/d > /d-ls
+		"secret.txt": "s\n", "logs/a": "a\n", "logs/keep": "k\n", "kept": "y\n", "empty-after/x": "x\n", "d/b.tmp": "t\n", "d/c": "c\n"}, prepare: func(t *testing.T, dir string) {
+		if err := os.Chmod(filepath.Join(dir, "d"), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"d", "d/c"} {
+			if err := os.Chown(filepath.Join(dir, n), 7, 8); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Link(filepath.Join(dir, "kept"), filepath.Join(dir, "d/kept-link")); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mkfifo(filepath.Join(dir, "d/fifo"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("../kept", filepath.Join(dir, "d/sym")); err != nil {
+			t.Fatal(err)
+		}
+	}, dockerfile: `FROM {{BASE}}
+RUN --mount=target=/ctx ls -A /ctx > /ls && ls -A /ctx/logs > /logs-ls && ls -A /ctx/d > /d-ls && cd /ctx && stat -c '%n %a %u %g %F %h' . d d/* > /d-stat && readlink d/sym > /d-sym
 RUN --mount=target=/ctx,rw ls -A /ctx > /ls-rw && rm /ctx/kept && ls -A /ctx > /ls-rw-rm
 RUN --mount=source=d,target=/d ls -A /d > /src-ls
-`, want: map[string]string{"ls": `content=".dockerignore\nDockerfile\nd\nkept\nlogs\n"`, "logs-ls": `content="keep\n"`, "d-ls": `content="c\n"`}},
+`, want: map[string]string{"ls": `content=".dockerignore\nDockerfile\nd\nkept\nlogs\n"`, "logs-ls": `content="keep\n"`, "d-ls": `content="c\nfifo\nkept-link\nsym\n"`, "d-stat": `d/c 644 0 0 regular file 1`}},
 	{name: "mount-bind-named-local-context", contexts: map[string]map[string]string{"named": {"f": "named file\n", "sub/g": "g\n", ".dockerignore": "hidden\nsub/h*\n", "hidden": "h\n", "sub/h1": "h\n"}}, dockerfile: `FROM {{BASE}}
 RUN --mount=from=named,target=/n ls -A /n > /named && cat /n/f > /named-f && (touch /n/w 2>/dev/null && echo rw || echo ro) > /named-ro
 RUN --mount=from=named,source=sub,target=/s,rw echo x > /s/new && ls -A /s > /named-rw

@@ -276,23 +276,17 @@ func (b *build) prepareMounts(ctx context.Context, s *stageState, line int, rms 
 			releases = append(releases, rel)
 			sm.Kind, sm.Source, sm.SubPath = "bind", cdir, ""
 		case "bind":
-			if local, ok := b.localContext(m.From); m.From == "" || ok {
-				// The context (or a named local one) as BuildKit sends
-				// it: without what its .dockerignore excludes.
-				c := b.bctx
-				if ok {
-					if c, err = openContext(local); err != nil {
-						return nil, nil, nil, lineErr(line, "context %s: %w", m.From, err)
-					}
-					err = c.ignoreMask(filepath.Join(dir, fmt.Sprintf("mount-%d-mask", i)))
-					c.Close()
-				} else {
-					err = c.ignoreMask(filepath.Join(dir, fmt.Sprintf("mount-%d-mask", i)))
-				}
+			if _, ok := b.localContext(m.From); m.From == "" || ok {
+				// The context (or a named local one) as BuildKit
+				// delivers it.
+				view, err := b.contextView(m.From)
 				if err != nil {
 					return nil, nil, nil, lineErr(line, "%w", err)
 				}
-				sm.Kind, sm.Lowers = "overlay", []string{filepath.Join(dir, fmt.Sprintf("mount-%d-mask", i)), c.dir}
+				sm.Kind, sm.Source = "bind", view
+				if !m.ReadOnly {
+					sm.Kind, sm.Source, sm.Lowers = "overlay", "", []string{view, empty}
+				}
 			} else {
 				img, err := b.mountFrom(ctx, s, line, m)
 				if err != nil {
