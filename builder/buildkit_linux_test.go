@@ -273,7 +273,9 @@ RUN --mount=source=d,target=/d ls -A /d > /src-ls
 	{name: "mount-bind-named-local-context", contexts: map[string]map[string]string{"named": {"f": "named file\n", "sub/g": "g\n", ".dockerignore": "hidden\nsub/h*\n", "hidden": "h\n", "sub/h1": "h\n"}}, dockerfile: `FROM {{BASE}}
 RUN --mount=from=named,target=/n ls -A /n > /named && cat /n/f > /named-f && (touch /n/w 2>/dev/null && echo rw || echo ro) > /named-ro
 RUN --mount=from=named,source=sub,target=/s,rw echo x > /s/new && ls -A /s > /named-rw
-`, want: map[string]string{"named-f": `content="named file\n"`, "named-ro": `content="ro\n"`, "named-rw": `content="g\nnew\n"`}},
+RUN --mount=type=cache,id=n{{NONCE}},from=named,source=sub,target=/nc ls -A /nc > /named-cache && touch /nc/added && stat -c '%u %g' /nc/g > /named-cache-owner
+RUN --mount=type=cache,id=n{{NONCE}},from=named,target=/nc2 ls -A /nc2/sub > /named-cache2
+`, want: map[string]string{"named-cache": `content="g\n"`, "named-cache2": `content="g\n"`, "named-f": `content="named file\n"`, "named-ro": `content="ro\n"`, "named-rw": `content="g\nnew\n"`}},
 }
 
 // TestBuildKitConformance builds every row with BuildKit and with Build

@@ -378,22 +378,47 @@ func (b *build) cacheMount(ctx context.Context, s *stageState, line int, m *dock
 		}
 		return p, release, nil
 	}
-	from, err := b.mountFrom(ctx, s, line, m)
-	if err != nil {
-		return "", nil, err
+	var seedName string
+	var seed func(d string) error
+	if local, ok := b.localContext(m.From); ok {
+		// A named local context seeds it as BuildKit delivers it.
+		// BuildKit gives each source= of it its own cache (observed with
+		// v0.34: RUNs with the same id but another source do not share;
+		// whether two with the same source share depends on the local
+		// snapshot BuildKit picks, here they do).
+		key, err := b.mountSourceKey(ctx, s, line, &dockerfile.Mount{From: m.From}, "/")
+		if err != nil {
+			return "", nil, err
+		}
+		seedName = fmt.Sprintf("%s source=%q", key, src)
+		seed = func(d string) error {
+			c, err := openContext(local)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return c.copyTo(d)
+		}
+	} else {
+		from, err := b.mountFrom(ctx, s, line, m)
+		if err != nil {
+			return "", nil, err
+		}
+		cfg, err := from.ConfigName()
+		if err != nil {
+			return "", nil, lineErr(line, "%w", err)
+		}
+		seedName = "from " + cfg.String()
+		seed = func(d string) error { return unpackImage(ctx, from.image(), d) }
 	}
-	cfg, err := from.ConfigName()
-	if err != nil {
-		return "", nil, lineErr(line, "%w", err)
-	}
-	ckey := fmt.Sprintf("id=%q seed=from %s", m.ID, cfg)
+	ckey := fmt.Sprintf("id=%q seed=%s", m.ID, seedName)
 	sub := src
 	if src == "/" && permsSet {
 		ckey += " mkdir /cache" + perms(m)
 		sub = "/cache"
 	}
 	dir, release, err := b.st.CacheMount(ckey, m.Sharing, func(d string) error {
-		if err := unpackImage(ctx, from.image(), d); err != nil {
+		if err := seed(d); err != nil {
 			return err
 		}
 		if sub == "/cache" {
