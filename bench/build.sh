@@ -17,17 +17,28 @@
 #   cached       layercommit build -o oci:DIR again, same state dir
 # and prints every run, the medians and the ratios layercommit/docker
 # (target <= 1.0) and cached/layercommit (target <= 0.33).
+#
+# Then the cache-mount scenario (bench/build-cache-mount.sh, --mib N,
+# default 300): the warm rebuild of a RUN whose cache mount holds a large
+# download, layercommit against BuildKit. --cache-mount-only runs just it.
 set -euo pipefail
 
 runs=3
 files=2000
+mib=300
+only=
 while [ $# -gt 0 ]; do
 	case $1 in
 	-n) runs=$2; shift 2 ;;
 	--files) files=$2; shift 2 ;;
-	*) echo "usage: bench/build.sh [-n RUNS] [--files N]" >&2; exit 2 ;;
+	--mib) mib=$2; shift 2 ;;
+	--cache-mount-only) only=1; shift ;;
+	*) echo "usage: bench/build.sh [-n RUNS] [--files N] [--mib N] [--cache-mount-only]" >&2; exit 2 ;;
 	esac
 done
+if [ -n "$only" ]; then
+	exec "$(dirname "$0")/build-cache-mount.sh" -n "$runs" --mib "$mib"
+fi
 
 cd "$(dirname "$0")/.."
 # shellcheck source=/dev/null
@@ -86,3 +97,5 @@ mc=$(printf '%s\n' "${tc[@]}" | median)
 printf 'median: docker %.2fs  layercommit %.2fs  cached %.2fs\n' "$md" "$ml" "$mc"
 printf 'ratio layercommit/docker %.2f (target <= 1.0)\n' "$(echo "$ml / $md" | bc -l)"
 printf 'ratio cached/uncached    %.2f (target <= 0.33)\n' "$(echo "$mc / $ml" | bc -l)"
+echo "cache-mount scenario:"
+bench/build-cache-mount.sh -n "$runs" --mib "$mib"

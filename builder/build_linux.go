@@ -64,6 +64,10 @@ type Options struct {
 	// the RUN's sandbox only, through a pipe: it is in no layer, config,
 	// cache entry or file of the state dir.
 	Secrets map[string][]byte
+	// SSH maps RUN --mount=type=ssh ids to ssh-agent sockets (--ssh
+	// ID=SOCKET). Each mount gets its own socket, forwarded to the agent
+	// while the RUN runs; the agent's keys never reach the state dir.
+	SSH map[string]string
 	// Network is the network of a RUN without --network (or with
 	// --network=default): "default" (when empty) is a private network
 	// namespace with outbound NAT through slirp4netns, as docker build's
@@ -168,6 +172,10 @@ type build struct {
 	steps     int
 	plat      buildPlatforms
 	cache     *cacheLog // shared by the stages' copies (forStage)
+	// views are the context copies RUN --mount binds (contextView),
+	// shared by the stages' copies (forStage).
+	views   map[string]string
+	viewsMu *sync.Mutex
 }
 
 func newBuild(o Options) (*build, error) {
@@ -181,6 +189,7 @@ func newBuild(o Options) (*build, error) {
 		o.Dockerfile = filepath.Join(o.ContextDir, "Dockerfile")
 	}
 	b := &build{o: o, usedArgs: map[string]bool{}, images: map[string]v1.Image{}, imagesMu: new(sync.Mutex), cache: new(cacheLog),
+		views: map[string]string{}, viewsMu: new(sync.Mutex),
 		dirs: map[v1.Hash]string{}, step: new(atomic.Int64)}
 	// Stages building at once write progress through one lock: each
 	// Write (a line, or a chunk of RUN output) stays whole.
@@ -228,6 +237,7 @@ func newBuild(o Options) (*build, error) {
 }
 
 func (b *build) close() {
+	b.removeViews()
 	b.bctx.Close()
 	b.st.Close()
 }

@@ -43,6 +43,10 @@ type conformanceCase struct {
 	buildArgs  map[string]string
 	prepare    func(t *testing.T, contextDir string) // after files are written
 	secrets    map[string]string                     // --secret id=K,src=(a file holding V)
+	ssh        []string                              // --ssh ID=(a test agent's socket)
+	// contexts are named local contexts (--build-context NAME=DIR), each
+	// a dir holding the files given.
+	contexts map[string]map[string]string
 	// want holds, per path, text its description must contain in
 	// BuildKit's image (and so in ours): what the row is about.
 	want map[string]string
@@ -394,6 +398,62 @@ RUN hostname > /h
 ARG BUILDKIT_INLINE_CACHE
 RUN echo "inline=$BUILDKIT_INLINE_CACHE" > /ic
 `, want: map[string]string{"h": `content="custom-host\n"`, "ic": `content="inline=1\n"`}},
+
+	// RUN --mount, second part: ssh, seeded caches, the context through
+	// .dockerignore, named local contexts.
+	{name: "mount-ssh", ssh: []string{"default", "other"}, prepare: func(t *testing.T, dir string) { copySSHLS(t, dir) }, dockerfile: `FROM {{BASE}}
+RUN --mount=type=ssh --mount=target=/h /h/sshls > /reply && echo "$SSH_AUTH_SOCK" > /sock && stat -c '%F %a %u %g' /run/buildkit/ssh_agent.0 > /perm
+RUN --mount=type=ssh,id=other,target=/s/agent,mode=0640,uid=1,gid=2 --mount=type=ssh,required=true --mount=target=/h /h/sshls /run/buildkit/ssh_agent.1 > /reply2 && stat -c '%F %a %u %g' /s/agent > /perm2 && echo "$SSH_AUTH_SOCK" > /sock2
+RUN --mount=type=ssh,id=absent (ls -a /run/buildkit 2>&1 || true) > /absent && echo "$SSH_AUTH_SOCK" > /sock3
+RUN --mount=type=ssh --mount=target=/h for t in 1 9 17 18 19 22 27 200; do /h/sshls - $t; done > /read-only
+ENV SSH_AUTH_SOCK=/mine
+RUN --mount=type=ssh echo "$SSH_AUTH_SOCK" > /sock4
+`, want: map[string]string{"reply": `content="000000050c00000000\n"`, "perm": `content="socket 600 0 0\n"`, "perm2": `content="socket 640 1 2\n"`,
+		"sock2": `content="/s/agent\n"`, "sock4": `content="/mine\n"`,
+		"read-only": `content="000000050200000000\n0000000106\n0000000105\n0000000105\n0000000105\n0000000105\n0000000105\n0000000105\n"`}},
+	// A seeded cache is a copy of the whole from= file system, shared by
+	// every RUN with the same id and seed, of which source= is mounted.
+	// {{NONCE}} keeps BuildKit's caches of earlier runs out.
+	{name: "mount-cache-from-stage", dockerfile: `FROM {{BASE}} AS seed
+RUN mkdir -p /pkgs/sub && echo seeded > /pkgs/sub/f && echo top > /top
+FROM {{BASE}}
+RUN --mount=type=cache,id=s{{NONCE}},from=seed,source=/pkgs,target=/c cat /c/sub/f > /got && echo added > /c/new && ls /c > /ls1
+RUN --mount=type=cache,id=s{{NONCE}},from=seed,source=pkgs,target=/c ls /c > /ls2
+RUN --mount=type=cache,id=s{{NONCE}},from=seed,target=/whole ls /whole/pkgs > /ls3 && cat /whole/top > /top-got
+RUN --mount=type=cache,id=p{{NONCE}},from=seed,target=/p,mode=0750,uid=3 stat -c '%a %u %g' /p > /perm && ls -A /p > /perm-ls
+RUN --mount=type=cache,id=i{{NONCE}},from={{BASE}},source=/data,target=/d ls /d > /img-ls
+RUN --mount=type=cache,id=o{{NONCE}},target=/o,ro ls -A /o > /plain-ls
+`, want: map[string]string{"got": `content="seeded\n"`, "ls2": `content="new\nsub\n"`, "ls3": `content="new\nsub\n"`, "perm": `content="750 3 0\n"`}},
+	{name: "mount-bind-context-dockerignore", files: map[string]string{".dockerignore": "secret.txt\nlogs\n!logs/keep\nempty-after\n**/*.tmp\n",
+		"secret.txt": "s\n", "logs/a": "a\n", "logs/keep": "k\n", "kept": "y\n", "empty-after/x": "x\n", "d/b.tmp": "t\n", "d/c": "c\n"}, prepare: func(t *testing.T, dir string) {
+		if err := os.Chmod(filepath.Join(dir, "d"), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"d", "d/c"} {
+			if err := os.Chown(filepath.Join(dir, n), 7, 8); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Link(filepath.Join(dir, "kept"), filepath.Join(dir, "d/kept-link")); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mkfifo(filepath.Join(dir, "d/fifo"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("../kept", filepath.Join(dir, "d/sym")); err != nil {
+			t.Fatal(err)
+		}
+	}, dockerfile: `FROM {{BASE}}
+RUN --mount=target=/ctx ls -A /ctx > /ls && ls -A /ctx/logs > /logs-ls && ls -A /ctx/d > /d-ls && cd /ctx && stat -c '%n %a %u %g %F %h' . d d/* > /d-stat && readlink d/sym > /d-sym
+RUN --mount=target=/ctx,rw ls -A /ctx > /ls-rw && rm /ctx/kept && ls -A /ctx > /ls-rw-rm
+RUN --mount=source=d,target=/d ls -A /d > /src-ls
+`, want: map[string]string{"ls": `content=".dockerignore\nDockerfile\nd\nkept\nlogs\n"`, "logs-ls": `content="keep\n"`, "d-ls": `content="c\nfifo\nkept-link\nsym\n"`, "d-stat": `d/c 644 0 0 regular file 1`}},
+	{name: "mount-bind-named-local-context", contexts: map[string]map[string]string{"named": {"f": "named file\n", "sub/g": "g\n", ".dockerignore": "hidden\nsub/h*\n", "hidden": "h\n", "sub/h1": "h\n"}}, dockerfile: `FROM {{BASE}}
+RUN --mount=from=named,target=/n ls -A /n > /named && cat /n/f > /named-f && (touch /n/w 2>/dev/null && echo rw || echo ro) > /named-ro
+RUN --mount=from=named,source=sub,target=/s,rw echo x > /s/new && ls -A /s > /named-rw
+RUN --mount=type=cache,id=n{{NONCE}},from=named,source=sub,target=/nc ls -A /nc > /named-cache && touch /nc/added && stat -c '%u %g' /nc/g > /named-cache-owner
+RUN --mount=type=cache,id=n{{NONCE}},from=named,target=/nc2 ls -A /nc2/sub > /named-cache2
+`, want: map[string]string{"named-cache": `content="g\n"`, "named-cache2": `content="g\n"`, "named-f": `content="named file\n"`, "named-ro": `content="ro\n"`, "named-rw": `content="g\nnew\n"`}},
 }
 
 // TestBuildKitConformance builds every row with BuildKit and with Build
@@ -407,7 +467,9 @@ func TestBuildKitConformance(t *testing.T) {
 	srv, gsrv := copyFlagServer(t), gitServer(t)
 	for _, tc := range conformanceCases {
 		t.Run(tc.name, func(t *testing.T) {
-			df := strings.NewReplacer("{{BASE}}", k.Base, "{{INDEX}}", index, "{{XATTR}}", xattrBase, "{{HTTP}}", srv.URL, "{{GIT}}", gsrv.URL).Replace(tc.dockerfile)
+			nonce := fmt.Sprint(time.Now().UnixNano())
+			df := strings.NewReplacer("{{BASE}}", k.Base, "{{INDEX}}", index, "{{XATTR}}", xattrBase, "{{HTTP}}", srv.URL, "{{GIT}}", gsrv.URL,
+				"{{NONCE}}", nonce).Replace(tc.dockerfile)
 			files := map[string]string{"Dockerfile": df}
 			for n, c := range tc.files {
 				files[n] = c
@@ -426,7 +488,24 @@ func TestBuildKitConformance(t *testing.T) {
 				secrets = append(secrets, "id="+id+",src="+f)
 				o.Secrets[id] = []byte(v)
 			}
-			theirs := k.Build(t, ctxDir, oracle.BuildOpts{Platform: tc.platform, BuildArgs: tc.buildArgs, Secrets: secrets})
+			var ssh []string
+			for _, id := range tc.ssh {
+				sock := testAgent(t)
+				ssh = append(ssh, id+"="+sock)
+				if o.SSH == nil {
+					o.SSH = map[string]string{}
+				}
+				o.SSH[id] = sock
+			}
+			contexts := map[string]string{}
+			for name, files := range tc.contexts {
+				contexts[name] = writeContext(t, files)
+				if o.BuildContexts == nil {
+					o.BuildContexts = map[string]string{}
+				}
+				o.BuildContexts[name] = contexts[name]
+			}
+			theirs := k.Build(t, ctxDir, oracle.BuildOpts{Platform: tc.platform, BuildArgs: tc.buildArgs, Secrets: secrets, SSH: ssh, Contexts: contexts})
 			ours := filepath.Join(t.TempDir(), "ours")
 			for k, v := range tc.buildArgs {
 				o.BuildArgs[k] = &v

@@ -9,9 +9,11 @@
 // platforms (Options.Platform, the automatic TARGET*/BUILD* ARGs, FROM
 // --platform) follow BuildKit's dockerfile frontend, proven against a
 // real BuildKit (buildkit_linux_test.go); RUN runs only on a platform the
-// host runs, with no emulator.
+// host runs, with no emulator. RUN --mount (bind, cache, tmpfs, secret,
+// ssh) takes BuildKit's options and defaults (mount_linux.go, ssh.go);
+// mounts live in the RUN's mount namespace only.
 //
-// Non-goals: parsing (package dockerfile), BuildKit's LLB, RUN --mount,
-// parallel stages, remote build contexts (git, URL tarballs), Windows
+// Non-goals: parsing (package dockerfile), BuildKit's LLB, parallel
+// stages, remote build contexts (git, URL tarballs), Windows
 // images.
 package builder

@@ -91,6 +91,11 @@ func TestBuildMountErrors(t *testing.T) {
 		{"root-target", "FROM base\nRUN --mount=type=tmpfs,target=/ true\n", `invalid mount target "/"`, ""},
 		{"sharing-on-bind", "FROM base\nRUN --mount=target=/x,sharing=locked true\n", "invalid cache sharing set for bind mount", ""},
 		{"secret-from", "FROM base\nRUN --mount=type=secret,id=a,from=base true\n", "secret mount should not have a from", ""},
+		{"missing-required-ssh", "FROM base\nRUN --mount=type=ssh,required=true true\n", `Dockerfile:2: no SSH key "default" forwarded from the client`, ""},
+		{"ssh-source", "FROM base\nRUN --mount=type=ssh,source=x true\n", "Dockerfile:2: ssh does not support source", ""},
+		{"cache-source-missing", "FROM base\nRUN --mount=type=cache,target=/c,source=sub true\n", "Dockerfile:2: cache mount /c: source /sub: not in the cache", ""},
+		{"cache-from-source-missing", "FROM base AS s\nFROM base\nRUN --mount=type=cache,from=s,source=nope,target=/c true\n", "Dockerfile:3: cache mount /c from s: source /nope: not in the cache", ""},
+		{"cache-from-nothing", "FROM base\nRUN --mount=type=cache,from=nostage,target=/c true\n", "Dockerfile:2: mount from nostage: ", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctxDir := writeContext(t, map[string]string{"Dockerfile": tc.df})
@@ -127,7 +132,7 @@ func TestBuildCacheMountKeepsAndKeys(t *testing.T) {
 		}
 		return imageTree(t, layoutImage(t, out))
 	}
-	a := build("FROM base\nRUN --mount=type=cache,target=/c date +%s%N > /c/stamp && cp /c/stamp /first\n", map[string]string{})
+	a := build("FROM base\nRUN --mount=type=cache,target=/c cat /proc/sys/kernel/random/uuid > /c/stamp && cp /c/stamp /first\n", map[string]string{})
 	if _, ok := a["c"]; ok {
 		t.Errorf("the cache mount point is in the image: %s", a["c"])
 	}
@@ -136,11 +141,11 @@ func TestBuildCacheMountKeepsAndKeys(t *testing.T) {
 		t.Errorf("the cache did not survive: first %q, second %q", a["first"], b["second"])
 	}
 	// The first Dockerfile again: cached, though the cache changed.
-	c := build("FROM base\nRUN --mount=type=cache,target=/c date +%s%N > /c/stamp && cp /c/stamp /first\n", map[string]string{})
+	c := build("FROM base\nRUN --mount=type=cache,target=/c cat /proc/sys/kernel/random/uuid > /c/stamp && cp /c/stamp /first\n", map[string]string{})
 	if c["first"] != a["first"] {
 		t.Errorf("the step reran (cache contents counted in its key): %q then %q", a["first"], c["first"])
 	}
-	bind := "FROM base\nRUN --mount=source=f,target=/f cat /f > /got && date +%s%N > /when\n"
+	bind := "FROM base\nRUN --mount=source=f,target=/f cat /f > /got && cat /proc/sys/kernel/random/uuid > /when\n"
 	d1 := build(bind, map[string]string{"f": "one\n"})
 	d2 := build(bind, map[string]string{"f": "one\n"})
 	d3 := build(bind, map[string]string{"f": "two\n"})

@@ -21,13 +21,14 @@ import (
 )
 
 func init() {
-	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network default|none|host] [--allow ENTITLEMENT]... [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--load] [--progress MODE] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [--cache-from SPEC]... [--cache-to SPEC]... [-o DEST]... CONTEXT", runBuild})
+	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--ssh default|ID[=SOCKET]]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network default|none|host] [--allow ENTITLEMENT]... [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--load] [--progress MODE] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [--cache-from SPEC]... [--cache-to SPEC]... [-o DEST]... CONTEXT", runBuild})
 }
 
 func runBuild(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("build", stderr)
 	dockerfile := fs.String("f", "", "the Dockerfile (default CONTEXT/Dockerfile)")
-	var buildArgs, buildContexts, secrets strList
+	var buildArgs, buildContexts, secrets, sshs strList
+	fs.Var(&sshs, "ssh", "default|ID[=SOCKET]: an ssh-agent socket for RUN --mount=type=ssh (default $SSH_AUTH_SOCK; repeatable)")
 	fs.Var(&secrets, "secret", "id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)")
 	fs.Var(&buildArgs, "build-arg", "K=V, or K to take it from the environment (repeatable)")
 	fs.Var(&buildContexts, "build-context", "NAME=REF: an image for FROM NAME and COPY --from=NAME (repeatable)")
@@ -114,6 +115,16 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 			o.Secrets = map[string][]byte{}
 		}
 		o.Secrets[id] = v
+	}
+	for _, spec := range sshs {
+		id, sock, err := builder.ParseSSH(spec, os.LookupEnv)
+		if err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+		if o.SSH == nil {
+			o.SSH = map[string]string{}
+		}
+		o.SSH[id] = sock
 	}
 	if o.SourceDateEpoch, err = sourceDateEpoch(*epoch); err != nil {
 		return fmt.Errorf("build: %w", err)

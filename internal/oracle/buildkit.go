@@ -42,6 +42,10 @@ type BuildOpts struct {
 	Platform   string            // --opt platform=P
 	Target     string            // --opt target=STAGE
 	Secrets    []string          // --secret id=ID,src=FILE|env=VAR
+	SSH        []string          // --ssh ID=SOCKET
+	// Contexts are named local contexts (--build-context NAME=DIR):
+	// --local NAME=DIR --opt context:NAME=local:NAME.
+	Contexts map[string]string
 	// Push, when set, pushes the image to this reference in the
 	// loopback registry instead of exporting a layout (dest is then "").
 	Push string
@@ -72,6 +76,12 @@ func (k *BuildKit) TryBuild(t testing.TB, contextDir string, o BuildOpts) (strin
 	}
 	for _, sec := range o.Secrets {
 		args = append(args, "--secret", sec)
+	}
+	for _, ssh := range o.SSH {
+		args = append(args, "--ssh", ssh)
+	}
+	for name, dir := range o.Contexts {
+		args = append(args, "--local", name+"="+dir, "--opt", "context:"+name+"=local:"+name)
 	}
 	dest := filepath.Join(t.TempDir(), "buildkit-oci")
 	if o.Push != "" {
