@@ -291,31 +291,3 @@ func TestEstargzWriterFails(t *testing.T) {
 		})
 	}
 }
-
-// TestZstdChunkedFramesStreamed: frames streamed through the writer
-// (larger than the input buffer; here, nearly all of them, the last one
-// with the bytes after the tar's end included) and frames compressed by
-// any number of workers give the bytes of the buffered frames, which
-// TestZstdChunkedMatchesContainersStorage and the goldens tie to
-// containers/storage's.
-func TestZstdChunkedFramesStreamed(t *testing.T) {
-	tarball, _ := estargzTestTar(t, 4096, 6000)
-	small := noneTar(t, newSmallSource(t))
-	for name, in := range map[string][]byte{"generated": tarball, "small": small, "tail": append(append([]byte(nil), small...), make([]byte, 3000)...)} {
-		frames := func(workers, bufSize int) []byte {
-			var b bytes.Buffer
-			if _, err := writeZstdChunkedFrames(&countingWriter{w: &b}, bytes.NewReader(in), 3, workers, bufSize); err != nil {
-				t.Fatal(err)
-			}
-			return b.Bytes()
-		}
-		want := frames(1, zstdFrameBuffer)
-		for _, tc := range []struct{ workers, bufSize int }{{3, zstdFrameBuffer}, {2, 700}, {1, 100}, {4, 5000}} {
-			t.Run(fmt.Sprintf("%s/workers-%d/buffer-%d", name, tc.workers, tc.bufSize), func(t *testing.T) {
-				if got := frames(tc.workers, tc.bufSize); !bytes.Equal(got, want) {
-					t.Errorf("frames differ (%d vs %d bytes, at %d)", len(got), len(want), firstDifference(got, want))
-				}
-			})
-		}
-	}
-}

@@ -7,7 +7,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"strings"
 	"time"
@@ -73,9 +75,9 @@ var (
 
 // zstdChunkedTOC is the TOC (containers/storage calls it the manifest).
 type zstdChunkedTOC struct {
-	Version        int                 `json:"version"`
-	Entries        []*zstdChunkedEntry `json:"entries"`
-	TarSplitDigest string              `json:"tarSplitDigest,omitempty"`
+	Version        int                `json:"version"`
+	Entries        []zstdChunkedEntry `json:"entries"`
+	TarSplitDigest string             `json:"tarSplitDigest,omitempty"`
 }
 
 // zstdChunkedEntry is one tar entry in the TOC; the field order and
@@ -164,7 +166,7 @@ func writeZstdChunked(dst io.Writer, r io.Reader, level int, annotations map[str
 	if err != nil {
 		return fmt.Errorf("starting tar-split: %w", err)
 	}
-	entries, err := writeZstdChunkedFrames(out, its, level, estargzWorkers(), zstdFrameBuffer)
+	entries, err := writeZstdChunkedFrames(out, its, level)
 	its.Close()
 	if derr := <-done; err == nil && derr != nil {
 		err = fmt.Errorf("making tar-split: %w", derr)
@@ -211,6 +213,85 @@ func writeZstdChunked(dst io.Writer, r io.Reader, level int, annotations map[str
 		}
 	}
 	return nil
+}
+
+// writeZstdChunkedFrames writes the tar's frames: headers share a frame,
+// each non-empty payload has its own. It returns the TOC entries.
+func writeZstdChunkedFrames(out *countingWriter, its io.Reader, level int) ([]zstdChunkedEntry, error) {
+	enc, err := newZstdChunkedEncoder(out, level, false)
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Close()
+	// restart ends the current frame and returns where the next begins.
+	restart := func() (int64, error) {
+		if err := enc.Close(); err != nil {
+			return 0, err
+		}
+		enc.Reset(out)
+		return out.n, nil
+	}
+	tr := tar.NewReader(its)
+	tr.RawAccounting = true
+	buf := make([]byte, 32<<10)
+	var entries []zstdChunkedEntry
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading tar: %w", err)
+		}
+		if _, err := enc.Write(tr.RawBytes()); err != nil {
+			return nil, err
+		}
+		e, err := zstdChunkedEntryOf(hdr)
+		if err != nil {
+			return nil, err
+		}
+		var sum hash.Hash
+		for {
+			n, rerr := tr.Read(buf)
+			if n > 0 {
+				if sum == nil {
+					if e.Offset, err = restart(); err != nil {
+						return nil, err
+					}
+					sum = sha256.New()
+				}
+				sum.Write(buf[:n])
+				if _, err := enc.Write(buf[:n]); err != nil {
+					return nil, err
+				}
+			}
+			if errors.Is(rerr, io.EOF) {
+				break
+			}
+			if rerr != nil {
+				return nil, fmt.Errorf("reading %s: %w", hdr.Name, rerr)
+			}
+		}
+		if sum != nil {
+			if e.EndOffset, err = restart(); err != nil {
+				return nil, err
+			}
+			e.Digest = "sha256:" + hex.EncodeToString(sum.Sum(nil))
+		}
+		entries = append(entries, e)
+	}
+	// The end-of-archive blocks and anything after them, so that the
+	// stream decompresses to the whole tar.
+	if _, err := enc.Write(tr.RawBytes()); err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(enc, its); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return entries, nil
 }
 
 // zstdChunkedEntryOf is the TOC entry of hdr, without payload fields.
