@@ -45,7 +45,7 @@ import (
 // compares our blobs with the library Writer's, byte for byte, at
 // several levels, chunk sizes and worker counts. Memory is bounded:
 // workers+1 input buffers of a chunk and 64 KiB, and the compressed
-// members between the workers and the writer (at most 2*workers+2).
+// members between the workers and the writer (at most workers+2).
 // Whatever the worker count, the bytes are the same.
 //
 // The diffID cannot stay the tar's: the TOC entry is inside the gzip
