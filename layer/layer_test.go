@@ -2,13 +2,17 @@ package layer
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/layercommit/layercommit/diff"
 )
@@ -233,4 +237,72 @@ func TestFromFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goldenZstdLong is the pinned zstd compressor's digest of longStream:
+// longer than a concurrent-blocks job (4 windows, 32 MiB at level 3),
+// so that turning concurrent blocks on, or letting the encoder's bytes
+// depend on its goroutine count, changes it.
+const goldenZstdLong = "sha256:c6bdb261568a18b145e2ba1a638e8301ab3cd977020dab5cee036dde6ae1bda9"
+
+// longStream is 40 MiB of text-like bytes, the same on every run.
+func longStream() []byte {
+	rng := rand.New(rand.NewSource(7))
+	words := []string{"layer ", "commit ", "overlay ", "upper ", "digest ", "\n", "0123 ", "tar ", "whiteout ", "opaque "}
+	b := make([]byte, 0, 40<<20+16)
+	for len(b) < 40<<20 {
+		b = append(b, words[rng.Intn(len(words))]...)
+		if rng.Intn(64) == 0 { // some incompressible runs
+			for range 200 {
+				b = append(b, byte(rng.Intn(256)))
+			}
+		}
+	}
+	return b[:40<<20]
+}
+
+func TestZstdLongStream(t *testing.T) {
+	in := longStream()
+	compress := func(t *testing.T, procs int) string {
+		t.Helper()
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		h := sha256.New()
+		zw, err := Zstd.compressor(h, DefaultZstdLevel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := zw.Write(in); err != nil {
+			t.Fatal(err)
+		}
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("sha256:%x", h.Sum(nil))
+	}
+	for _, procs := range []int{1, 4} {
+		t.Run(fmt.Sprintf("%d-cores", procs), func(t *testing.T) {
+			if got := compress(t, procs); got != goldenZstdLong {
+				t.Errorf("zstd digest of the 40 MiB stream = %s, want %s", got, goldenZstdLong)
+			}
+		})
+	}
+	// The goroutine count is pinned, but the bytes must not depend on it
+	// either: a one-goroutine encoder with the other settings gives them.
+	t.Run("one-goroutine-encoder", func(t *testing.T) {
+		h := sha256.New()
+		zw, err := zstd.NewWriter(h, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(DefaultZstdLevel)),
+			zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := zw.Write(in); err != nil {
+			t.Fatal(err)
+		}
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("sha256:%x", h.Sum(nil)); got != goldenZstdLong {
+			t.Errorf("one-goroutine encoder gives %s, want %s", got, goldenZstdLong)
+		}
+	})
 }

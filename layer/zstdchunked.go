@@ -131,11 +131,21 @@ func newZstdChunkedWriter(dst io.Writer, level int) *zstdChunkedWriter {
 func (z *zstdChunkedWriter) seal() sealed { return sealed{annotations: z.annotations} }
 
 // newZstdChunkedEncoder is the one place the zstd:chunked encoder is set
-// up: the level only, every other setting the library's default, as
-// containers/storage does. Each frame is ended by Close and a new one
-// begun by Reset; no Flush.
-func newZstdChunkedEncoder(w io.Writer, level int) (*zstd.Encoder, error) {
-	return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)))
+// up: the level as containers/storage sets it, every other setting that
+// shapes the bytes the library's default. Each frame is ended by Close
+// and a new one begun by Reset; no Flush.
+//
+// Two settings bound memory without changing a byte (the goldens and
+// TestZstdChunkedMatchesContainersStorage hold them to it): one
+// goroutine (containers/storage takes GOMAXPROCS; without concurrent
+// blocks the count does not shape the stream), and, for the metadata
+// encoders (TOC, tar-split: a few MB at most), the library's low-memory
+// history (window + one block instead of two windows: 8 MiB less each
+// at level 3, at the cost of more copying, which only the payload
+// encoder would feel).
+func newZstdChunkedEncoder(w io.Writer, level int, metadata bool) (*zstd.Encoder, error) {
+	return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+		zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(metadata))
 }
 
 // writeZstdChunked compresses the tar r into dst and sets annotations.
@@ -146,7 +156,7 @@ func writeZstdChunked(dst io.Writer, r io.Reader, level int, annotations map[str
 	// the tar-split library as it reads the tar.
 	var tsData bytes.Buffer
 	tsHash := sha256.New()
-	tsEnc, err := newZstdChunkedEncoder(io.MultiWriter(&tsData, tsHash), level)
+	tsEnc, err := newZstdChunkedEncoder(io.MultiWriter(&tsData, tsHash), level, true)
 	if err != nil {
 		return err
 	}
@@ -174,7 +184,7 @@ func writeZstdChunked(dst io.Writer, r io.Reader, level int, annotations map[str
 		return fmt.Errorf("encoding TOC: %w", err)
 	}
 	var ztoc bytes.Buffer
-	enc, err := newZstdChunkedEncoder(&ztoc, level)
+	enc, err := newZstdChunkedEncoder(&ztoc, level, true)
 	if err != nil {
 		return err
 	}
@@ -208,7 +218,7 @@ func writeZstdChunked(dst io.Writer, r io.Reader, level int, annotations map[str
 // writeZstdChunkedFrames writes the tar's frames: headers share a frame,
 // each non-empty payload has its own. It returns the TOC entries.
 func writeZstdChunkedFrames(out *countingWriter, its io.Reader, level int) ([]zstdChunkedEntry, error) {
-	enc, err := newZstdChunkedEncoder(out, level)
+	enc, err := newZstdChunkedEncoder(out, level, false)
 	if err != nil {
 		return nil, err
 	}
