@@ -99,6 +99,10 @@ type Result struct {
 	Image v1.Image
 	// ID is the image ID, the digest of its config.
 	ID v1.Hash
+	// Base is the image the target stage's FROM names (an image, or the
+	// image of an earlier stage): Image is Base plus the stage's layers
+	// and history. Nil for FROM scratch.
+	Base v1.Image
 }
 
 // Build builds the Dockerfile's target stage and returns its image; the
@@ -109,15 +113,15 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer b.close()
-	img, err := b.run(ctx)
+	s, err := b.run(ctx)
 	if err != nil {
 		return nil, err
 	}
-	id, err := img.ConfigName()
+	id, err := s.img.ConfigName()
 	if err != nil {
 		return nil, fmt.Errorf("reading the built config: %w", err)
 	}
-	return &Result{Image: img, ID: id}, nil
+	return &Result{Image: s.img, ID: id, Base: s.base}, nil
 }
 
 type build struct {
@@ -191,7 +195,7 @@ func (b *build) close() {
 }
 
 // run builds the stages the target needs, in order.
-func (b *build) run(ctx context.Context) (v1.Image, error) {
+func (b *build) run(ctx context.Context) (*stageState, error) {
 	target := len(b.df.Stages) - 1
 	if b.o.Target != "" {
 		target = -1
@@ -253,5 +257,5 @@ func (b *build) run(ctx context.Context) (v1.Image, error) {
 		sort.Strings(unused)
 		fmt.Fprintf(b.progress, "[Warning] One or more build-args %v were not consumed\n", unused)
 	}
-	return b.stages[target].img, nil
+	return b.stages[target], nil
 }

@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [-o DEST] CONTEXT", runBuild})
+	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network none|host] [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--label K=V]... [--squash] [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [-o DEST] CONTEXT", runBuild})
 }
 
 func runBuild(args []string, stdout, stderr io.Writer) error {
@@ -47,6 +47,7 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	push := fs.Bool("push", false, "push the image to every -t name instead of storing it")
 	fs.Var(&labels, "label", "K=V label in the image config (repeatable)")
 	fs.Var(&annotations, "annotation", "[manifest[PLATFORM]:]K=V manifest annotation (repeatable)")
+	squash := fs.Bool("squash", false, "squash the last stage's layers into one on its base, as docker build --squash")
 	iidFile := fs.String("iidfile", "", "write the image ID to FILE")
 	metaFile := fs.String("metadata-file", "", "write the build metadata (JSON) to FILE")
 	// Flags may follow CONTEXT, as with docker build.
@@ -126,7 +127,7 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	o.ResolvePlatform = func(ctx context.Context, ref string, p v1.Platform) (v1.Image, error) {
 		return commit.Resolver(append(opts[:len(opts):len(opts)], func(eo *export.Options) { eo.Platform = p })...)(ctx, ref)
 	}
-	req := commit.BuildRequest{Build: o, To: *out, Tags: tags, Push: *push, Annotations: annotations, Options: opts}
+	req := commit.BuildRequest{Build: o, To: *out, Tags: tags, Push: *push, Squash: *squash, Annotations: annotations, Options: opts}
 	if req.Labels, err = keyValues("label", labels); err != nil {
 		return fmt.Errorf("build: %w", err)
 	}
