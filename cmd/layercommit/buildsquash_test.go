@@ -1,8 +1,11 @@
 package main
 
 import (
+	"archive/tar"
+	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -194,5 +197,118 @@ func TestBuildSquashEdges(t *testing.T) {
 				t.Errorf("last comment %q, want create new from <the unsquashed ID>", c)
 			}
 		})
+	}
+}
+
+// lastLayerEntries lists the entries of the last layer of a docker-archive.
+func lastLayerEntries(t *testing.T, file string) map[string]byte {
+	t.Helper()
+	img, err := tarball.ImageFromPath(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := img.Layers()
+	if err != nil || len(ls) == 0 {
+		t.Fatalf("layers of %s: %v", file, err)
+	}
+	rc, err := ls[len(ls)-1].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	out := map[string]byte{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("reading the last layer of %s: %v", file, err)
+		}
+		out[h.Name] = h.Typeflag
+	}
+}
+
+// TestBuildSquashMatchesDockerSquash compares build --squash with a real
+// `docker build --squash` (legacy builder) of a private Docker 20.10 with
+// --experimental: the same number of layers, the same history shape
+// (length, empty_layer flags, a last "merge <id> to <id>" entry with no
+// created_by), the same tree in a container, and the squashed layer
+// holding every entry docker's holds (whiteouts included). Ours may hold
+// more directories: docker's naive diff ignores a directory whose only
+// change is its mtime (moby 9874), ours keeps it, as diff.Naive does.
+func TestBuildSquashMatchesDockerSquash(t *testing.T) {
+	d := oracle.StartDaemon(t, "--experimental")
+	if exp := d.Run(t, "version", "-f", "{{.Server.Experimental}}"); exp != "true" {
+		t.Fatalf("private dockerd is not experimental (%s)", exp)
+	}
+	t.Setenv("DOCKER_BUILDKIT", "0")
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.tar")
+	d.Run(t, "save", "-o", base, d.Base)
+	ctx := filepath.Join(dir, "ctx")
+	must(t, os.Mkdir(ctx, 0o755))
+	must(t, os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(squashDockerfile), 0o644))
+	must(t, os.WriteFile(filepath.Join(ctx, "add.txt"), []byte("added\n"), 0o644))
+	ours := oracle.Tag("lc-test/buildsquash-ours")
+	oursTar := filepath.Join(dir, "ours.tar")
+	lc(t, false, "build", "-q", "--state-dir", filepath.Join(dir, "state"), "--build-context", d.Base+"=docker-archive:"+base,
+		"--squash", "-o", "docker-archive:"+oursTar+":"+ours, ctx)
+	theirs := oracle.Tag("lc-test/buildsquash-docker")
+	d.Run(t, "build", "-q", "--squash", "--network", "none", "-t", theirs, ctx)
+	theirsTar := filepath.Join(dir, "theirs.tar")
+	d.Run(t, "save", "-o", theirsTar, theirs)
+	d.Run(t, "load", "-i", oursTar)
+
+	a, _ := imageConfig(t, oursTar)
+	b, _ := imageConfig(t, theirsTar)
+	if len(a.RootFS.DiffIDs) != len(b.RootFS.DiffIDs) {
+		t.Errorf("ours has %d layers, docker's %d", len(a.RootFS.DiffIDs), len(b.RootFS.DiffIDs))
+	}
+	if len(a.History) != len(b.History) {
+		t.Fatalf("ours has %d history entries, docker's %d", len(a.History), len(b.History))
+	}
+	merge := regexp.MustCompile(`^merge sha256:[0-9a-f]{64} to sha256:[0-9a-f]{64}$`)
+	for i := range a.History {
+		ha, hb := a.History[i], b.History[i]
+		if ha.EmptyLayer != hb.EmptyLayer {
+			t.Errorf("history[%d] empty_layer: ours %t, docker's %t (%s)", i, ha.EmptyLayer, hb.EmptyLayer, hb.CreatedBy)
+		}
+		if i == len(a.History)-1 {
+			for who, h := range map[string]v1.History{"ours": ha, "docker's": hb} {
+				if !merge.MatchString(h.Comment) || h.CreatedBy != "" {
+					t.Errorf("%s last history entry %+v, want a merge comment and no created_by", who, h)
+				}
+			}
+		}
+	}
+	if !b.Created.Equal(b.History[len(b.History)-1].Created.Time) || !a.Created.Equal(a.History[len(a.History)-1].Created.Time) {
+		t.Errorf("created is not the merge entry's time (ours %s / %s, docker's %s / %s)",
+			a.Created.Time, a.History[len(a.History)-1].Created.Time, b.Created.Time, b.History[len(b.History)-1].Created.Time)
+	}
+
+	ea, eb := lastLayerEntries(t, oursTar), lastLayerEntries(t, theirsTar)
+	for name, typ := range eb {
+		if ea[name] != typ {
+			t.Errorf("docker's squashed layer has %s (type %c), ours %q", name, typ, ea[name])
+		}
+	}
+	for name, typ := range ea {
+		if _, ok := eb[name]; !ok && typ != tar.TypeDir {
+			t.Errorf("our squashed layer has %s (type %c), docker's has not", name, typ)
+		}
+	}
+	for _, wh := range []string{"etc/.wh.group", "opt/.wh.s0"} {
+		if _, ok := eb[wh]; !ok {
+			t.Errorf("docker's squashed layer lacks %s", wh)
+		}
+	}
+
+	t.Cleanup(func() { d.Try("rmi", "-f", ours, theirs) })
+	got := d.Run(t, "run", "--rm", "--network", "none", ours, "sh", "-c", treeScript)
+	want := d.Run(t, "run", "--rm", "--network", "none", theirs, "sh", "-c", treeScript)
+	if got != want {
+		t.Errorf("our squashed image's tree:\n%s\ndocker's:\n%s", got, want)
 	}
 }
