@@ -311,4 +311,23 @@ func TestBuildSquashMatchesDockerSquash(t *testing.T) {
 	if got != want {
 		t.Errorf("our squashed image's tree:\n%s\ndocker's:\n%s", got, want)
 	}
+
+	// A last stage with no layer of its own: docker fails the squash
+	// (its layer store has no diff to a layer that is not a parent), so
+	// do we, in one line.
+	for _, df := range []string{"FROM " + d.Base + "\nENV A=1\n", "FROM scratch\nENV A=1\n"} {
+		must(t, os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644))
+		if _, stderr, err := d.Try("build", "-q", "--squash", "--network", "none", ctx); err == nil || !strings.Contains(stderr, "error squashing image") {
+			t.Errorf("docker build --squash of %q: %v, stderr %q; want a squash error", df, err, stderr)
+		}
+		out := filepath.Join(dir, "none.tar")
+		_, stderr := lc(t, true, "build", "-q", "--state-dir", filepath.Join(dir, "state"), "--build-context", d.Base+"=docker-archive:"+base,
+			"--squash", "-o", "docker-archive:"+out, ctx)
+		if stderr != "layercommit: --squash: the last stage adds no layer to its base, nothing to squash\n" {
+			t.Errorf("build --squash of %q: stderr %q", df, stderr)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Errorf("%s written on error (%v)", out, err)
+		}
+	}
 }
