@@ -47,7 +47,7 @@ func imageConfig(t *testing.T, file string) (*v1.ConfigFile, v1.Hash) {
 	return cf, id
 }
 
-// TestBuildSquashDocker: build --squash, loaded into Docker 20.10, runs
+// TestBuildSquashDocker: build --squash, loaded into Docker 20.10 and 29, runs
 // with the tree of the unsquashed build (the last stage's deletions of
 // base files are whiteouts against the base, a file added and deleted
 // within the stage is gone), has the base stage's layers plus one, and
@@ -126,31 +126,39 @@ func TestBuildSquashDocker(t *testing.T) {
 		t.Errorf("config env %q lost the stage's ENV", sq.Config.Env)
 	}
 
-	// Docker loads it, counts the layers, and runs it with the
-	// unsquashed build's tree.
-	d.Run(t, "load", "-i", plainTar)
-	d.Run(t, "load", "-i", sqTar)
-	t.Cleanup(func() { d.Try("rmi", "-f", plainRef, sqRef) })
-	if got := d.Run(t, "image", "inspect", "-f", "{{.Id}}", sqRef); got != sqID {
-		t.Errorf("docker load gave %s, build printed %s", got, sqID)
-	}
-	if got := len(strings.Fields(d.Run(t, "image", "inspect", "-f", "{{range .RootFS.Layers}}{{.}} {{end}}", sqRef))); got != nBase+1 {
-		t.Errorf("docker sees %d layers, want %d", got, nBase+1)
-	}
-	want := d.Run(t, "run", "--rm", "--network", "none", plainRef, "sh", "-c", treeScript)
-	got := d.Run(t, "run", "--rm", "--network", "none", sqRef, "sh", "-c", treeScript)
-	for _, s := range []string{"/opt/keep regular file", "/app/link regular file 644 0:0\n  links 2", "/added/add.txt", "/root directory 700"} {
-		if !strings.Contains(want, s) {
-			t.Fatalf("the unsquashed build's tree lacks %q:\n%s", s, want)
-		}
-	}
-	for _, s := range []string{"/opt/s0", "/etc/group", "/tmp/gone"} {
-		if strings.Contains(want, s) {
-			t.Fatalf("the unsquashed build's tree has %q:\n%s", s, want)
-		}
-	}
-	if got != want {
-		t.Errorf("squashed image's tree:\n%s\nunsquashed:\n%s", got, want)
+	// Docker 20.10 and 29 load it, count the layers, and run it with
+	// the unsquashed build's tree.
+	for _, dk := range []struct {
+		name string
+		d    *oracle.Docker
+	}{{"docker20", d}, {"docker29", oracle.NewDocker29(t)}} {
+		t.Run(dk.name, func(t *testing.T) {
+			d := dk.d
+			d.Run(t, "load", "-i", plainTar)
+			d.Run(t, "load", "-i", sqTar)
+			t.Cleanup(func() { d.Try("rmi", "-f", plainRef, sqRef) })
+			if got := d.Run(t, "image", "inspect", "-f", "{{.Id}}", sqRef); got != sqID {
+				t.Errorf("docker load gave %s, build printed %s", got, sqID)
+			}
+			if got := len(strings.Fields(d.Run(t, "image", "inspect", "-f", "{{range .RootFS.Layers}}{{.}} {{end}}", sqRef))); got != nBase+1 {
+				t.Errorf("docker sees %d layers, want %d", got, nBase+1)
+			}
+			want := d.Run(t, "run", "--rm", "--network", "none", plainRef, "sh", "-c", treeScript)
+			got := d.Run(t, "run", "--rm", "--network", "none", sqRef, "sh", "-c", treeScript)
+			for _, s := range []string{"/opt/keep regular file", "/app/link regular file 644 0:0\n  links 2", "/added/add.txt", "/root directory 700"} {
+				if !strings.Contains(want, s) {
+					t.Fatalf("the unsquashed build's tree lacks %q:\n%s", s, want)
+				}
+			}
+			for _, s := range []string{"/opt/s0", "/etc/group", "/tmp/gone"} {
+				if strings.Contains(want, s) {
+					t.Fatalf("the unsquashed build's tree has %q:\n%s", s, want)
+				}
+			}
+			if got != want {
+				t.Errorf("squashed image's tree:\n%s\nunsquashed:\n%s", got, want)
+			}
+		})
 	}
 }
 
