@@ -163,7 +163,7 @@ func TestBuildSquashDocker(t *testing.T) {
 }
 
 // TestBuildSquashEdges: FROM scratch squashes into one layer with moby's
-// "create new from" entry; a last stage that adds no layer is refused
+// "create new from" entry, --label kept; a last stage that adds no layer is refused
 // in one line with nothing written.
 func TestBuildSquashEdges(t *testing.T) {
 	oracle.Root(t)
@@ -182,7 +182,7 @@ func TestBuildSquashEdges(t *testing.T) {
 			must(t, os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(tc.dockerfile), 0o644))
 			must(t, os.WriteFile(filepath.Join(ctx, "a"), []byte("a\n"), 0o644))
 			out := filepath.Join(t.TempDir(), "o.tar")
-			id, stderr := lc(t, tc.wantErr != "", "build", "-q", "--state-dir", state, "--squash", "-o", "docker-archive:"+out, ctx)
+			id, stderr := lc(t, tc.wantErr != "", "build", "-q", "--state-dir", state, "--squash", "--label", "k=v", "-o", "docker-archive:"+out, ctx)
 			if tc.wantErr != "" {
 				if want := "layercommit: " + tc.wantErr + "\n"; stderr != want {
 					t.Errorf("stderr %q, want %q", stderr, want)
@@ -193,6 +193,9 @@ func TestBuildSquashEdges(t *testing.T) {
 				return
 			}
 			cf, _ := imageConfig(t, out)
+			if cf.Config.Labels["k"] != "v" {
+				t.Errorf("labels %v, want the --label", cf.Config.Labels)
+			}
 			if len(cf.RootFS.DiffIDs) != 1 || len(cf.History) != 4 {
 				t.Fatalf("%d layers, %d history entries; want 1, 4", len(cf.RootFS.DiffIDs), len(cf.History))
 			}
