@@ -130,6 +130,10 @@ type Result struct {
 	Steps []CacheRecord
 	// Target is the index of the target stage.
 	Target int
+	// Base is the image the target stage's FROM names (an image, or the
+	// image of an earlier stage): Image is Base plus the stage's layers
+	// and history. Nil for FROM scratch.
+	Base v1.Image
 }
 
 // Build builds the Dockerfile's target stage and returns its image; the
@@ -140,15 +144,15 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer b.close()
-	img, err := b.run(ctx)
+	s, err := b.run(ctx)
 	if err != nil {
 		return nil, err
 	}
-	id, err := img.ConfigName()
+	id, err := s.img.ConfigName()
 	if err != nil {
 		return nil, fmt.Errorf("reading the built config: %w", err)
 	}
-	return &Result{Image: img, ID: id, Steps: b.cache.recorded(), Target: b.cache.target}, nil
+	return &Result{Image: s.img, ID: id, Base: s.base, Steps: b.cache.recorded(), Target: b.cache.target}, nil
 }
 
 type build struct {
@@ -243,7 +247,7 @@ func (b *build) close() {
 }
 
 // run builds the stages the target needs, in order.
-func (b *build) run(ctx context.Context) (v1.Image, error) {
+func (b *build) run(ctx context.Context) (*stageState, error) {
 	b.cache.ctx = ctx
 	target := len(b.df.Stages) - 1
 	if b.o.Target != "" {
@@ -312,5 +316,5 @@ func (b *build) run(ctx context.Context) (v1.Image, error) {
 		fmt.Fprintf(b.progress, "[Warning] One or more build-args %v were not consumed\n", unused)
 	}
 	b.cache.target = target
-	return b.stages[target].img, nil
+	return b.stages[target], nil
 }

@@ -17,7 +17,8 @@ import (
 type stageState struct {
 	stage      *dockerfile.Stage
 	img        v1.Image
-	id         v1.Hash // config digest of img
+	base       v1.Image // what FROM named; nil for scratch
+	id         v1.Hash  // config digest of img
 	cf         *v1.ConfigFile
 	docker     bool // Docker media types (else OCI)
 	args       map[string]*string
@@ -181,6 +182,7 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 	if j, ok := b.stageIndex(name, st.Index); ok {
 		prev := b.stages[j]
 		s.img, s.docker, s.lowers = prev.img, prev.docker, prev.lowers
+		s.base = prev.img
 	} else if name == "scratch" {
 		s.docker = !b.o.OCIMediaTypes
 		s.img = image.Scratch(!s.docker)
@@ -194,6 +196,7 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 		if s.docker, err = image.DockerMediaTypes(s.img); err != nil {
 			return nil, lineErr(from.Line, "FROM %s: %w", name, err)
 		}
+		s.base = s.img
 	}
 	if s.id, err = s.img.ConfigName(); err != nil {
 		return nil, lineErr(from.Line, "reading %s: %w", name, err)

@@ -37,6 +37,8 @@ type BuildRequest struct {
 	// Load loads the image into the running dockerd under every -t name
 	// (docker-daemon:NAME, --load).
 	Load bool
+	// Squash makes the image as docker build --squash does (squashBuild).
+	Squash bool
 	// Labels are set in the image config (--label), as BuildKit sets
 	// them: no history entry.
 	Labels map[string]string
@@ -169,7 +171,14 @@ func Build(ctx context.Context, r BuildRequest) (*BuildResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := finish(built.Image, r.Labels, anns)
+	src, labels := built.Image, r.Labels
+	if r.Squash {
+		if src, err = squashBuild(ctx, built, labels, o); err != nil {
+			return nil, err
+		}
+		labels = nil // set before squashing
+	}
+	img, err := finish(src, labels, anns)
 	if err != nil {
 		return nil, err
 	}

@@ -21,7 +21,7 @@ import (
 )
 
 func init() {
-	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--ssh default|ID[=SOCKET]]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network default|none|host] [--allow ENTITLEMENT]... [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--load] [--progress MODE] [--label K=V]... [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [--cache-from SPEC]... [--cache-to SPEC]... [-o DEST]... CONTEXT", runBuild})
+	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--ssh default|ID[=SOCKET]]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network default|none|host] [--allow ENTITLEMENT]... [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--load] [--progress MODE] [--label K=V]... [--squash] [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [--cache-from SPEC]... [--cache-to SPEC]... [-o DEST]... CONTEXT", runBuild})
 }
 
 func runBuild(args []string, stdout, stderr io.Writer) error {
@@ -53,6 +53,7 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	push := fs.Bool("push", false, "push the image to every -t name instead of storing it")
 	fs.Var(&labels, "label", "K=V label in the image config (repeatable)")
 	fs.Var(&annotations, "annotation", "[manifest[PLATFORM]:]K=V manifest annotation (repeatable)")
+	squash := fs.Bool("squash", false, "squash the last stage's layers into one on its base, as docker build --squash")
 	iidFile := fs.String("iidfile", "", "write the image ID to FILE")
 	metaFile := fs.String("metadata-file", "", "write the build metadata (JSON) to FILE")
 	progressMode := fs.String("progress", "", "auto, plain, tty, rawjson or quiet (default: docker build's legacy lines)")
@@ -165,7 +166,7 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	o.ResolvePlatform = func(ctx context.Context, ref string, p v1.Platform) (v1.Image, error) {
 		return commit.Resolver(append(opts[:len(opts):len(opts)], func(eo *export.Options) { eo.Platform = p })...)(ctx, ref)
 	}
-	req := commit.BuildRequest{Build: o, Outputs: outs, Tags: tags, Push: *push, Load: *load, Annotations: annotations,
+	req := commit.BuildRequest{Build: o, Outputs: outs, Tags: tags, Push: *push, Load: *load, Squash: *squash, Annotations: annotations,
 		CacheFrom: cacheFrom, CacheTo: cacheTo, Options: opts}
 	if req.Labels, err = keyValues("label", labels); err != nil {
 		return fmt.Errorf("build: %w", err)

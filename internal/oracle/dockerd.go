@@ -22,11 +22,13 @@ type Daemon struct {
 	cmd     *exec.Cmd
 	log     string
 	dockerd string
+	args    []string // further dockerd flags
 }
 
-// StartDaemon starts a private dockerd with a fresh data root and the
-// busybox base image imported. It is stopped and removed at cleanup.
-func StartDaemon(t testing.TB) *Daemon {
+// StartDaemon starts a private dockerd with a fresh data root, the
+// further dockerd flags args (e.g. --experimental) and the busybox base
+// image imported. It is stopped and removed at cleanup.
+func StartDaemon(t testing.TB, args ...string) *Daemon {
 	t.Helper()
 	Root(t)
 	dockerd := Tool(t, "dockerd")
@@ -48,7 +50,7 @@ func StartDaemon(t testing.TB) *Daemon {
 		d.Stop(t)
 		os.RemoveAll(dir)
 	})
-	d.dockerd = dockerd
+	d.dockerd, d.args = dockerd, args
 	d.Start(t)
 	importBase(t, &d.Docker)
 	return d
@@ -65,6 +67,7 @@ func (d *Daemon) Start(t testing.TB) {
 	d.cmd = exec.Command(d.dockerd, "--data-root", d.Root, "--exec-root", d.exec, "-H", d.Host,
 		"--pidfile", filepath.Join(d.exec, "docker.pid"), "--iptables=false", "--ip6tables=false",
 		"--bridge=none", "--storage-driver=overlay2")
+	d.cmd.Args = append(d.cmd.Args, d.args...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("starting dockerd: %v", err)
