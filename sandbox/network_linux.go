@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Network modes of Spec.Network, as RUN --network spells them.
@@ -78,6 +79,15 @@ func startSlirp(pid int) (*slirp, error) {
 		"--enable-sandbox", "--ready-fd=3", "--exit-fd=4", strconv.Itoa(pid), "tap0")
 	cmd.ExtraFiles = []*os.File{readyW, exitR}
 	cmd.Stdout, cmd.Stderr = &msgs, &msgs
+	// slirp4netns's --enable-sandbox (1.2.0, Debian's) unshares a mount
+	// namespace, makes only "/" private (not recursively), pivots into a
+	// tmpfs and detaches the old root: every shared mount below "/"
+	// (dockerd's overlay rootfs of running containers, say) is unmounted
+	// on the host too, through propagation. So it starts in a mount
+	// namespace of its own, which Go makes recursively private
+	// (syscall.forkAndExecInChild with CLONE_NEWNS), and nothing it
+	// unmounts reaches the host.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	err = cmd.Start()
 	readyW.Close()
 	exitR.Close()

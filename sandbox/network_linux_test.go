@@ -6,8 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 
 	"github.com/layercommit/layercommit/internal/oracle"
 )
@@ -91,5 +96,53 @@ func TestSandboxNetwork(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSandboxNetworkKeepsHostMounts: a RUN on the default network leaves
+// the host's shared mounts mounted. slirp4netns's own sandbox detaches
+// its old root after making only "/" private, which unmounted every
+// shared mount below it on the host (dockerd's running containers lost
+// their rootfs); it must start in a private mount namespace of ours.
+func TestSandboxNetworkKeepsHostMounts(t *testing.T) {
+	lower := busyboxRoot(t)
+	// A shared tmpfs with a mount inside it, as dockerd's overlay2
+	// rootfs mounts sit in shared parents: unmount events on a peer of
+	// the parent propagate to the child here.
+	parent := t.TempDir()
+	if err := unix.Mount("tmpfs", parent, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mounting a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(parent, unix.MNT_DETACH) })
+	if err := unix.Mount("", parent, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatalf("making the tmpfs shared: %v", err)
+	}
+	child := filepath.Join(parent, "child")
+	if err := os.Mkdir(child, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", child, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mounting the child tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(child, unix.MNT_DETACH) })
+	spec := newSpec(t, []string{lower}, "/bin/sh", "-c", "true")
+	spec.Network = NetworkDefault
+	binds, err := NetworkEtcFiles(t.TempDir(), "host1", NetworkDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Binds = binds
+	var out bytes.Buffer
+	if code, err := Run(context.Background(), spec, &out, &out); err != nil || code != 0 {
+		t.Fatalf("Run: %d %v\n%s", code, err, out.String())
+	}
+	for _, p := range []string{parent, child} {
+		ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) != 1 {
+			t.Errorf("the host's mount at %s is gone after a RUN on the default network", p)
+		}
 	}
 }
