@@ -332,6 +332,11 @@ func Reference(ref string, opts ...export.Option) (string, error) {
 	if _, _, err := export.Parse(ref); err == nil {
 		return ref, nil
 	}
+	if strings.HasPrefix(ref, "containers-storage:") {
+		// The podman runtime's own store (commitPodman reads it; export
+		// has no such transport yet).
+		return ref, nil
+	}
 	if _, err := export.NormalizeName(ref); err == nil {
 		_, err := export.OpenStore(export.NewOptions(opts...).StateDir).Lookup(ref)
 		switch {
