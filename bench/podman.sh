@@ -18,21 +18,8 @@
 # Everything it made is removed on exit.
 set -euo pipefail
 
-runs=3
-srcs=()
-while [ $# -gt 0 ]; do
-	case $1 in
-	-n) runs=$2; shift 2 ;;
-	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-	-*) echo "bench/podman.sh: unknown flag $1" >&2; exit 2 ;;
-	*) srcs+=("$1"); shift ;;
-	esac
-done
-case $runs in '' | *[!0-9]* | 0) echo "bench/podman.sh: -n wants a positive number" >&2; exit 2 ;; esac
-[ ${#srcs[@]} -gt 0 ] || srcs=(/usr/local/go)
-
-repo=$(cd "$(dirname "$0")/.." && pwd)
-cd "$repo"
+. "$(dirname "$0")/lib.sh"
+bench_args podman /usr/local/go -- "$@"
 source scripts/oracles.sh
 set +u
 oracles_up

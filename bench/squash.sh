@@ -21,21 +21,8 @@
 # <= 1.3) and --squash's peak RSS (target < 128 MiB).
 set -euo pipefail
 
-runs=3
-srcs=()
-while [ $# -gt 0 ]; do
-	case $1 in
-	-n) runs=$2; shift 2 ;;
-	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-	-*) echo "bench/squash.sh: unknown flag $1" >&2; exit 2 ;;
-	*) srcs+=("$1"); shift ;;
-	esac
-done
-case $runs in '' | *[!0-9]* | 0) echo "bench/squash.sh: -n wants a positive number" >&2; exit 2 ;; esac
-[ ${#srcs[@]} -gt 0 ] || srcs=(/usr/local/go /usr/lib/x86_64-linux-gnu)
-
-repo=$(cd "$(dirname "$0")/.." && pwd)
-cd "$repo"
+. "$(dirname "$0")/lib.sh"
+bench_args squash /usr/local/go /usr/lib/x86_64-linux-gnu -- "$@"
 work=$(mktemp -d /tmp/layercommit-bench-squash.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
