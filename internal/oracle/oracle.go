@@ -99,20 +99,32 @@ func newDocker(t testing.TB, prefix, what string) *Docker {
 
 // Try runs a docker command and returns its stdout and stderr.
 func (d *Docker) Try(args ...string) (string, string, error) {
-	cmd := exec.Command(d.Bin, append([]string{"-H", d.Host}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	return out.String(), errb.String(), err
+	return try(d.Bin, append([]string{"-H", d.Host}, args...)...)
 }
 
 // Run runs a docker command, failing the test on error, and returns its
 // trimmed stdout.
 func (d *Docker) Run(t testing.TB, args ...string) string {
 	t.Helper()
-	out, errs, err := d.Try(args...)
+	return mustRun(t, "docker", d.Try, args)
+}
+
+// try runs bin with args and returns its stdout and stderr.
+func try(bin string, args ...string) (string, string, error) {
+	cmd := exec.Command(bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// mustRun runs args through tryFn, failing the test on error (naming the
+// command as name), and returns the trimmed stdout.
+func mustRun(t testing.TB, name string, tryFn func(...string) (string, string, error), args []string) string {
+	t.Helper()
+	out, errs, err := tryFn(args...)
 	if err != nil {
-		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, errs)
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, errs)
 	}
 	return strings.TrimSpace(out)
 }

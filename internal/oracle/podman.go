@@ -3,7 +3,6 @@ package oracle
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"io"
 	"os"
@@ -59,22 +58,14 @@ func (p *Podman) Args() []string {
 
 // Try runs a podman command and returns its stdout and stderr.
 func (p *Podman) Try(args ...string) (string, string, error) {
-	cmd := exec.Command(p.Bin, append(p.Args(), args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	return out.String(), errb.String(), err
+	return try(p.Bin, append(p.Args(), args...)...)
 }
 
 // Run runs a podman command, failing the test on error, and returns its
 // trimmed stdout.
 func (p *Podman) Run(t testing.TB, args ...string) string {
 	t.Helper()
-	out, errs, err := p.Try(args...)
-	if err != nil {
-		t.Fatalf("podman %s: %v\n%s", strings.Join(args, " "), err, errs)
-	}
-	return strings.TrimSpace(out)
+	return mustRun(t, "podman", p.Try, args)
 }
 
 // RunFlags are the podman run flags this machine needs: no network, and
