@@ -15,6 +15,7 @@ import (
 
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/dockerfile"
+	"github.com/layercommit/layercommit/layer"
 	"github.com/layercommit/layercommit/sandbox"
 	"github.com/layercommit/layercommit/statedir"
 )
@@ -77,6 +78,13 @@ type Options struct {
 	Network string
 	// HostNetwork is Network "host" (kept for callers that set it).
 	HostNetwork bool
+	// Compression and CompressionLevel pick the compressor of the layers
+	// the build writes (layer.Gzip at its default level when zero and
+	// nil). Only gzip, zstd and none: the seekable formats need manifest
+	// annotations the build cache does not keep. Zstd needs OCI media
+	// types: a Docker-typed base is refused at its FROM.
+	Compression      layer.Compression
+	CompressionLevel *int
 	// Allow are the entitlements granted, as BuildKit's --allow:
 	// "network.host" lets RUN --network=host run, "security.insecure"
 	// lets RUN --security=insecure run; without them such a RUN fails.
@@ -185,6 +193,11 @@ type build struct {
 func newBuild(o Options) (*build, error) {
 	if o.Compat.Name == "" {
 		o.Compat = compat.Default
+	}
+	switch o.Compression {
+	case "", layer.Gzip, layer.Zstd, layer.None:
+	default:
+		return nil, fmt.Errorf("--compression %s is not taken by build (gzip, zstd or none; the build cache keeps no layer annotations)", o.Compression)
 	}
 	if o.StateDir == "" {
 		o.StateDir = statedir.Default

@@ -30,6 +30,15 @@ func (b *build) stepKey(s *stageState, createdBy string, files string) string {
 	if e := b.o.SourceDateEpoch; e != nil {
 		fmt.Fprintf(h, "epoch %d\n", *e)
 	}
+	// The layer's compressor is part of its identity (digest, media
+	// type); keys of builds that name none are as before.
+	if b.o.Compression != "" || b.o.CompressionLevel != nil {
+		level := b.o.Compression.DefaultLevel()
+		if b.o.CompressionLevel != nil {
+			level = *b.o.CompressionLevel
+		}
+		fmt.Fprintf(h, "compression %s %d\n", b.o.Compression, level)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 

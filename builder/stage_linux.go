@@ -196,6 +196,9 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 		if s.docker, err = image.DockerMediaTypes(s.img); err != nil {
 			return nil, lineErr(from.Line, "FROM %s: %w", name, err)
 		}
+		if s.docker && b.o.Compression.NeedsOCI() {
+			return nil, lineErr(from.Line, "FROM %s: --compression %s needs OCI media types and the base has Docker's", name, b.o.Compression)
+		}
 		s.base = s.img
 	}
 	if s.id, err = s.img.ConfigName(); err != nil {

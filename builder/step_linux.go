@@ -68,7 +68,11 @@ func (b *build) layerOptions(s *stageState) []layer.Option {
 	if e := b.o.SourceDateEpoch; e != nil {
 		dopts = append(dopts, diff.WithMtimeClamp(*e))
 	}
-	return []layer.Option{layer.WithDockerMediaTypes(s.docker), layer.WithDiffOptions(dopts...)}
+	opts := []layer.Option{layer.WithDockerMediaTypes(s.docker), layer.WithDiffOptions(dopts...)}
+	if b.o.Compression != "" || b.o.CompressionLevel != nil {
+		opts = append(opts, layer.WithCompression(b.o.Compression, b.o.CompressionLevel))
+	}
+	return opts
 }
 
 // newUpper makes a step's upper and work dirs and returns the step dir.

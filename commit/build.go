@@ -142,7 +142,7 @@ func Build(ctx context.Context, r BuildRequest) (*BuildResult, error) {
 	}
 	o := r.Build
 	o.Resolve = Resolver(r.Options...)
-	o.OCIMediaTypes = dests[0].PrefersOCI()
+	o.OCIMediaTypes = dests[0].PrefersOCI() || o.Compression.NeedsOCI()
 	// Annotations are checked against the target platform before the build.
 	plat := o.Platform
 	if plat == "" {

@@ -16,12 +16,13 @@ import (
 	"github.com/layercommit/layercommit/commit"
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/export"
+	"github.com/layercommit/layercommit/layer"
 	"github.com/layercommit/layercommit/progress"
 	"github.com/layercommit/layercommit/statedir"
 )
 
 func init() {
-	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--ssh default|ID[=SOCKET]]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network default|none|host] [--allow ENTITLEMENT]... [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--load] [--progress MODE] [--label K=V]... [--squash] [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [--cache-from SPEC]... [--cache-to SPEC]... [-o DEST]... CONTEXT", runBuild})
+	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--ssh default|ID[=SOCKET]]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network default|none|host] [--allow ENTITLEMENT]... [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--load] [--progress MODE] [--label K=V]... [--squash] [--compression gzip|zstd|none] [--compression-level N] [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [--cache-from SPEC]... [--cache-to SPEC]... [-o DEST]... CONTEXT", runBuild})
 }
 
 func runBuild(args []string, stdout, stderr io.Writer) error {
@@ -53,6 +54,8 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	push := fs.Bool("push", false, "push the image to every -t name instead of storing it")
 	fs.Var(&labels, "label", "K=V label in the image config (repeatable)")
 	fs.Var(&annotations, "annotation", "[manifest[PLATFORM]:]K=V manifest annotation (repeatable)")
+	compression := fs.String("compression", "", "layer compression: gzip, zstd or none (default gzip)")
+	compressionLevel := fs.String("compression-level", "", "compression level (default the compressor's)")
 	squash := fs.Bool("squash", false, "squash the last stage's layers into one on its base, as docker build --squash")
 	iidFile := fs.String("iidfile", "", "write the image ID to FILE")
 	metaFile := fs.String("metadata-file", "", "write the build metadata (JSON) to FILE")
@@ -129,6 +132,18 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	}
 	if o.SourceDateEpoch, err = sourceDateEpoch(*epoch); err != nil {
 		return fmt.Errorf("build: %w", err)
+	}
+	if *compression != "" {
+		if o.Compression, err = layer.ParseCompression(*compression); err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+	}
+	if *compressionLevel != "" {
+		n, err := strconv.Atoi(*compressionLevel)
+		if err != nil {
+			return fmt.Errorf("build: bad --compression-level %q", *compressionLevel)
+		}
+		o.CompressionLevel = &n
 	}
 	switch *network {
 	case "default", "none", "host":
