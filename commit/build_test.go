@@ -3,6 +3,8 @@ package commit
 import (
 	"fmt"
 	"testing"
+
+	"github.com/layercommit/layercommit/export"
 )
 
 // TestParseAnnotations: buildx's --annotation spelling, BuildKit's rules
@@ -36,5 +38,24 @@ func TestParseAnnotations(t *testing.T) {
 				t.Errorf("got %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestReferencePlainNames: a plain name (also one that starts like a
+// transport, as Docker's own docker:20) resolves to the local store when
+// it holds it, else to a registry pull; a transport reference stays.
+func TestReferencePlainNames(t *testing.T) {
+	state := t.TempDir()
+	for _, c := range []struct{ ref, want string }{
+		{"docker:20", "docker://docker:20"},
+		{"alpine", "docker://alpine"},
+		{"docker://registry:5000/app:1", "docker://registry:5000/app:1"},
+		{"oci:/tmp/layout:x", "oci:/tmp/layout:x"},
+		{"containers-storage:app", "containers-storage:app"},
+	} {
+		got, err := Reference(c.ref, export.WithStateDir(state))
+		if err != nil || got != c.want {
+			t.Errorf("Reference(%q) = %q, %v; want %q", c.ref, got, err, c.want)
+		}
 	}
 }

@@ -138,7 +138,13 @@ func Parse(ref string) (Transport, string, error) {
 		return nil, "", fmt.Errorf("image reference %q: unknown transport %q (known: %s)", ref, name, strings.Join(Transports(), ", "))
 	}
 	if name == "docker" {
-		rest = strings.TrimPrefix(rest, "//")
+		// skopeo's spelling is docker://; without the slashes "docker:20"
+		// is the plain name of Docker's own image (FROM docker:20), not
+		// a registry reference.
+		var ok bool
+		if rest, ok = strings.CutPrefix(rest, "//"); !ok {
+			return nil, "", fmt.Errorf("image reference %q has no transport: the registry transport is docker://HOST/REPO[:TAG]", ref)
+		}
 	}
 	return t, rest, nil
 }
