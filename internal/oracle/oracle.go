@@ -135,7 +135,18 @@ func (d *Docker) SavedLayers(t testing.TB, image string) [][]byte {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "save.tar")
 	d.Run(t, "save", "-o", out, image)
-	f, err := os.Open(out)
+	layers, _ := savedImage(t, "docker save of "+image, out)
+	return layers
+}
+
+// savedImage reads the single-image archive docker save or podman save
+// wrote at path and returns its layer tars, bottom first, and its config,
+// as manifest.json names them (Docker 20.10's <id>/layer.tar, Docker
+// 25+'s blobs/sha256/<diffID>, podman's <digest>.tar). what names the
+// archive in failures.
+func savedImage(t testing.TB, what, path string) ([][]byte, []byte) {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,31 +159,33 @@ func (d *Docker) SavedLayers(t testing.TB, image string) [][]byte {
 			break
 		}
 		if err != nil {
-			t.Fatalf("reading docker save of %s: %v", image, err)
+			t.Fatalf("reading %s: %v", what, err)
 		}
-		// Docker 20.10 saves layers as <id>/layer.tar, Docker 25+ as
-		// blobs/sha256/<diffID> (an OCI layout); manifest.json names them.
-		if h.Typeflag == tar.TypeReg && (h.Name == "manifest.json" || strings.HasSuffix(h.Name, "/layer.tar") || strings.HasPrefix(h.Name, "blobs/sha256/")) {
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			files[h.Name] = b
+		if h.Typeflag != tar.TypeReg {
+			continue
 		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[h.Name] = b
 	}
-	var m []struct{ Layers []string }
+	var m []struct {
+		Config string
+		Layers []string
+	}
 	if err := json.Unmarshal(files["manifest.json"], &m); err != nil || len(m) != 1 {
-		t.Fatalf("reading manifest.json of docker save of %s: %v", image, err)
+		t.Fatalf("reading manifest.json of %s: %v", what, err)
 	}
 	var layers [][]byte
 	for _, l := range m[0].Layers {
 		b, ok := files[l]
 		if !ok {
-			t.Fatalf("docker save of %s has no %s", image, l)
+			t.Fatalf("%s has no %s", what, l)
 		}
 		layers = append(layers, b)
 	}
-	return layers
+	return layers, files[m[0].Config]
 }
 
 // WaitReady waits until the container id has created the file /ready (its

@@ -1,10 +1,7 @@
 package oracle
 
 import (
-	"archive/tar"
 	"bufio"
-	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,43 +83,7 @@ func (p *Podman) SavedLayers(t testing.TB, image string) ([][]byte, []byte) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "save.tar")
 	p.Run(t, "save", "-q", "--format", "docker-archive", "-o", out, image)
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	files := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("reading podman save of %s: %v", image, err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[h.Name] = b
-	}
-	var m []struct {
-		Config string
-		Layers []string
-	}
-	if err := json.Unmarshal(files["manifest.json"], &m); err != nil || len(m) != 1 {
-		t.Fatalf("reading manifest.json of podman save of %s: %v", image, err)
-	}
-	var layers [][]byte
-	for _, l := range m[0].Layers {
-		b, ok := files[l]
-		if !ok {
-			t.Fatalf("podman save of %s has no %s", image, l)
-		}
-		layers = append(layers, b)
-	}
-	return layers, files[m[0].Config]
+	return savedImage(t, "podman save of "+image, out)
 }
 
 // cleanup removes the containers and images, then unmounts whatever
