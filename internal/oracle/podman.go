@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -91,6 +93,7 @@ func (p *Podman) SavedLayers(t testing.TB, image string) ([][]byte, []byte) {
 func (p *Podman) cleanup() {
 	p.Try("rm", "-af", "-t", "0")
 	p.Try("rmi", "-af")
+	p.waitStoreProcesses()
 	f, err := os.Open("/proc/self/mounts")
 	if err != nil {
 		return
@@ -107,4 +110,52 @@ func (p *Podman) cleanup() {
 	for i := len(mounts) - 1; i >= 0; i-- {
 		unix.Unmount(mounts[i], unix.MNT_DETACH)
 	}
+}
+
+// waitStoreProcesses waits (up to 30 s, then kills them) for the
+// processes that name this store on their command line: conmon and the
+// `podman container cleanup` it starts when a container exits run on
+// after `podman rm` returns and still write under the store and its
+// tmpdir, which would race the temp dir's removal.
+func (p *Podman) waitStoreProcesses() {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pids := p.storeProcesses()
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range pids {
+				unix.Kill(pid, unix.SIGKILL)
+			}
+			time.Sleep(100 * time.Millisecond)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// storeProcesses lists the pids (not this one) whose command line holds
+// the store's root or run root.
+func (p *Podman) storeProcesses() []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		cmd := string(b)
+		if strings.Contains(cmd, p.Root) || strings.Contains(cmd, p.RunRoot) || strings.Contains(cmd, p.TmpDir) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
