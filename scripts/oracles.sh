@@ -3,15 +3,17 @@
 # dockerd (Debian's docker.io 20.10, overlay2) with a busybox base image,
 # Docker 29 and BuildKit (built by scripts/engines.sh), a loopback
 # registry holding the busybox base for BuildKit, and the tools skopeo,
-# umoci and attr. Source it: it exports the variables the tests read
+# umoci and attr, and a Debian bookworm minbase tarball (mmdebstrap).
+# Source it: it exports the variables the tests read
 # (LAYERCOMMIT_DOCKER_HOST, LAYERCOMMIT_DOCKER_ROOT, LAYERCOMMIT_DOCKER_BIN,
-# LAYERCOMMIT_BASE_IMAGE, LAYERCOMMIT_DOCKER29_*, LAYERCOMMIT_BUILDKIT_*)
+# LAYERCOMMIT_BASE_IMAGE, LAYERCOMMIT_DOCKER29_*, LAYERCOMMIT_BUILDKIT_*,
+# LAYERCOMMIT_DEBIAN_TAR)
 # and defines oracles_stop. Nothing here reaches beyond Debian's package
 # mirror and the Go module proxy.
 set -u
 
 LC_ORACLE_DIR=${LC_ORACLE_DIR:-/tmp/layercommit-oracle}
-LC_PACKAGES="docker.io busybox-static attr skopeo umoci docker-registry podman runc slirp4netns"
+LC_PACKAGES="docker.io busybox-static attr skopeo umoci docker-registry podman runc slirp4netns buildah mmdebstrap uidmap fuse-overlayfs containerd"
 # The loopback registry BuildKit pulls its bases from.
 LC_REGISTRY_ADDR=${LC_REGISTRY_ADDR:-127.0.0.1:5077}
 
@@ -26,6 +28,11 @@ oracles_install() {
 	command -v podman >/dev/null || missing+=(podman)
 	command -v runc >/dev/null || missing+=(runc)
 	command -v slirp4netns >/dev/null || missing+=(slirp4netns)
+	command -v buildah >/dev/null || missing+=(buildah)
+	command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+	command -v newuidmap >/dev/null || missing+=(uidmap)
+	command -v fuse-overlayfs >/dev/null || missing+=(fuse-overlayfs)
+	command -v ctr >/dev/null || missing+=(containerd)
 	if [ ${#missing[@]} -gt 0 ]; then
 		echo "oracles: installing ${missing[*]}" >&2
 		apt-get update -qq >&2 || return 1
@@ -204,6 +211,26 @@ TOML
 	return 1
 }
 
+# oracles_debian_base makes a real Debian base once per machine:
+# `mmdebstrap --variant=minbase bookworm` (Debian's mirror only, about 30 s)
+# into $LC_ENGINES/debian-bookworm-minbase.tar, a plain rootfs tarball, and
+# exports LAYERCOMMIT_DEBIAN_TAR. Tests and benches import it where they
+# need it (docker import, skopeo); nothing is loaded here.
+oracles_debian_base() {
+	local dir=${LC_ENGINES:-/var/cache/layercommit-engines} tar
+	tar=$dir/debian-bookworm-minbase.tar
+	export LAYERCOMMIT_DEBIAN_TAR=$tar
+	[ -s "$tar" ] && return 0
+	mkdir -p "$dir"
+	echo "oracles: mmdebstrap --variant=minbase bookworm" >&2
+	if ! nice -n 19 mmdebstrap --quiet --variant=minbase bookworm "$tar.tmp" >&2; then
+		rm -f "$tar.tmp"
+		echo "oracles: mmdebstrap failed" >&2
+		return 1
+	fi
+	mv "$tar.tmp" "$tar"
+}
+
 # _oracles_kill PIDFILE stops the daemon whose pid is in PIDFILE and waits
 # for it to remove the file.
 _oracles_kill() {
@@ -245,5 +272,5 @@ oracles_stop() {
 
 oracles_up() {
 	oracles_install && oracles_start_dockerd && oracles_base_image && oracles_start_docker29 &&
-		oracles_start_registry && oracles_start_buildkit
+		oracles_start_registry && oracles_start_buildkit && oracles_debian_base
 }
