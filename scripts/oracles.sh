@@ -128,6 +128,45 @@ JSON
 	return 1
 }
 
+# oracles_start_docker29c starts a second Docker 29.7.1 in its default
+# mode since 29: the containerd image store (containerd-snapshotter on),
+# with the containerd 2.3.3 it supervises under its data root
+# (<root>/containerd/daemon) and exec root, and loads the busybox base
+# into it. It exports LAYERCOMMIT_DOCKER29C_HOST and _ROOT, and
+# LAYERCOMMIT_CONTAINERD2_BIN, the dir of the built containerd 2.3.3 and
+# its ctr (tests start private containerds from it).
+oracles_start_docker29c() {
+	local dir=$LC_ORACLE_DIR/docker29c sock=$LC_ORACLE_DIR/docker29c/docker.sock bins
+	. "$(dirname "${BASH_SOURCE[0]}")/engines.sh"
+	bins=$(engines_docker29) || return 1
+	mkdir -p "$dir/root" "$dir/exec"
+	export LAYERCOMMIT_DOCKER29C_HOST=unix://$sock
+	export LAYERCOMMIT_DOCKER29C_ROOT=$dir/root
+	export LAYERCOMMIT_CONTAINERD2_BIN=${bins#*:}
+	if [ -S "$sock" ] && /usr/bin/docker -H "$LAYERCOMMIT_DOCKER29C_HOST" version >/dev/null 2>&1; then
+		return 0
+	fi
+	cat >"$dir/daemon.json" <<'JSON'
+{"features":{"time-namespaces":false,"containerd-snapshotter":true}}
+JSON
+	LC_STARTED_DOCKER29C=1
+	PATH=$bins:$PATH dockerd --config-file "$dir/daemon.json" --data-root "$dir/root" --exec-root "$dir/exec" \
+		-H "$LAYERCOMMIT_DOCKER29C_HOST" --pidfile "$dir/docker.pid" --iptables=false --ip6tables=false \
+		--bridge=none --userland-proxy=false >"$dir/dockerd.log" 2>&1 &
+	local i
+	for i in $(seq 1 120); do
+		if /usr/bin/docker -H "$LAYERCOMMIT_DOCKER29C_HOST" version >/dev/null 2>&1; then
+			/usr/bin/docker -H "$LAYERCOMMIT_DOCKER_HOST" save "$LAYERCOMMIT_BASE_IMAGE" |
+				/usr/bin/docker -H "$LAYERCOMMIT_DOCKER29C_HOST" load -q >/dev/null
+			return
+		fi
+		sleep 0.5
+	done
+	echo "oracles: dockerd 29 (containerd store) did not start; its log:" >&2
+	tail -20 "$dir/dockerd.log" >&2
+	return 1
+}
+
 # oracles_start_registry starts Debian's docker-registry on
 # $LC_REGISTRY_ADDR (plain http, loopback only) and pushes the busybox base
 # of the 20.10 daemon into it with skopeo, for BuildKit, which pulls its
@@ -266,11 +305,12 @@ _oracles_kill_pid() {
 oracles_stop() {
 	[ -z "${LC_STARTED_DOCKERD:-}" ] || _oracles_kill "$LC_ORACLE_DIR/docker.pid"
 	[ -z "${LC_STARTED_DOCKER29:-}" ] || _oracles_kill "$LC_ORACLE_DIR/docker29/docker.pid"
+	[ -z "${LC_STARTED_DOCKER29C:-}" ] || _oracles_kill "$LC_ORACLE_DIR/docker29c/docker.pid"
 	[ -z "${LC_STARTED_BUILDKIT:-}" ] || _oracles_kill_pid "$LC_ORACLE_DIR/buildkit/buildkitd.pid"
 	[ -z "${LC_STARTED_REGISTRY:-}" ] || _oracles_kill_pid "$LC_ORACLE_DIR/registry/registry.pid"
 }
 
 oracles_up() {
-	oracles_install && oracles_start_dockerd && oracles_base_image && oracles_start_docker29 &&
+	oracles_install && oracles_start_dockerd && oracles_base_image && oracles_start_docker29 && oracles_start_docker29c &&
 		oracles_start_registry && oracles_start_buildkit && oracles_debian_base
 }
