@@ -180,9 +180,8 @@ func (s *Store) WriteImage(img v1.Image, o WriteOptions) (v1.Descriptor, error) 
 
 	imageLabels := o.ImageLabels
 	if o.Namespace == NamespaceKubernetes && imageLabels[LabelCRIManaged] == "" {
-		// ctr import and the CRI plugin mark the images of k8s.io so;
-		// CRI's image service lists only those (seen in meta.db after
-		// `ctr -n k8s.io images import`).
+		// The mark of images the CRI plugin manages, which
+		// `ctr -n k8s.io images import` sets too (seen in its meta.db).
 		imageLabels = maps.Clone(imageLabels)
 		if imageLabels == nil {
 			imageLabels = map[string]string{}
