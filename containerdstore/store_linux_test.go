@@ -3,6 +3,7 @@ package containerdstore
 import (
 	"errors"
 	"io"
+	"os/exec"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -192,4 +193,9 @@ func TestBadInput(t *testing.T) {
 			t.Log(err)
 		})
 	}
+}
+
+func execOut(bin string, args ...string) (string, error) {
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
 }

@@ -50,7 +50,7 @@ func addFile(t *testing.T, base v1.Image, path, body string) v1.Image {
 // also gets a content record that nothing references: containerd's gc
 // removes it, and removing a record is what makes it sweep the content
 // store's files (core/metadata/db.go dirtyCS).
-func orphan(t *testing.T, s *Store, record bool) string {
+func orphan(t *testing.T, s *Store, ns string, record bool) string {
 	t.Helper()
 	b := make([]byte, 64)
 	rand.Read(b)
@@ -65,7 +65,7 @@ func orphan(t *testing.T, s *Store, record bool) string {
 			t.Fatal(err)
 		}
 		err = db.Update(func(tx *bolt.Tx) error {
-			blobs, err := createBuckets(tx.Bucket(keyV1), []byte(NamespaceKubernetes), keyContent, keyBlob)
+			blobs, err := createBuckets(tx.Bucket(keyV1), []byte(ns), keyContent, keyBlob)
 			if err != nil {
 				return err
 			}
@@ -114,7 +114,7 @@ func TestWriteBack(t *testing.T) {
 			img := addFile(t, base, "lc/hello", body)
 			name := "docker.io/library/lc-write:" + strings.ReplaceAll(v, ".", "-")
 			c.Stop(t)
-			controls := []string{orphan(t, s, false), orphan(t, s, true)}
+			controls := []string{orphan(t, s, c.Namespace, false), orphan(t, s, c.Namespace, true)}
 			desc, err := s.WriteImage(img, WriteOptions{Namespace: c.Namespace, Names: []string{name}})
 			if err != nil {
 				t.Fatal(err)
