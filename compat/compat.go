@@ -168,7 +168,9 @@ var (
 	// the same tar but for the whiteouts' mtime: the time of the diff,
 	// rounded to the second, the same for every whiteout of a layer (so
 	// a 1.6 layer with a whiteout is not reproducible). A 1.6 layer
-	// without whiteouts is this profile's, blob included.
+	// without whiteouts is this profile's, blob included. 1.6's ctr
+	// snapshots diff also ignores SOURCE_DATE_EPOCH, which 2.x applies
+	// as diff.WithMtimeClamp does (whiteouts staying at the epoch).
 	Containerd = Profile{
 		Name:          "containerd",
 		WalkingDiff:   true,

@@ -34,6 +34,12 @@ type walkingCase struct {
 	mtimeOnly bool
 	// want are entries the layer must hold (tarIndex prefixes).
 	want []string
+	// live keeps the snapshot mounted (a running container's root)
+	// while both diffs run.
+	live bool
+	// epoch, when set, is SOURCE_DATE_EPOCH for ctr and the mtime
+	// clamp for us (containerd 2.x only: 1.6's ctr ignores it).
+	epoch int64
 }
 
 func walkingCases() []walkingCase {
@@ -48,6 +54,15 @@ func walkingCases() []walkingCase {
 		{name: "conformance", lower: lowerTree(), upper: changeTree(),
 			want: []string{`"lower/.wh.del1"`, `"lower/.wh.deldir"`, `"lower/opq/.wh.keep"`, `"new/many/f02999"`, `"new/chr"`}},
 		{name: "empty", lower: lowerTree()},
+		{name: "live", lower: lowerTree(), live: true, upper: []fixtures.Applier{
+			fixtures.CreateFile("lower/mod", []byte("changed while mounted\n"), 0o644),
+			fixtures.Remove("lower/del1"),
+		}, want: []string{`"lower/mod"`, `"lower/.wh.del1"`}},
+		{name: "source-date-epoch", lower: lowerTree(), epoch: 1000000000, upper: []fixtures.Applier{
+			fixtures.CreateFile("lower/mod", []byte("clamped\n"), 0o644),
+			fixtures.Remove("lower/del1"),
+			fixtures.CreateFile("old", nil, 0o644), fixtures.Chtimes("old", t2001, time.Unix(999999999, 5)),
+		}, want: []string{`"lower/mod" type=0 mode=644 uid=0 gid=0 uname="" gname="" size=8 mtime=1000000000`, `"lower/.wh.del1" type=0 mode=0 uid=0 gid=0 uname="" gname="" size=0 mtime=0`, `"old" type=0 mode=644 uid=0 gid=0 uname="" gname="" size=0 mtime=999999999`}},
 		{name: "modify", lower: lowerTree(), upper: []fixtures.Applier{
 			fixtures.CreateFile("lower/mod", []byte("original\nchanged\n"), 0o644),
 			fixtures.CreateFile("bin/new-in-base-dir", []byte("x"), 0o755),
@@ -158,6 +173,11 @@ func TestContainerdWalkingConformance(t *testing.T) {
 			}
 			for i, tc := range walkingCases() {
 				t.Run(tc.name, func(t *testing.T) {
+					if tc.epoch != 0 && version == "1.6" {
+						// Checked: 1.6.20's layer keeps the mtimes
+						// unclamped.
+						t.Skip("containerd 1.6's ctr snapshots diff ignores SOURCE_DATE_EPOCH")
+					}
 					checkWalkingCase(t, c, bases[0], fmt.Sprintf("case%d", i), tc)
 				})
 			}
@@ -184,7 +204,14 @@ func checkWalkingCase(t *testing.T, c *oracle.Containerd, base, key string, tc w
 	if err := fixtures.Apply(mnt, tc.upper...); err != nil {
 		t.Fatal(err)
 	}
-	unmount()
+	if !tc.live {
+		unmount()
+	}
+	opts := []diff.Option{diff.WithCompat(compat.Containerd)}
+	if tc.epoch != 0 {
+		t.Setenv("SOURCE_DATE_EPOCH", fmt.Sprint(tc.epoch))
+		opts = append(opts, diff.WithMtimeClamp(tc.epoch))
+	}
 
 	before := time.Now()
 	blob, errs, err := c.Try("snapshots", "diff", snap.Key)
@@ -195,7 +222,7 @@ func checkWalkingCase(t *testing.T, c *oracle.Containerd, base, key string, tc w
 	want := gunzip(t, []byte(blob))
 
 	l, err := layer.Write(context.Background(), t.TempDir(), diff.Snapshot(snap.Lowers, snap.Upper, t.Logf),
-		layer.WithDiffOptions(diff.WithCompat(compat.Containerd)))
+		layer.WithDiffOptions(opts...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +258,9 @@ func checkWalkingCase(t *testing.T, c *oracle.Containerd, base, key string, tc w
 	if (len(tc.upper) == 0 || tc.mtimeOnly) && len(tarIndex(got)) != 0 {
 		t.Errorf("no change, but the layer holds %d entries", len(tarIndex(got)))
 	}
-	walkingRoundTrip(t, snap, got, !tc.mtimeOnly)
+	if tc.epoch == 0 {
+		walkingRoundTrip(t, snap, got, !tc.mtimeOnly)
+	}
 }
 
 // walkingRoundTrip applies the layer onto a copy of the snapshot's lowers
