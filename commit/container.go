@@ -101,6 +101,9 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 	}
 	root, err := dockerroot.Open(o.DockerRoot)
 	if err != nil {
+		if croot, cerr := dockerroot.OpenContainerd(o.DockerRoot); cerr == nil {
+			return commitDockerContainerd(ctx, r, croot, opts)
+		}
 		return v1.Hash{}, err
 	}
 	c, err := root.Container(r.Container)

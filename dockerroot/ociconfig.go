@@ -126,3 +126,16 @@ func ManifestOCI(config []byte, layers []ocispec.Descriptor) ([]byte, error) {
 	return b, nil
 }
 
+
+// EncodeContainerConfig29 is the container config blob Docker 29's
+// containerd image store keeps beside a committed image (moby's
+// saveContainerConfig: json.Marshal of the container's container.Config,
+// Docker 29's field rules), which the image record and the config blob
+// reference.
+func EncodeContainerConfig29(c ContainerConfig) ([]byte, error) {
+	b, err := json.Marshal(containerConfig29(c))
+	if err != nil {
+		return nil, fmt.Errorf("encoding container config: %w", err)
+	}
+	return b, nil
+}

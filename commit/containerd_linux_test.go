@@ -1,0 +1,116 @@
+package commit_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/layercommit/layercommit/commit"
+	"github.com/layercommit/layercommit/export"
+	"github.com/layercommit/layercommit/internal/oracle"
+)
+
+// containerdCreated reads the created time Docker's containerd image
+// store gave the image whose manifest digest is id (its content store
+// files are read as they are: they are immutable once written).
+func containerdCreated(t *testing.T, root, id string) time.Time {
+	t.Helper()
+	blobs := filepath.Join(root, "containerd", "daemon", "io.containerd.content.v1.content", "blobs", "sha256")
+	read := func(d string) []byte {
+		b, err := os.ReadFile(filepath.Join(blobs, strings.TrimPrefix(d, "sha256:")))
+		must(t, err)
+		return b
+	}
+	var m struct {
+		Config struct{ Digest string }
+	}
+	must(t, json.Unmarshal(read(id), &m))
+	var c struct {
+		Created time.Time `json:"created"`
+	}
+	must(t, json.Unmarshal(read(m.Config.Digest), &c))
+	return c.Created
+}
+
+// waitReady waits for a container of a containerd-store Docker to
+// create /ready, seen through its rootfs mount under the data root.
+func waitReady(t *testing.T, d *oracle.Docker, id string) {
+	t.Helper()
+	p := filepath.Join(d.Root, "rootfs", "overlayfs", id, "ready")
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(p); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("container %s did not create /ready in 10s", id)
+}
+
+// containerdChangeSets are change sets a container makes, for the
+// containerd image store tests: each runs in the busybox base and ends by
+// creating /ready.
+var containerdChangeSets = []struct {
+	name, script string
+}{
+	{"modify and delete", "echo hi > /data/x; rm /data/basefile; echo more >> /etc/passwd"},
+	{"dirs", "mkdir -p /a/b/c; touch /a/b/c/d; rm -rf /var; mkdir /var; echo x > /var/new; rmdir /tmp"},
+	{"links", "echo l > /data/l1; ln /data/l1 /data/l2; ln -s /data/l1 /data/sym; ln /bin/busybox /data/bb; rm /bin/true"},
+	{"modes and nodes", "chmod 4750 /data/basefile; chown 7:8 /etc/group; mknod /data/null c 1 3; mkfifo /data/fifo; touch -d '2001-02-03 04:05:06' /data/old"},
+	{"long names", "mkdir -p /data/" + strings.Repeat("d", 120) + "; touch /data/" + strings.Repeat("d", 120) + "/" + strings.Repeat("f", 200)},
+}
+
+// TestCommitContainerDocker29ContainerdSameID commits running containers
+// of the shared Docker 29 on its containerd image store from the data
+// root alone (the store's dbs are held by the live containerd: read
+// through consistent copies) into an OCI layout, for each change set and
+// with -m, -a and -c: the image ID, the manifest digest, must be the one
+// docker commit gives for the same created time (so layer blob, diffID,
+// config and manifest are dockerd's byte for byte).
+func TestCommitContainerDocker29ContainerdSameID(t *testing.T) {
+	d := oracle.NewDocker29Containerd(t)
+	for i, cs := range containerdChangeSets {
+		t.Run(cs.name, func(t *testing.T) {
+			id := d.Run(t, "run", "-d", "--network", "none", d.Base, "sh", "-c", cs.script+"; touch /ready; exec sleep 3600")
+			t.Cleanup(func() { d.Try("rm", "-f", id) })
+			waitReady(t, d, id)
+			var author, comment string
+			var changes []string
+			args := []string{"commit"}
+			if i%2 == 1 {
+				author, comment = "Ann <ann@example.com>", "saved <&>"
+				changes = []string{"ENV A=1 B=2", `CMD ["sh"]`, "EXPOSE 8080", "LABEL x=y", "WORKDIR /data"}
+				args = append(args, "-a", author, "-m", comment)
+				for _, c := range changes {
+					args = append(args, "-c", c)
+				}
+			}
+			ref := d.Run(t, append(args, id)...)
+			t.Cleanup(func() { d.Try("rmi", ref) })
+
+			to := "oci:" + filepath.Join(t.TempDir(), "layout") + ":c"
+			got, err := commit.CommitContainer(context.Background(), commit.ContainerRequest{
+				Container: id[:12], To: to, Changes: changes, Author: author, Comment: comment,
+				Created: containerdCreated(t, d.Root, ref), Pause: true, StoreCompat: true,
+				Output: commit.Output{Options: []export.Option{export.WithDockerRoot(d.Root)}},
+			})
+			must(t, err)
+			if got.String() != ref {
+				t.Fatalf("CommitContainer gave %s, docker commit gave %s", got, ref)
+			}
+			img, err := export.Open(context.Background(), to)
+			must(t, err)
+			// Fast: validate reads every layer as gzip, and the base is an
+			// uncompressed one (docker load keeps docker save's tars).
+			must(t, validate.Image(img, validate.Fast))
+			if dg, err := img.Digest(); err != nil || dg != got {
+				t.Fatalf("the layout holds manifest %s (%v), the commit returned %s", dg, err, got)
+			}
+		})
+	}
+}
