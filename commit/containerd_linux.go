@@ -284,7 +284,7 @@ func (d containerdDest) dockerLabels(manifest v1.Hash, chainID string, parent st
 		Labels: map[string]string{"org.mobyproject.content.image": manifest.String()},
 	})
 	o.ConfigLabels = map[string]string{
-		"containerd.io/gc.ref.snapshot.overlayfs":             chainID,
+		"containerd.io/gc.ref.snapshot.overlayfs":            chainID,
 		"containerd.io/gc.ref.content.moby/container.config": cc.String(),
 	}
 	o.ImageLabels = map[string]string{

@@ -50,7 +50,7 @@ type configV2 struct {
 	// ImageManifest is set by the containerd image store.
 	ImageManifest json.RawMessage
 	Config        json.RawMessage
-	State  struct {
+	State         struct {
 		Running, Paused bool
 		Pid             int
 	}

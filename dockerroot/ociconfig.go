@@ -126,7 +126,6 @@ func ManifestOCI(config []byte, layers []ocispec.Descriptor) ([]byte, error) {
 	return b, nil
 }
 
-
 // EncodeContainerConfig29 is the container config blob Docker 29's
 // containerd image store keeps beside a committed image (moby's
 // saveContainerConfig: json.Marshal of the container's container.Config,
