@@ -114,3 +114,51 @@ func TestCommitContainerDocker29ContainerdSameID(t *testing.T) {
 		})
 	}
 }
+
+// TestCommitContainerDocker29ContainerdWriteBack commits a container of a
+// private Docker 29 on its containerd image store back into that store
+// while the daemon is stopped, tagged and untagged: the restarted daemon
+// lists both under the IDs the commit printed and runs them with the
+// container's changes. With the daemon running the write is refused in
+// one line and the store is left as it was.
+func TestCommitContainerDocker29ContainerdWriteBack(t *testing.T) {
+	d := oracle.StartDocker29Containerd(t)
+	id := d.Run(t, "run", "-d", "--network", "none", d.Base, "sh", "-c",
+		"echo hi > /data/x; rm /data/basefile; touch /ready; exec sleep 3600")
+	waitReady(t, &d.Docker, id)
+	req := func(to string) commit.ContainerRequest {
+		return commit.ContainerRequest{Container: id, To: to, Pause: true, StoreCompat: true, Comment: "written back",
+			Output: commit.Output{Options: []export.Option{export.WithDockerRoot(d.Root)}}}
+	}
+
+	before := d.Run(t, "images", "-a", "-q", "--no-trunc")
+	if _, err := commit.CommitContainer(context.Background(), req("docker-root:lc-live:1")); err == nil ||
+		!strings.Contains(err.Error(), "stop it") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("writing into a live store: %v, want a one-line refusal", err)
+	}
+	if after := d.Run(t, "images", "-a", "-q", "--no-trunc"); after != before {
+		t.Fatalf("a refused write changed the images:\n%s\nbefore:\n%s", after, before)
+	}
+
+	d.Stop(t)
+	tagged, err := commit.CommitContainer(context.Background(), req("docker-root:lc-wb:1"))
+	must(t, err)
+	untagged, err := commit.CommitContainer(context.Background(), req("docker-root:"))
+	must(t, err)
+	d.Start(t)
+	if got := d.Run(t, "image", "inspect", "-f", "{{.Id}}", "lc-wb:1"); got != tagged.String() {
+		t.Fatalf("docker lists lc-wb:1 as %s, the commit printed %s", got, tagged)
+	}
+	if got := d.Run(t, "image", "inspect", "-f", "{{.Id}}", untagged.String()); got != untagged.String() {
+		t.Fatalf("docker lists the untagged commit as %s, the commit printed %s", got, untagged)
+	}
+	for _, ref := range []string{"lc-wb:1", untagged.String()} {
+		out := d.Run(t, "run", "--rm", "--network", "none", ref, "sh", "-c", "cat /data/x; ls /data")
+		if out != "hi\nx" {
+			t.Fatalf("docker run %s shows %q, want the container's changes", ref, out)
+		}
+	}
+	if h := d.Run(t, "history", "--format", "{{.Comment}}", "lc-wb:1"); !strings.HasPrefix(h, "written back") {
+		t.Fatalf("docker history of lc-wb:1: %q", h)
+	}
+}
