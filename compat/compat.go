@@ -162,7 +162,9 @@ var (
 	// the epoch, security.capability alone and raw, sockets skipped, gzip
 	// by compress/gzip. Proven byte for byte (blob and tar) against
 	// containerd 2.3.3's ctr snapshots diff by diff's
-	// TestContainerdWalkingConformance.
+	// TestContainerdWalkingConformance, and against docker commit of
+	// Docker 29.7.1 on its containerd store by
+	// TestDocker29ContainerdStoreCommit.
 	//
 	// Containerd 1.6 (Debian's 1.6.20, checked by the same test) writes
 	// the same tar but for the whiteouts' mtime: the time of the diff,

@@ -54,6 +54,16 @@ func walkingCases() []walkingCase {
 		{name: "conformance", lower: lowerTree(), upper: changeTree(),
 			want: []string{`"lower/.wh.del1"`, `"lower/.wh.deldir"`, `"lower/opq/.wh.keep"`, `"new/many/f02999"`, `"new/chr"`}},
 		{name: "empty", lower: lowerTree()},
+		{name: "whiteouts-below", lower: append(lowerTree(),
+			// The lower layer hides base files and replaces a base dir
+			// (a whiteout and an opaque dir among the lowers).
+			fixtures.Remove("bin/cat"), fixtures.Remove("etc"), fixtures.CreateDir("etc", 0o755),
+			fixtures.CreateFile("etc/only-in-lower", []byte("l"), 0o644)),
+			upper: []fixtures.Applier{
+				fixtures.CreateFile("bin/cat", []byte("back\n"), 0o755),
+				fixtures.CreateFile("etc/passwd", []byte("new\n"), 0o644),
+				fixtures.Remove("etc/only-in-lower"),
+			}, want: []string{`"bin/cat" type=0`, `"etc/passwd"`, `"etc/.wh.only-in-lower"`}},
 		{name: "live", lower: lowerTree(), live: true, upper: []fixtures.Applier{
 			fixtures.CreateFile("lower/mod", []byte("changed while mounted\n"), 0o644),
 			fixtures.Remove("lower/del1"),

@@ -3,7 +3,9 @@ package diff
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -14,6 +16,10 @@ type naive struct {
 	warn           Warner
 	// walking selects containerd's rules (Walking) over the naive ones.
 	walking bool
+	// upper, for a Snapshot, is the overlay upper dir whose merge with
+	// the lowers is changed (while lower is the merge of those lowers):
+	// where it has no entry, both trees show the same lower file.
+	upper string
 }
 
 // Naive is the change set between two trees, for file systems without
@@ -74,7 +80,52 @@ func (n *naive) Changes(ctx context.Context, fn ChangeFunc) error {
 	if n.walking {
 		e.links = &linkSets{written: map[uint64]bool{}, held: map[uint64][]string{}}
 	}
-	return n.compare(ctx, "", n.lower, n.changed, e)
+	var up upperAt
+	if n.upper != "" {
+		up = upperAt{path: n.upper, known: true}
+	}
+	return n.compare(ctx, "", n.lower, n.changed, up, e)
+}
+
+// upperAt is where a directory of a Snapshot's merged tree is in its
+// upper dir: path is "" when the upper dir has no such directory (all of
+// it comes from the lowers). known is false when that cannot be told
+// (not a Snapshot, or below a directory the upper dir redirects).
+type upperAt struct {
+	path  string
+	known bool
+}
+
+// child returns the position of name, a directory entry present in both
+// trees, and whether both trees show the very same lower file there:
+// the upper dir has no entry for it (no copy up, no replacement), so the
+// merged tree finds it in the lowers exactly as the lower tree does.
+func (u upperAt) child(name string) (upperAt, bool, error) {
+	if !u.known {
+		return u, false, nil
+	}
+	if u.path == "" {
+		return u, true, nil
+	}
+	p := filepath.Join(u.path, name)
+	info, err := lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return upperAt{known: true}, true, nil
+	}
+	if err != nil {
+		return upperAt{}, false, err
+	}
+	if info.IsDir() {
+		xs, err := listXattrs(p)
+		if err != nil {
+			return upperAt{}, false, err
+		}
+		if xs.has(OverlayXattrPrefix+"redirect") || xs.has(UserOverlayXattrPrefix+"redirect") {
+			// Its lower part is found elsewhere: compare everything.
+			return upperAt{}, false, nil
+		}
+	}
+	return upperAt{path: p, known: true}, false, nil
 }
 
 // emitter writes changes with their parents: a directory not yet written
@@ -164,7 +215,7 @@ func (e *emitter) parents(dir string) error {
 	return e.fn(Change{Kind: Add, Path: dir, Source: p, Info: info, Link: link, Capability: capability, xattrNames: xs.names})
 }
 
-func (n *naive) compare(ctx context.Context, rel, lowerDir, changedDir string, e *emitter) error {
+func (n *naive) compare(ctx context.Context, rel, lowerDir, changedDir string, up upperAt, e *emitter) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -190,7 +241,11 @@ func (n *naive) compare(ctx context.Context, rel, lowerDir, changedDir string, e
 			}
 			j++
 		default:
-			if err := n.compareEntry(ctx, joinRel(rel, cnames[j]), filepath.Join(lowerDir, lnames[i]), filepath.Join(changedDir, cnames[j]), e); err != nil {
+			cup, same, err := up.child(cnames[j])
+			if err != nil {
+				return err
+			}
+			if err := n.compareEntry(ctx, joinRel(rel, cnames[j]), filepath.Join(lowerDir, lnames[i]), filepath.Join(changedDir, cnames[j]), cup, same, e); err != nil {
 				return err
 			}
 			i++
@@ -200,7 +255,10 @@ func (n *naive) compare(ctx context.Context, rel, lowerDir, changedDir string, e
 	return nil
 }
 
-func (n *naive) compareEntry(ctx context.Context, rel, lp, cp string, e *emitter) error {
+// compareEntry compares the entries at lp and cp. lowerFile says both
+// trees show the same lower file there: its content need not be read to
+// know it is the same (continuity reads it, finding it equal).
+func (n *naive) compareEntry(ctx context.Context, rel, lp, cp string, up upperAt, lowerFile bool, e *emitter) error {
 	li, llink, lcap, _, err := entry(lp)
 	if err != nil {
 		return err
@@ -219,7 +277,11 @@ func (n *naive) compareEntry(ctx context.Context, rel, lp, cp string, e *emitter
 		sameAs = sameFile
 	}
 	if !li.IsDir() || !ci.IsDir() {
-		same, err := sameAs(li, ci, llink, clink, lcap, ccap, lp, cp)
+		lc, cc := lp, cp
+		if lowerFile {
+			lc, cc = "", ""
+		}
+		same, err := sameAs(li, ci, llink, clink, lcap, ccap, lc, cc)
 		if err != nil {
 			return err
 		}
@@ -238,7 +300,7 @@ func (n *naive) compareEntry(ctx context.Context, rel, lp, cp string, e *emitter
 			return err
 		}
 	}
-	return n.compare(ctx, rel, lp, cp, e)
+	return n.compare(ctx, rel, lp, cp, up, e)
 }
 
 // addTree emits the entry at p and, for a directory, everything below it.
@@ -297,6 +359,7 @@ func sameEntry(a, b Info, alink, blink, acap, bcap, ap, bp string) (bool, error)
 // and mtime to the nanosecond, and when both mtimes have no nanoseconds
 // the symlink target or the content of a non-empty file. continuity
 // first asks os.SameFile, which only says yes where all of this agrees.
+// An empty ap says the content is known to be the same.
 func sameFile(a, b Info, alink, blink, acap, bcap, ap, bp string) (bool, error) {
 	if a.Mode != b.Mode || a.Uid != b.Uid || a.Gid != b.Gid || a.Major != b.Major || a.Minor != b.Minor || acap != bcap {
 		return false, nil

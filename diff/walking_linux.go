@@ -95,7 +95,13 @@ func (s *snapshot) Changes(ctx context.Context, fn ChangeFunc) (err error) {
 	if err != nil {
 		return fmt.Errorf("mounting the snapshot's merged view: %w", err)
 	}
-	return Walking(lowerRoot, upperRoot, s.warn).Changes(ctx, fn)
+	w := Walking(lowerRoot, upperRoot, s.warn).(*naive)
+	if len(s.lowers) > 0 {
+		// Where the upper dir has no entry, both views show the same
+		// lower file: its content is not read twice to find it equal.
+		w.upper = s.upper
+	}
+	return w.Changes(ctx, fn)
 }
 
 // unmount unmounts a mount of Snapshot, lazily if it is busy.
