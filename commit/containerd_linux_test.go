@@ -2,9 +2,12 @@ package commit_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -160,5 +163,84 @@ func TestCommitContainerDocker29ContainerdWriteBack(t *testing.T) {
 	}
 	if h := d.Run(t, "history", "--format", "{{.Comment}}", "lc-wb:1"); !strings.HasPrefix(h, "written back") {
 		t.Fatalf("docker history of lc-wb:1: %q", h)
+	}
+}
+
+// TestCommitContainerdRuntime commits containers that ctr runs in the
+// k8s.io namespace of private containerds, Debian's 1.6.20 and 2.3.3,
+// with --runtime containerd: into an OCI layout while the daemon runs
+// (its dbs read through consistent copies), the new layer must be the
+// blob `ctr snapshots diff` writes of the container's snapshot, byte for
+// byte (1.6 stamps whiteouts with the time of the diff, so its change
+// set deletes nothing); then, the daemon stopped, into the same root as
+// containerd:NAME, which the restarted daemon lists and runs.
+func TestCommitContainerdRuntime(t *testing.T) {
+	for _, tc := range []struct {
+		version, script string
+	}{
+		{"1.6", "echo hi > /data/x; mkdir -p /a/b; ln /data/x /a/b/l; chmod 700 /etc"},
+		{"2.3", "echo hi > /data/x; mkdir -p /a/b; ln /data/x /a/b/l; rm /data/basefile; rm -rf /var; mkdir /var"},
+	} {
+		t.Run(tc.version, func(t *testing.T) {
+			c := oracle.StartContainerd(t, tc.version, "k8s.io")
+			id := fmt.Sprintf("lc-%d", os.Getpid())
+			c.Run(t, "run", "-d", "--snapshotter", "overlayfs", c.Base, id, "sh", "-c", tc.script+"; touch /ready; exec sleep 3600")
+			ready := filepath.Join(c.State, "io.containerd.runtime.v2.task", "k8s.io", id, "rootfs", "ready")
+			for i := 0; ; i++ {
+				if _, err := os.Stat(ready); err == nil {
+					break
+				}
+				if i == 200 {
+					t.Fatalf("task %s did not create /ready in 10s", id)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			opts := func(to string) commit.ContainerRequest {
+				return commit.ContainerRequest{Container: id, To: to, Runtime: commit.RuntimeContainerd, Pause: true,
+					StoreCompat: true, ContainerdRoot: c.Root, ContainerdState: c.State, Namespace: "k8s.io",
+					Changes: []string{"ENV K=v"}, Comment: "from k8s.io"}
+			}
+			to := "oci:" + filepath.Join(t.TempDir(), "layout") + ":c"
+			got, err := commit.CommitContainer(context.Background(), opts(to))
+			must(t, err)
+			img, err := export.Open(context.Background(), to)
+			must(t, err)
+			if dg, err := img.Digest(); err != nil || dg != got {
+				t.Fatalf("the layout holds manifest %s (%v), the commit returned %s", dg, err, got)
+			}
+			ls, err := img.Layers()
+			must(t, err)
+			ours, err := ls[len(ls)-1].Digest()
+			must(t, err)
+			blob, _, err := c.Try("snapshots", "--snapshotter", "overlayfs", "diff", id)
+			if err != nil {
+				t.Fatalf("ctr snapshots diff %s: %v", id, err)
+			}
+			if want := fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(blob))); ours.String() != want {
+				t.Fatalf("our layer is %s, ctr snapshots diff's %s", ours, want)
+			}
+			cfg, err := img.ConfigFile()
+			must(t, err)
+			if h := cfg.History[len(cfg.History)-1]; !strings.Contains(h.CreatedBy, "touch /ready") || h.Comment != "from k8s.io" {
+				t.Fatalf("history entry %+v: want the task's command and the comment", h)
+			}
+			if !slices.Contains(cfg.Config.Env, "K=v") {
+				t.Fatalf("config env %v lacks the change", cfg.Config.Env)
+			}
+
+			c.Stop(t)
+			wb, err := commit.CommitContainer(context.Background(), opts("containerd:lc/k8s:1"))
+			must(t, err)
+			c.Start(t)
+			if out := c.Run(t, "images", "ls"); !strings.Contains(out, "docker.io/lc/k8s:1") || !strings.Contains(out, wb.String()) {
+				t.Fatalf("ctr images ls after the write-back:\n%s", out)
+			}
+			// The base has no Env, so ctr gives its default PATH only to
+			// the base: the commit's Env (K=v) has none, as docker
+			// commit's would not.
+			if out := c.Run(t, "run", "--rm", "--snapshotter", "overlayfs", "docker.io/lc/k8s:1", id+"-2", "/bin/sh", "-c", "cat /a/b/l; echo $K"); out != "hi\nv" {
+				t.Fatalf("ctr run of the commit: %q", out)
+			}
+		})
 	}
 }
