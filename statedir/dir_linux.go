@@ -3,6 +3,7 @@ package statedir
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -31,6 +32,9 @@ type Dir struct {
 // it exclusive. Builds share it with each other; GC refuses while any
 // holds it.
 func Open(path string) (*Dir, error) {
+	if path == "" {
+		return nil, errors.New("no state dir: give --state-dir DIR, or set HOME or XDG_DATA_HOME")
+	}
 	l := layout(path)
 	for _, d := range l.dirs() {
 		if err := os.MkdirAll(d, 0o700); err != nil {

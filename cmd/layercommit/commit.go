@@ -25,7 +25,7 @@ import (
 )
 
 func init() {
-	register(command{"commit", "commit [--from REF] (--upper DIR | --container ID [--runtime docker|podman] [--storage-root DIR] [--run-root DIR] [--format oci|docker]) [-c CHANGE]... [-m MSG] [-a AUTHOR] [--created RFC3339] [--docker-version STR] [--compression gzip|zstd|zstd:chunked|estargz|none] [--compression-level N] [--compat P] [--exclude PATTERN]... [--squash [--state-dir DIR]] [--source-date-epoch N] [--max-layer-size SIZE] [--xattrs LIST] [--sparse] [-q] [-t NAME]... [--iidfile FILE] [-o DEST]", runCommit})
+	register(command{"commit", "commit [--from REF] (--upper DIR | --container ID [--runtime docker|podman] [--storage-root DIR] [--run-root DIR] [--format oci|docker]) [-c CHANGE]... [-m MSG] [-a AUTHOR] [--created RFC3339] [--docker-version STR] [--compression gzip|zstd|zstd:chunked|estargz|none] [--compression-level N] [--compat P] [--exclude PATTERN]... [--squash [--state-dir DIR]] [--source-date-epoch N] [--max-layer-size SIZE] [--xattrs LIST] [--sparse] [--userxattr] [-q] [-t NAME]... [--iidfile FILE] [-o DEST]", runCommit})
 }
 
 func runCommit(args []string, stdout, stderr io.Writer) error {
@@ -61,6 +61,7 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&f.changes, "c", "a docker commit --change instruction (repeatable)")
 	fs.Var(&f.changes, "change", "same as -c")
 	fs.Var(&f.lowers, "lower", "lower dir, top first (repeatable)")
+	f.userxattr = fs.Bool("userxattr", false, "with --upper: read user.overlay.* xattrs (an overlay mounted with userxattr, as an unprivileged user mounts it)")
 	// The local store (default destination) and the ID file.
 	var tags strList
 	fs.Var(&tags, "t", "NAME[:TAG] in the local store (repeatable; instead of -o)")
@@ -145,7 +146,7 @@ type commitFlags struct {
 	set                                                                    map[string]bool
 	runtime, storageRoot, runRoot, format                                  *string
 	xattrs                                                                 *string // --xattrs, --sparse: diff.Options
-	sparse                                                                 *bool
+	sparse, userxattr                                                      *bool
 }
 
 // output is how the commit writes its layer and reaches its destination.
@@ -220,7 +221,10 @@ func (f *commitFlags) commitRequest(output commit.Output, created time.Time, std
 	if err != nil {
 		return commit.CommitRequest{}, err
 	}
-	src, err := diffSource(*f.source, *f.upper, f.lowers, false, stderr)
+	if *f.squash && *f.userxattr {
+		return commit.CommitRequest{}, fmt.Errorf("commit: --squash does not read --userxattr upper dirs")
+	}
+	src, err := diffSource(*f.source, *f.upper, f.lowers, *f.userxattr, stderr)
 	if err != nil {
 		return commit.CommitRequest{}, err
 	}

@@ -26,6 +26,10 @@ const (
 	// ModeSingle maps only the caller, to 0: no subordinate ids and no
 	// setuid helpers are needed, and every file is owned by root.
 	ModeSingle Mode = "single"
+	// ModeHost enters no namespace: the command runs as the caller
+	// itself, with its own permissions (enough for diff or inspect of
+	// what it can read); Reexec refuses it.
+	ModeHost Mode = "host"
 )
 
 // ParseMode reads a mode as --userns and LAYERCOMMIT_USERNS spell it;
@@ -34,10 +38,10 @@ func ParseMode(s string) (Mode, error) {
 	switch Mode(s) {
 	case "", ModeSubIDs:
 		return ModeSubIDs, nil
-	case ModeSingle:
-		return ModeSingle, nil
+	case ModeSingle, ModeHost:
+		return Mode(s), nil
 	}
-	return "", fmt.Errorf("rootless: unknown user namespace mode %q (want subids or single)", s)
+	return "", fmt.Errorf("rootless: unknown user namespace mode %q (want subids, single or host)", s)
 }
 
 // stageEnv tells a re-executed process where it is: "wait" while it
@@ -322,4 +326,25 @@ func diagnose(err error, procSys string) error {
 		why = "a seccomp filter or security module forbids unprivileged user namespaces (in a container: allow clone(CLONE_NEWUSER), e.g. docker run --security-opt seccomp=unconfined)"
 	}
 	return fmt.Errorf("rootless: %w (%v): %s", ErrForbidden, errno, why)
+}
+
+// Caller is the caller's own uid (in the namespace Reexec was called
+// from) when this process runs inside the namespace Reexec made: the
+// host id that uid 0 maps to. ok is false outside it.
+func Caller() (uid int, ok bool) {
+	if Inside() == "" {
+		return 0, false
+	}
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == "0" {
+			id, err := strconv.Atoi(f[1])
+			return id, err == nil
+		}
+	}
+	return 0, false
 }

@@ -43,7 +43,8 @@ func probe() int {
 	}
 	uidMap, _ := os.ReadFile("/proc/self/uid_map")
 	gidMap, _ := os.ReadFile("/proc/self/gid_map")
-	fmt.Printf("mode=%s uid=%d gid=%d\n", userns.Inside(), os.Getuid(), os.Getgid())
+	caller, _ := userns.Caller()
+	fmt.Printf("mode=%s uid=%d gid=%d caller=%d\n", userns.Inside(), os.Getuid(), os.Getgid(), caller)
 	fmt.Printf("uid_map=%s\n", strings.Join(strings.Fields(string(uidMap)), " "))
 	fmt.Printf("gid_map=%s\n", strings.Join(strings.Fields(string(gidMap)), " "))
 	dir := os.Getenv("LCRL_DIR")
@@ -118,8 +119,8 @@ func TestReexec(t *testing.T) {
 	t.Run("subids", func(t *testing.T) {
 		dir := u.Dir(t)
 		out, stderr, code := run(t, u, bin, "LCRL_DIR="+dir, "LCRL_EXIT=7")
-		want := fmt.Sprintf("mode=subids uid=0 gid=0\nuid_map=0 %d 1 1 %d %d\ngid_map=0 %d 1 1 %d %d\nmount: ok\nchown: ok\n",
-			u.UID, u.SubID, testuser.Count, u.GID, u.SubID, testuser.Count)
+		want := fmt.Sprintf("mode=subids uid=0 gid=0 caller=%d\nuid_map=0 %d 1 1 %d %d\ngid_map=0 %d 1 1 %d %d\nmount: ok\nchown: ok\n",
+			u.UID, u.UID, u.SubID, testuser.Count, u.GID, u.SubID, testuser.Count)
 		if out != want || code != 7 {
 			t.Fatalf("exit %d, stdout:\n%s\nwant exit 7 and\n%s\nstderr: %s", code, out, want, stderr)
 		}
@@ -130,7 +131,7 @@ func TestReexec(t *testing.T) {
 	t.Run("single", func(t *testing.T) {
 		dir := u.Dir(t)
 		out, stderr, code := run(t, u, bin, "LCRL_DIR="+dir, "LCRL_MODE=single")
-		want := fmt.Sprintf("mode=single uid=0 gid=0\nuid_map=0 %d 1\ngid_map=0 %d 1\nmount: ok\nchown: invalid argument\n", u.UID, u.GID)
+		want := fmt.Sprintf("mode=single uid=0 gid=0 caller=%d\nuid_map=0 %d 1\ngid_map=0 %d 1\nmount: ok\nchown: invalid argument\n", u.UID, u.UID, u.GID)
 		if out != want || code != 0 {
 			t.Fatalf("exit %d, stdout:\n%s\nwant\n%s\nstderr: %s", code, out, want, stderr)
 		}
@@ -171,7 +172,7 @@ func TestRefused(t *testing.T) {
 		{"no subordinate ids", bare, nil, fmt.Sprintf("layercommit: rootless: no subordinate ids: user %s has no range in /etc/subuid: add a range as root (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s) or map only yourself with --userns=single", bare.Name, bare.Name)},
 		{"newuidmap missing", u, []string{"LCRL_NEWUIDMAP=/nonexistent/newuidmap"}, "layercommit: rootless: setuid id-map helper missing: newuidmap not found (Debian: apt-get install uidmap), or map only yourself with --userns=single"},
 		{"newuidmap not setuid", u, []string{"LCRL_NEWUIDMAP=" + plain}, "(is it setuid root? Debian's uidmap installs it so)"},
-		{"bad mode", u, []string{"LCRL_MODE=keep-id"}, `layercommit: rootless: unknown user namespace mode "keep-id" (want subids or single)`},
+		{"bad mode", u, []string{"LCRL_MODE=keep-id"}, `layercommit: rootless: unknown user namespace mode "keep-id" (want subids, single or host)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, stderr, code := run(t, tc.u, bin, append(tc.env, "LCRL_DIR="+tc.u.Dir(t))...)
