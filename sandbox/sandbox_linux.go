@@ -261,7 +261,7 @@ func initMain() int {
 		Env:   env,
 		Files: []*os.File{null, os.Stdout, os.Stderr},
 		Sys: &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: id.UID, Gid: id.GID, Groups: id.Groups},
+			Credential: &syscall.Credential{Uid: id.UID, Gid: id.GID, Groups: id.Groups, NoSetGroups: setgroupsDenied()},
 			Setsid:     true,
 		},
 	})

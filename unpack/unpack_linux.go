@@ -62,12 +62,29 @@ type options struct {
 	maxEntries  int64
 	maxDepth    int
 	noOpenat2   bool
+	skipDevice  func(name string, err error)
 }
 
 // WithOverlayForm keeps deletions as overlay wants them in a layer dir
 // instead of applying them: ".wh.NAME" becomes a character device 0/0 and
 // ".wh..wh..opq" the xattr trusted.overlay.opaque=y on its directory.
 func WithOverlayForm() Option { return func(o *options) { o.overlay = true } }
+
+// WithUserXattr marks opaque directories of the overlay form (with
+// WithOverlayForm) with user.overlay.opaque, as an overlay mounted with
+// userxattr (in a user namespace) reads them, instead of
+// trusted.overlay.opaque.
+func WithUserXattr() Option {
+	return func(o *options) { o.opaqueXattr = diff.UserOverlayXattrPrefix + "opaque" }
+}
+
+// WithDeviceSkip skips a character or block device the kernel refuses
+// to create (EPERM: a user namespace cannot make device nodes), calling
+// warn with its name, as moby does in a user namespace; fifos and
+// overlay whiteouts are made as always.
+func WithDeviceSkip(warn func(name string, err error)) Option {
+	return func(o *options) { o.skipDevice = warn }
+}
 
 // WithLimits bounds the uncompressed bytes (file data as the tar declares
 // it, holes of sparse entries included, plus whatever follows the end of
@@ -417,6 +434,10 @@ func (a *applier) entry(h *tar.Header, r io.Reader, tp *tap) error {
 		}
 		dev := unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor))
 		if err := unix.Mknodat(pfd, base, mode|0o600, int(dev)); err != nil {
+			if a.o.skipDevice != nil && mode != unix.S_IFIFO && errors.Is(err, unix.EPERM) {
+				a.o.skipDevice(name, err)
+				return nil
+			}
 			return &os.PathError{Op: "mknodat", Path: name, Err: err}
 		}
 		return a.atMeta(pfd, name, base, h, false)

@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/layercommit/layercommit/internal/userns"
 )
 
 // Pinned are the options of every overlay Mount makes: no inode index,
@@ -78,7 +80,13 @@ var forceLegacy = false
 // lowers given by short relative names (as Docker's overlay2 l/ links)
 // when the plain option string does not fit in a page. It never retries
 // without the pinned options.
+//
+// In a user namespace (userns.RunningInUserNS) every mount is UserXattr:
+// the kernel lets nothing there write trusted.* xattrs.
 func Mount(target string, o Options) error {
+	if userns.RunningInUserNS() {
+		o.UserXattr = true
+	}
 	if err := o.absolute(&target); err != nil {
 		return fmt.Errorf("mounting overlay at %s: %w", target, err)
 	}

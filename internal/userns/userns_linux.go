@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -347,4 +348,26 @@ func Caller() (uid int, ok bool) {
 		}
 	}
 	return 0, false
+}
+
+var inUserNS struct {
+	once sync.Once
+	yes  bool
+}
+
+// RunningInUserNS reports whether this process runs in a user
+// namespace other than the initial one (its uid_map is not the identity
+// of every id), whoever made it: there trusted.* xattrs and device nodes
+// are out of reach, so overlays are mounted with userxattr and layers
+// are unpacked without devices. The answer is read once per process.
+func RunningInUserNS() bool {
+	inUserNS.once.Do(func() {
+		b, err := os.ReadFile("/proc/self/uid_map")
+		if err != nil {
+			return
+		}
+		f := strings.Fields(string(b))
+		inUserNS.yes = !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
+	})
+	return inUserNS.yes
 }
