@@ -51,3 +51,19 @@ func setgroupsDenied() bool {
 	b, err := os.ReadFile("/proc/self/setgroups")
 	return err == nil && strings.TrimSpace(string(b)) == "deny"
 }
+
+// tunAvailable checks, in a user namespace, that slirp4netns will be
+// able to open /dev/net/tun: the kernel checks the host's permissions of
+// the node against the user itself, and some hosts make it 0600 (Debian
+// and udev make it 0666).
+func tunAvailable() error {
+	if !userns.RunningInUserNS() {
+		return nil
+	}
+	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("the default RUN network needs /dev/net/tun, which this user cannot open (%w): as root, chmod 0666 /dev/net/tun (udev's mode), or use --network none", err)
+	}
+	f.Close()
+	return nil
+}

@@ -24,12 +24,12 @@ func TestUserDefault(t *testing.T) {
 		{"relative home: passwd", "", "home", root.HomeDir + "/.local/share/layercommit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := userDefault(tc.xdg, tc.home, 0); got != tc.want {
+			if got := userDefault(tc.xdg, tc.home, 0, "layercommit"); got != tc.want {
 				t.Fatalf("userDefault(%q, %q) = %q, want %q", tc.xdg, tc.home, got, tc.want)
 			}
 		})
 	}
-	if got := userDefault("", "", 1<<30); got != "" {
+	if got := userDefault("", "", 1<<30, "layercommit"); got != "" {
 		t.Fatalf("a uid without passwd entry and no HOME got %q, want none", got)
 	}
 	if _, err := Open(""); err == nil {

@@ -187,6 +187,9 @@ func (d *Dir) UnpackLayer(ctx context.Context, l v1.Layer) (string, error) {
 			d.warn("layer %s: skipped device %s: a user namespace cannot create device nodes (%v)", diffID, name, err)
 		}))
 	}
+	if userns.Inside() == userns.ModeSingle {
+		uopts = append(uopts, unpack.WithUnmappedOwners())
+	}
 	if _, err := unpack.Apply(ctx, tree, v, uopts...); err != nil {
 		return "", fmt.Errorf("unpacking layer %s: %w", diffID, err)
 	}

@@ -23,8 +23,10 @@ var Default = DefaultPath()
 // re-executes in, where it is uid 0) $XDG_DATA_HOME/layercommit when
 // XDG_DATA_HOME is an absolute path (the XDG spec ignores others), else
 // ~/.local/share/layercommit, with ~ from $HOME or else the passwd
-// entry. Nothing under /var/lib is a user's. It is "" when the user has
-// no home at all (Open then refuses).
+// entry; with a single-id map (--userns=single) layercommit-single
+// there instead, since layers unpacked under one mapping have other
+// owners under the other. Nothing under /var/lib is a user's. It is ""
+// when the user has no home at all (Open then refuses).
 func DefaultPath() string {
 	if os.Geteuid() == 0 && userns.Inside() == "" {
 		return RootDefault
@@ -33,12 +35,18 @@ func DefaultPath() string {
 	if caller, ok := userns.Caller(); ok {
 		uid = caller
 	}
-	return userDefault(os.Getenv("XDG_DATA_HOME"), os.Getenv("HOME"), uid)
+	name := "layercommit"
+	if userns.Inside() == userns.ModeSingle {
+		// Layers unpacked under one mapping read as other owners under
+		// the other: each has its own state dir.
+		name = "layercommit-single"
+	}
+	return userDefault(os.Getenv("XDG_DATA_HOME"), os.Getenv("HOME"), uid, name)
 }
 
-func userDefault(xdg, home string, uid int) string {
+func userDefault(xdg, home string, uid int, name string) string {
 	if filepath.IsAbs(xdg) {
-		return filepath.Join(xdg, "layercommit")
+		return filepath.Join(xdg, name)
 	}
 	if !filepath.IsAbs(home) {
 		u, err := user.LookupId(strconv.Itoa(uid))
@@ -47,7 +55,7 @@ func userDefault(xdg, home string, uid int) string {
 		}
 		home = u.HomeDir
 	}
-	return filepath.Join(home, ".local", "share", "layercommit")
+	return filepath.Join(home, ".local", "share", name)
 }
 
 // layout names the parts of the state dir at path (see the package doc).

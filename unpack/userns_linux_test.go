@@ -23,7 +23,8 @@ import (
 // character and block devices, reporting each, while fifos and overlay
 // whiteouts (0/0, which any user may make) are made; WithUserXattr marks
 // opaque dirs with user.overlay.opaque and nothing with trusted.*.
-// Without WithDeviceSkip the device is an error.
+// Without WithDeviceSkip the device is an error. WithUnmappedOwners
+// leaves entries whose owner the namespace does not map owned by 0.
 func TestUserNamespaceForm(t *testing.T) {
 	if os.Getenv("UNPACK_IN_USERNS") == "" {
 		oracle.Root(t)
@@ -79,5 +80,26 @@ func TestUserNamespaceForm(t *testing.T) {
 	_, err = Apply(context.Background(), t.TempDir(), bytes.NewReader(layer), WithOverlayForm(), WithUserXattr())
 	if !errors.Is(err, unix.EPERM) || !strings.Contains(err.Error(), "dev/null") {
 		t.Errorf("without WithDeviceSkip: %v, want EPERM naming dev/null", err)
+	}
+
+	// An owner the namespace does not map (it maps 0..65535).
+	far := file("far", "x")
+	far.h.Uid, far.h.Gid = 70000, 70001
+	farDir := dir("fardir/", 0o755)
+	farDir.h.Uid = 70000
+	farLink := symlink("farlink", "far")
+	farLink.h.Gid = 70001
+	owned := tarOf(far, farDir, farLink, file(".wh.gone", ""))
+	root = t.TempDir()
+	if _, err := Apply(context.Background(), root, bytes.NewReader(owned), WithOverlayForm(), WithUnmappedOwners()); err != nil {
+		t.Fatalf("WithUnmappedOwners: %v", err)
+	}
+	for _, name := range []string{"far", "fardir", "farlink", "gone"} {
+		if err := unix.Lstat(filepath.Join(root, name), &st); err != nil || st.Uid != 0 || st.Gid != 0 {
+			t.Errorf("%s: %v, owner %d:%d; want 0:0", name, err, st.Uid, st.Gid)
+		}
+	}
+	if _, err := Apply(context.Background(), t.TempDir(), bytes.NewReader(owned), WithOverlayForm()); !errors.Is(err, unix.EINVAL) {
+		t.Errorf("an unmapped owner without WithUnmappedOwners: %v, want EINVAL", err)
 	}
 }

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"archive/tar"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/layercommit/layercommit/internal/oracle"
 	"github.com/layercommit/layercommit/internal/userns/testuser"
@@ -125,6 +129,90 @@ func TestRootlessBuild(t *testing.T) {
 	for name, got := range reports {
 		if got != want {
 			t.Errorf("%s shows\n%s\nwant\n%s", name, got, want)
+		}
+	}
+}
+
+// TestRootlessRun: RUN as an ordinary user, in both mappings: the
+// sandbox has its own PID namespace (the shell's parent is PID 1), /proc,
+// a /dev whose null, zero and urandom work (the host's nodes bound in),
+// devpts and shm, its own hostname, and a network namespace with only lo
+// (--network none). With --userns=single (its own state dir) the Debian
+// base's files owned by other ids (/etc/shadow, group shadow) are root's
+// and the build succeeds. The default network needs /dev/net/tun open to the user:
+// where the host allows it RUN gets tap0 from slirp4netns, where it does
+// not the build fails in one line naming the node and the fix.
+func TestRootlessRun(t *testing.T) {
+	u := testuser.New(t)
+	bin := testuser.Executable(t, binary(t))
+	base := debianBase(t, bin)
+	ctx := u.Dir(t)
+	const probe = `RUN echo "ppid=$PPID host=$(hostname)" > /probe; head -c 4 /dev/zero | od -An -tx1 >> /probe; head -c 8 /dev/urandom > /dev/null && echo urandom >> /probe; echo x > /dev/null && echo null >> /probe; ls -d /dev/pts/ptmx /dev/shm >> /probe; echo net $(ls /sys/class/net) >> /probe; stat -c '%n %u:%g' /etc/shadow >> /probe`
+	must(t, os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM "+base+"\n"+probe+"\n"), 0o644))
+	for _, mode := range []string{"subids", "single"} {
+		t.Run(mode, func(t *testing.T) {
+			out := filepath.Join(u.Dir(t), "oci")
+			testuser.Output(t, u.Command(nil, bin, "--userns="+mode, "build", "--network", "none", "-q", "-o", "oci:"+out+":t", ctx))
+			shadow := "/etc/shadow 0:42"
+			if mode == "single" {
+				shadow = "/etc/shadow 0:0"
+			}
+			want := "ppid=1 host=" // then the hostname, a random one
+			probeOut := readProbe(t, out)
+			lines := strings.Split(strings.TrimSpace(probeOut), "\n")
+			if len(lines) != 8 || !strings.HasPrefix(lines[0], want) || len(lines[0]) == len(want) ||
+				strings.TrimSpace(lines[1]) != "00 00 00 00" || lines[2] != "urandom" || lines[3] != "null" ||
+				lines[4] != "/dev/pts/ptmx" || lines[5] != "/dev/shm" || lines[6] != "net lo" || lines[7] != shadow {
+				t.Errorf("RUN saw\n%s\nwant ppid=1, a hostname, /dev's nodes working, devpts, shm and %s", probeOut, shadow)
+			}
+		})
+	}
+	t.Run("default network", func(t *testing.T) {
+		must(t, os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM "+base+"\nRUN grep -c tap0 /proc/net/dev\n"), 0o644))
+		cmd := u.Command(nil, "sh", "-c", "exec 3<>/dev/net/tun")
+		tunOK := cmd.Run() == nil
+		cmd = u.Command(nil, bin, "build", "--network", "default", "-q", "--no-cache", ctx)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		const refusal = "RUN: sandbox: the default RUN network needs /dev/net/tun, which this user cannot open (open /dev/net/tun: permission denied): as root, chmod 0666 /dev/net/tun (udev's mode), or use --network none"
+		switch {
+		case tunOK && err != nil:
+			t.Fatalf("with /dev/net/tun open to the user: %v\n%s", err, stderr.String())
+		case !tunOK && (err == nil || !strings.HasSuffix(strings.TrimSpace(stderr.String()), refusal)):
+			t.Fatalf("with /dev/net/tun closed to the user: %v, stderr %q; want it to end with %q", err, stderr.String(), refusal)
+		}
+	})
+}
+
+// readProbe reads /probe from the top layer of the image tagged t in
+// the OCI layout dir.
+func readProbe(t *testing.T, dir string) string {
+	t.Helper()
+	p, err := layout.FromPath(dir)
+	must(t, err)
+	idx, err := p.ImageIndex()
+	must(t, err)
+	im, err := idx.IndexManifest()
+	must(t, err)
+	if len(im.Manifests) != 1 {
+		t.Fatalf("%d images in %s", len(im.Manifests), dir)
+	}
+	img, err := p.Image(im.Manifests[0].Digest)
+	must(t, err)
+	ls, err := img.Layers()
+	must(t, err)
+	rc, err := ls[len(ls)-1].Uncompressed()
+	must(t, err)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		must(t, err)
+		if h.Name == "probe" {
+			b, err := io.ReadAll(tr)
+			must(t, err)
+			return string(b)
 		}
 	}
 }
