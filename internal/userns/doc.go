@@ -9,7 +9,10 @@
 // host's subordinate ids and gives back unmapped), and starts the RUN
 // sandbox's nested namespaces. ModeSingle maps the caller alone to 0 (no
 // helpers, no subordinate ids; every other id is unmapped, so a chown to
-// one fails as it does in rootless podman without ranges).
+// one fails as it does in rootless podman without ranges). ModeHost
+// enters none. RunningInUserNS tells the packages that must behave
+// differently there (overlay's userxattr, statedir's unpacking, the
+// sandbox's /dev) whatever made the namespace.
 //
 // Stage: the process entry, before any command runs (cmd/layercommit's
 // main calls Main, then Reexec when Needed).
