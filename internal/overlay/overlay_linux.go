@@ -97,6 +97,9 @@ func Mount(target string, o Options) error {
 		err = mountLegacy(target, o)
 	}
 	if err != nil {
+		if userns.RunningInUserNS() {
+			return fmt.Errorf("mounting overlay at %s in a user namespace (unprivileged overlayfs needs Linux 5.11 or later; the fuse-overlayfs fallback is not implemented): %w", target, err)
+		}
 		return fmt.Errorf("mounting overlay at %s: %w", target, err)
 	}
 	return nil
