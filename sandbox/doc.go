@@ -18,7 +18,11 @@
 // Docker's default capability set and a seccomp filter like Docker's
 // default profile (security_linux.go), unless Spec.Insecure.
 //
-// Non-goals: user namespaces (rootless), cgroups and resource limits,
+// Rootless (rootless_linux.go): inside the user namespace internal/userns
+// makes, the same namespaces are made there; /dev's nodes are the host's,
+// bound, since mknod is refused.
+//
+// Non-goals: a user namespace of its own, cgroups and resource limits,
 // AppArmor/SELinux, a TTY. RUN --mount's mounts are Spec.Mounts
 // (see Mount); the mount points made for them are removed after the command.
 package sandbox

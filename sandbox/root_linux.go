@@ -86,11 +86,7 @@ func setupDev(dev string) error {
 		name         string
 		major, minor uint32
 	}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}} {
-		p := filepath.Join(dev, d.name)
-		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
-			return fmt.Errorf("creating /dev/%s: %w", d.name, err)
-		}
-		if err := unix.Chmod(p, 0o666); err != nil {
+		if err := makeDevice(filepath.Join(dev, d.name), d.name, d.major, d.minor); err != nil {
 			return err
 		}
 	}

@@ -146,6 +146,11 @@ func Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) (exit int, er
 	if network == NetworkDefault && !SlirpAvailable() {
 		return 0, ErrNoSlirp
 	}
+	if network == NetworkDefault {
+		if err := tunAvailable(); err != nil {
+			return 0, fmt.Errorf("sandbox: %w", err)
+		}
+	}
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if network != NetworkHost {
 		flags |= unix.CLONE_NEWNET
@@ -261,7 +266,7 @@ func initMain() int {
 		Env:   env,
 		Files: []*os.File{null, os.Stdout, os.Stderr},
 		Sys: &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: id.UID, Gid: id.GID, Groups: id.Groups},
+			Credential: &syscall.Credential{Uid: id.UID, Gid: id.GID, Groups: id.Groups, NoSetGroups: setgroupsDenied()},
 			Setsid:     true,
 		},
 	})

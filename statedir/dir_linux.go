@@ -3,6 +3,7 @@ package statedir
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/internal/atomicfile"
 	"github.com/layercommit/layercommit/internal/flock"
+	"github.com/layercommit/layercommit/internal/userns"
 	"github.com/layercommit/layercommit/internal/verify"
 	"github.com/layercommit/layercommit/layer"
 	"github.com/layercommit/layercommit/unpack"
@@ -24,13 +26,33 @@ import (
 type Dir struct {
 	layout
 	lock *flock.Lock
+	warn func(format string, args ...any)
+}
+
+// Option configures Open.
+type Option func(*Dir)
+
+// WithWarner sends Dir's warnings (a device node of a base layer that a
+// user namespace cannot create, skipped) to warn instead of standard
+// error.
+func WithWarner(warn func(format string, args ...any)) Option {
+	return func(d *Dir) { d.warn = warn }
 }
 
 // Open makes the state dir at path (and its parts) if missing and holds a
 // shared flock on it until Close, waiting up to flock.Wait while gc holds
 // it exclusive. Builds share it with each other; GC refuses while any
 // holds it.
-func Open(path string) (*Dir, error) {
+//
+// In a user namespace (rootless, internal/userns) the overlay-form dirs
+// are those of a userxattr overlay (user.overlay.opaque), device nodes
+// of base layers are skipped with a warning, and WriteLayer reads upper
+// dirs WithUserXattr: the choice follows the namespace the process runs
+// in, as internal/overlay's mounts do.
+func Open(path string, opts ...Option) (*Dir, error) {
+	if path == "" {
+		return nil, errors.New("no state dir: give --state-dir DIR, or set HOME or XDG_DATA_HOME")
+	}
 	l := layout(path)
 	for _, d := range l.dirs() {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -41,7 +63,13 @@ func Open(path string) (*Dir, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Dir{layout: l, lock: lk}, nil
+	d := &Dir{layout: l, lock: lk, warn: func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "layercommit: warning: "+format+"\n", args...)
+	}}
+	for _, o := range opts {
+		o(d)
+	}
+	return d, nil
 }
 
 // Close releases the state dir's lock. It is safe on nil and more than
@@ -98,7 +126,11 @@ func (d *Dir) InitDir(build func(dir string) error) (string, error) {
 // WriteLayer diffs the overlay upper dir upper into a layer blob in
 // BlobDir (layer.Write with opts).
 func (d *Dir) WriteLayer(ctx context.Context, upper string, opts ...layer.Option) (*layer.Layer, error) {
-	return layer.Write(ctx, d.blobDir(), diff.Overlay(upper), opts...)
+	var dopts []diff.OverlayOption
+	if userns.RunningInUserNS() {
+		dopts = append(dopts, diff.WithUserXattr())
+	}
+	return layer.Write(ctx, d.blobDir(), diff.Overlay(upper, dopts...), opts...)
 }
 
 // BlobLayer reopens a layer blob of BlobDir from its record; false when
@@ -149,7 +181,16 @@ func (d *Dir) UnpackLayer(ctx context.Context, l v1.Layer) (string, error) {
 	if err := os.Mkdir(tree, 0o755); err != nil {
 		return "", err
 	}
-	if _, err := unpack.Apply(ctx, tree, v, unpack.WithOverlayForm()); err != nil {
+	uopts := []unpack.Option{unpack.WithOverlayForm()}
+	if userns.RunningInUserNS() {
+		uopts = append(uopts, unpack.WithUserXattr(), unpack.WithDeviceSkip(func(name string, err error) {
+			d.warn("layer %s: skipped device %s: a user namespace cannot create device nodes (%v)", diffID, name, err)
+		}))
+	}
+	if userns.Inside() == userns.ModeSingle {
+		uopts = append(uopts, unpack.WithUnmappedOwners())
+	}
+	if _, err := unpack.Apply(ctx, tree, v, uopts...); err != nil {
 		return "", fmt.Errorf("unpacking layer %s: %w", diffID, err)
 	}
 	// Read to the end so that the diffID covers the whole stream.

@@ -1,13 +1,62 @@
 package statedir
 
 import (
+	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/layercommit/layercommit/internal/userns"
 )
 
-// Default is the state dir when none is named (--state-dir).
-const Default = "/var/lib/layercommit"
+// RootDefault is root's state dir when none is named (--state-dir).
+const RootDefault = "/var/lib/layercommit"
+
+// Default is DefaultPath as the process started: the state dir when none
+// is named (--state-dir).
+var Default = DefaultPath()
+
+// DefaultPath is the state dir when none is named: RootDefault for root,
+// and for an ordinary user (also inside the user namespace its run
+// re-executes in, where it is uid 0) $XDG_DATA_HOME/layercommit when
+// XDG_DATA_HOME is an absolute path (the XDG spec ignores others), else
+// ~/.local/share/layercommit, with ~ from $HOME or else the passwd
+// entry; with a single-id map (--userns=single) layercommit-single
+// there instead, since layers unpacked under one mapping have other
+// owners under the other. Nothing under /var/lib is a user's. It is ""
+// when the user has no home at all (Open then refuses).
+func DefaultPath() string {
+	if os.Geteuid() == 0 && userns.Inside() == "" {
+		return RootDefault
+	}
+	uid := os.Getuid()
+	if caller, ok := userns.Caller(); ok {
+		uid = caller
+	}
+	name := "layercommit"
+	if userns.Inside() == userns.ModeSingle {
+		// Layers unpacked under one mapping read as other owners under
+		// the other: each has its own state dir.
+		name = "layercommit-single"
+	}
+	return userDefault(os.Getenv("XDG_DATA_HOME"), os.Getenv("HOME"), uid, name)
+}
+
+func userDefault(xdg, home string, uid int, name string) string {
+	if filepath.IsAbs(xdg) {
+		return filepath.Join(xdg, name)
+	}
+	if !filepath.IsAbs(home) {
+		u, err := user.LookupId(strconv.Itoa(uid))
+		if err != nil || !filepath.IsAbs(u.HomeDir) {
+			return ""
+		}
+		home = u.HomeDir
+	}
+	return filepath.Join(home, ".local", "share", name)
+}
 
 // layout names the parts of the state dir at path (see the package doc).
 // Only this file names the parts of a state dir.

@@ -62,12 +62,45 @@ type options struct {
 	maxEntries  int64
 	maxDepth    int
 	noOpenat2   bool
+	skipDevice  func(name string, err error)
+	ignoreIDs   bool
+}
+
+// chownFailed is the error of a chown, nil when WithUnmappedOwners lets
+// an owner the user namespace does not map go.
+func (a *applier) chownFailed(err error) error {
+	if a.o.ignoreIDs && errors.Is(err, unix.EINVAL) {
+		return nil
+	}
+	return err
 }
 
 // WithOverlayForm keeps deletions as overlay wants them in a layer dir
 // instead of applying them: ".wh.NAME" becomes a character device 0/0 and
 // ".wh..wh..opq" the xattr trusted.overlay.opaque=y on its directory.
 func WithOverlayForm() Option { return func(o *options) { o.overlay = true } }
+
+// WithUserXattr marks opaque directories of the overlay form (with
+// WithOverlayForm) with user.overlay.opaque, as an overlay mounted with
+// userxattr (in a user namespace) reads them, instead of
+// trusted.overlay.opaque.
+func WithUserXattr() Option {
+	return func(o *options) { o.opaqueXattr = diff.UserOverlayXattrPrefix + "opaque" }
+}
+
+// WithDeviceSkip skips a character or block device the kernel refuses
+// to create (EPERM: a user namespace cannot make device nodes), calling
+// warn with its name, as moby does in a user namespace; fifos and
+// overlay whiteouts are made as always.
+func WithDeviceSkip(warn func(name string, err error)) Option {
+	return func(o *options) { o.skipDevice = warn }
+}
+
+// WithUnmappedOwners leaves an entry whose owner the user namespace does
+// not map (chown fails with EINVAL: a single-id map has uid 0 alone)
+// owned by the namespace's root instead of failing, as podman's
+// ignore_chown_errors does.
+func WithUnmappedOwners() Option { return func(o *options) { o.ignoreIDs = true } }
 
 // WithLimits bounds the uncompressed bytes (file data as the tar declares
 // it, holes of sparse entries included, plus whatever follows the end of
@@ -417,6 +450,10 @@ func (a *applier) entry(h *tar.Header, r io.Reader, tp *tap) error {
 		}
 		dev := unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor))
 		if err := unix.Mknodat(pfd, base, mode|0o600, int(dev)); err != nil {
+			if a.o.skipDevice != nil && mode != unix.S_IFIFO && errors.Is(err, unix.EPERM) {
+				a.o.skipDevice(name, err)
+				return nil
+			}
 			return &os.PathError{Op: "mknodat", Path: name, Err: err}
 		}
 		return a.atMeta(pfd, name, base, h, false)
@@ -479,7 +516,7 @@ func (a *applier) whiteout(dir, target string, h *tar.Header) error {
 	if err := unix.Mknodat(fd, target, unix.S_IFCHR, 0); err != nil {
 		return &os.PathError{Op: "mknodat", Path: full, Err: err}
 	}
-	if err := unix.Fchownat(fd, target, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := a.chownFailed(unix.Fchownat(fd, target, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW)); err != nil {
 		return &os.PathError{Op: "fchownat", Path: full, Err: err}
 	}
 	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, safepath.Timespec(h.ModTime)}
@@ -614,7 +651,7 @@ func (a *applier) fillSparse(f *os.File, sp *sparseEntry, tp *tap) error {
 // fdMeta sets owner and xattrs of the open file or directory fd, then its
 // mode and times (a directory's at the end of Apply).
 func (a *applier) fdMeta(fd int, name string, h *tar.Header, isDir bool) error {
-	if err := unix.Fchown(fd, h.Uid, h.Gid); err != nil {
+	if err := a.chownFailed(unix.Fchown(fd, h.Uid, h.Gid)); err != nil {
 		return &os.PathError{Op: "fchown", Path: name, Err: err}
 	}
 	if err := setXattrs(h, true, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) }); err != nil {
@@ -635,7 +672,7 @@ func (a *applier) fdMeta(fd int, name string, h *tar.Header, isDir bool) error {
 // atMeta sets the metadata of base in the directory pfd, which is a
 // symlink or a node Apply just made, without following it.
 func (a *applier) atMeta(pfd int, name, base string, h *tar.Header, isLink bool) error {
-	if err := safepath.LchownAt(pfd, base, h.Uid, h.Gid); err != nil {
+	if err := a.chownFailed(safepath.LchownAt(pfd, base, h.Uid, h.Gid)); err != nil {
 		return err
 	}
 	if !isLink {

@@ -26,7 +26,7 @@ import (
 )
 
 func init() {
-	register(command{"commit", "commit [--from REF] (--upper DIR | --container ID [--runtime docker|podman|containerd] [--storage-root DIR] [--run-root DIR] [--format oci|docker] [--containerd-root DIR] [--containerd-state DIR] [--namespace NS]) [-c CHANGE]... [-m MSG] [-a AUTHOR] [--created RFC3339] [--docker-version STR] [--compression gzip|zstd|zstd:chunked|estargz|none] [--compression-level N] [--compat P] [--exclude PATTERN]... [--squash [--state-dir DIR]] [--source-date-epoch N] [--max-layer-size SIZE] [--xattrs LIST] [--sparse] [-q] [-t NAME]... [--iidfile FILE] [-o DEST]", runCommit})
+	register(command{"commit", "commit [--from REF] (--upper DIR | --container ID [--runtime docker|podman|containerd] [--storage-root DIR] [--run-root DIR] [--format oci|docker] [--containerd-root DIR] [--containerd-state DIR] [--namespace NS]) [-c CHANGE]... [-m MSG] [-a AUTHOR] [--created RFC3339] [--docker-version STR] [--compression gzip|zstd|zstd:chunked|estargz|none] [--compression-level N] [--compat P] [--exclude PATTERN]... [--squash [--state-dir DIR]] [--source-date-epoch N] [--max-layer-size SIZE] [--xattrs LIST] [--sparse] [--userxattr] [-q] [-t NAME]... [--iidfile FILE] [-o DEST]", runCommit})
 }
 
 func runCommit(args []string, stdout, stderr io.Writer) error {
@@ -65,6 +65,7 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&f.changes, "c", "a docker commit --change instruction (repeatable)")
 	fs.Var(&f.changes, "change", "same as -c")
 	fs.Var(&f.lowers, "lower", "lower dir, top first (repeatable)")
+	f.userxattr = fs.Bool("userxattr", false, "with --upper: read user.overlay.* xattrs (an overlay mounted with userxattr, as an unprivileged user mounts it)")
 	// The local store (default destination) and the ID file.
 	var tags strList
 	fs.Var(&tags, "t", "NAME[:TAG] in the local store (repeatable; instead of -o)")
@@ -150,7 +151,7 @@ type commitFlags struct {
 	runtime, storageRoot, runRoot, format                                  *string
 	containerdRoot, containerdState, namespace                             *string
 	xattrs                                                                 *string // --xattrs, --sparse: diff.Options
-	sparse                                                                 *bool
+	sparse, userxattr                                                      *bool
 }
 
 // output is how the commit writes its layer and reaches its destination.
@@ -226,7 +227,10 @@ func (f *commitFlags) commitRequest(output commit.Output, created time.Time, std
 	if err != nil {
 		return commit.CommitRequest{}, err
 	}
-	src, err := diffSource(*f.source, *f.upper, f.lowers, false, stderr)
+	if *f.squash && *f.userxattr {
+		return commit.CommitRequest{}, fmt.Errorf("commit: --squash does not read --userxattr upper dirs")
+	}
+	src, err := diffSource(*f.source, *f.upper, f.lowers, *f.userxattr, stderr)
 	if err != nil {
 		return commit.CommitRequest{}, err
 	}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/layercommit/layercommit/internal/userns"
 	"github.com/layercommit/layercommit/sandbox"
 )
 
@@ -35,10 +36,22 @@ func main() {
 	// A re-executed copy of this binary is the init of a RUN sandbox:
 	// that runs before anything else and never returns.
 	sandbox.Main()
+	// An ordinary user's command runs again inside a user namespace
+	// (internal/userns); the child waiting for its id maps stops here.
+	userns.Main()
+	if ran, code := rootless(os.Args[1:]); ran {
+		os.Exit(code)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	// --userns was used (or is ignored, inside the namespace or as root).
+	_, args, err := userNamespace(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "layercommit: %s\n", oneLine(err.Error()))
+		return 2
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
@@ -64,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: layercommit COMMAND [ARGS]")
+	fmt.Fprintln(w, "usage: layercommit [--userns=subids|single|host] COMMAND [ARGS]")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  layercommit %s\n", c.usage)
 	}

@@ -12,6 +12,12 @@
 // else through mount(2) with short relative names when the plain option
 // string would not fit in the one page mount(2) takes.
 //
-// Non-goals: unmounting (a plain umount2), user-namespaced (rootless)
-// mounts, data-only lowers, volatile or userxattr mounts.
+// In a user namespace (rootless, internal/userns) a mount takes
+// Options.UserXattr: overlay's marks then live in user.overlay.* and the
+// pinned options are PinnedUser (the kernel takes userxattr only with
+// redirect_dir=nofollow).
+//
+// Non-goals: unmounting (a plain umount2), data-only lowers, volatile
+// mounts, fuse-overlayfs (its upper dirs mark an opaque dir three ways,
+// which diff does not read yet).
 package overlay

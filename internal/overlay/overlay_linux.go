@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/layercommit/layercommit/internal/userns"
 )
 
 // Pinned are the options of every overlay Mount makes: no inode index,
@@ -19,8 +21,27 @@ import (
 // opaque markers).
 const Pinned = "index=off,redirect_dir=off,metacopy=off"
 
-// pinned is Pinned as key, value pairs, in the same order.
-var pinned = [][2]string{{"index", "off"}, {"redirect_dir", "off"}, {"metacopy", "off"}}
+// PinnedUser are the pinned options of a UserXattr mount: the kernel
+// refuses userxattr with redirect_dir=off (it only takes nofollow, which
+// neither creates redirects nor follows them), so an upper dir again
+// holds only plain copies, whiteouts and opaque markers, the markers in
+// user.overlay.*.
+const PinnedUser = "index=off,redirect_dir=nofollow,metacopy=off,userxattr"
+
+// pinned is Pinned (or PinnedUser) as key, value pairs, in the same
+// order; a flag has no value.
+var (
+	pinned     = [][2]string{{"index", "off"}, {"redirect_dir", "off"}, {"metacopy", "off"}}
+	pinnedUser = [][2]string{{"index", "off"}, {"redirect_dir", "nofollow"}, {"metacopy", "off"}, {"userxattr", ""}}
+)
+
+// pins are the pinned options of o, as a string and as pairs.
+func (o *Options) pins() (string, [][2]string) {
+	if o.UserXattr {
+		return PinnedUser, pinnedUser
+	}
+	return Pinned, pinned
+}
 
 // ErrTooLong is returned when the kernel has no "lowerdir+" and the
 // mount(2) options do not fit in one page even with short lower names.
@@ -36,6 +57,12 @@ type Options struct {
 	Upper, Work string
 	// ReadOnly mounts the overlay read-only even with an upper dir.
 	ReadOnly bool
+	// UserXattr mounts with userxattr (PinnedUser): overlay's own marks
+	// go in user.overlay.* instead of trusted.overlay.*, as a mount made
+	// in a user namespace (rootless, Linux 5.11+) must; lowers must
+	// carry their opaque markers there too, and diff reads the upper dir
+	// WithUserXattr.
+	UserXattr bool
 	// Extra are further key=value (or flag) options, given after the
 	// pinned ones so that the kernel takes their value: for tests that
 	// need the kernel to write redirects or metacopy files. Production
@@ -53,7 +80,13 @@ var forceLegacy = false
 // lowers given by short relative names (as Docker's overlay2 l/ links)
 // when the plain option string does not fit in a page. It never retries
 // without the pinned options.
+//
+// In a user namespace (userns.RunningInUserNS) every mount is UserXattr:
+// the kernel lets nothing there write trusted.* xattrs.
 func Mount(target string, o Options) error {
+	if userns.RunningInUserNS() {
+		o.UserXattr = true
+	}
 	if err := o.absolute(&target); err != nil {
 		return fmt.Errorf("mounting overlay at %s: %w", target, err)
 	}
@@ -64,6 +97,9 @@ func Mount(target string, o Options) error {
 		err = mountLegacy(target, o)
 	}
 	if err != nil {
+		if userns.RunningInUserNS() {
+			return fmt.Errorf("mounting overlay at %s in a user namespace (unprivileged overlayfs needs Linux 5.11 or later; the fuse-overlayfs fallback is not implemented): %w", target, err)
+		}
 		return fmt.Errorf("mounting overlay at %s: %w", target, err)
 	}
 	return nil
@@ -187,9 +223,16 @@ func mountNew(target string, o Options) error {
 			return err
 		}
 	}
-	for _, kv := range pinned {
-		if err := set(kv[0], kv[1]); err != nil {
-			return fmt.Errorf("the kernel refuses the pinned options %s: %w", Pinned, err)
+	pins, pairs := o.pins()
+	for _, kv := range pairs {
+		var err error
+		if kv[1] == "" {
+			err = unix.FsconfigSetFlag(fd, kv[0])
+		} else {
+			err = set(kv[0], kv[1])
+		}
+		if err != nil {
+			return fmt.Errorf("the kernel refuses the pinned options %s: %w", pins, err)
 		}
 	}
 	for _, e := range o.Extra {
@@ -205,7 +248,7 @@ func mountNew(target string, o Options) error {
 		}
 	}
 	if err := unix.FsconfigCreate(fd); err != nil {
-		return fmt.Errorf("creating the overlay (%d lowers, %s): %w%s", len(o.Lowers), strings.Join(append([]string{Pinned}, o.Extra...), ","), err, kernelLog(fd))
+		return fmt.Errorf("creating the overlay (%d lowers, %s): %w%s", len(o.Lowers), strings.Join(append([]string{pins}, o.Extra...), ","), err, kernelLog(fd))
 	}
 	attr := 0
 	if o.ReadOnly {
@@ -253,7 +296,7 @@ func mountLegacy(target string, o Options) error {
 	}
 	data := legacyOptions(lowers, o)
 	if len(data) < os.Getpagesize() {
-		return mount(target, flags, data, len(lowers))
+		return mount(target, flags, data, len(lowers), &o)
 	}
 	// Too long: name the lowers by short symlinks in a temp dir and mount
 	// from there with relative lowers. The kernel resolves each link when
@@ -273,7 +316,7 @@ func mountLegacy(target string, o Options) error {
 	if len(data) >= os.Getpagesize() {
 		return fmt.Errorf("%w: %d lowers take %d bytes with short names, the limit is %d", ErrTooLong, len(lowers), len(data), os.Getpagesize()-1)
 	}
-	return mountFrom(dir, target, flags, data, len(lowers))
+	return mountFrom(dir, target, flags, data, len(lowers), &o)
 }
 
 func legacyOptions(lowers []string, o Options) string {
@@ -281,16 +324,18 @@ func legacyOptions(lowers []string, o Options) string {
 	if o.Upper != "" {
 		opts += ",upperdir=" + escape(o.Upper) + ",workdir=" + escape(o.Work)
 	}
-	opts += "," + Pinned
+	pins, _ := o.pins()
+	opts += "," + pins
 	if len(o.Extra) > 0 {
 		opts += "," + strings.Join(o.Extra, ",")
 	}
 	return opts
 }
 
-func mount(target string, flags uintptr, data string, n int) error {
+func mount(target string, flags uintptr, data string, n int, o *Options) error {
 	if err := unix.Mount("overlay", target, "overlay", flags, data); err != nil {
-		return fmt.Errorf("mount(2) with %d lowers and %s: %w", n, Pinned, err)
+		pins, _ := o.pins()
+		return fmt.Errorf("mount(2) with %d lowers and %s: %w", n, pins, err)
 	}
 	return nil
 }
@@ -299,7 +344,7 @@ func mount(target string, flags uintptr, data string, n int) error {
 // calling thread only: the thread unshares its file-system attributes
 // and is never handed back to the Go scheduler (it exits with the
 // goroutine), so no other goroutine sees the changed directory.
-func mountFrom(dir, target string, flags uintptr, data string, n int) error {
+func mountFrom(dir, target string, flags uintptr, data string, n int, o *Options) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -311,7 +356,7 @@ func mountFrom(dir, target string, flags uintptr, data string, n int) error {
 			errc <- fmt.Errorf("chdir %s: %w", dir, err)
 			return
 		}
-		errc <- mount(target, flags, data, n)
+		errc <- mount(target, flags, data, n, o)
 	}()
 	return <-errc
 }

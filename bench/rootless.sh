@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# bench/rootless.sh: the same Dockerfile built by `layercommit build` as
+# root and as an ordinary user with subordinate ids (rootless: a user
+# namespace, userxattr overlays), without cache, each run with a fresh
+# state dir (so base layers are unpacked every time).
+#
+#   bench/rootless.sh [-n RUNS] [--files N]
+#
+# Run as root: it makes a user (useradd, a subordinate range in
+# /etc/subuid and /etc/subgid) for the run and removes it at the end. The
+# context is bench/build.sh's (N small files, default 2000, a 20 MiB file,
+# RUNs that write N files, delete some, change nothing) on the busybox base
+# of scripts/oracles.sh, saved to a docker-archive. RUNS times (default 3)
+# it times, in this order:
+#   root      layercommit build --no-cache --network none
+#   rootless  the same, run as the user through setpriv (no sudo)
+# and prints every run, the medians and the ratio rootless/root (target
+# <= 1.2). The fuse-overlayfs fallback is not implemented, so it has no
+# number yet.
+set -euo pipefail
+
+runs=3
+files=2000
+while [ $# -gt 0 ]; do
+	case $1 in
+	-n) runs=$2; shift 2 ;;
+	--files) files=$2; shift 2 ;;
+	*) echo "usage: bench/rootless.sh [-n RUNS] [--files N]" >&2; exit 2 ;;
+	esac
+done
+case $runs in '' | *[!0-9]* | 0) echo "bench/rootless.sh: -n wants a positive number" >&2; exit 2 ;; esac
+[ "$(id -u)" = 0 ] || { echo "bench/rootless.sh: run as root (it makes the ordinary user)" >&2; exit 2; }
+
+cd "$(dirname "$0")/.."
+# shellcheck source=/dev/null
+. scripts/oracles.sh
+oracles_up >/dev/null
+docker() { /usr/bin/docker -H "$LAYERCOMMIT_DOCKER_HOST" "$@"; }
+
+user=lcbench$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+sub=$(( (1 << 20) + (RANDOM % 15000) * 65536 ))
+work=$(mktemp -d /tmp/layercommit-bench-rootless.XXXXXX)
+trap 'rm -rf "$work"; userdel --remove --force "$user" >/dev/null 2>&1 || true' EXIT
+chmod 755 "$work"
+useradd --create-home --user-group -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 "$user"
+usermod --add-subuids "$sub-$((sub + 65535))" --add-subgids "$sub-$((sub + 65535))" "$user"
+home=$(getent passwd "$user" | cut -d: -f6)
+as_user() { setpriv --reuid="$user" --regid="$user" --init-groups env -i HOME="$home" PATH=/usr/bin:/bin:/usr/sbin:/sbin "$@"; }
+
+go build -o "$work/layercommit" ./cmd/layercommit
+docker save -o "$work/base.tar" "$LAYERCOMMIT_BASE_IMAGE"
+ctx=$work/ctx
+mkdir -p "$ctx/many"
+for i in $(seq 1 "$files"); do echo "file $i" >"$ctx/many/f$i"; done
+head -c $((20 << 20)) /dev/urandom >"$ctx/big.bin"
+cat >"$ctx/Dockerfile" <<DF
+FROM $LAYERCOMMIT_BASE_IMAGE
+ARG N=$files
+ENV APP=/app
+WORKDIR /app
+COPY many/ /app/many/
+COPY big.bin /app/
+RUN mkdir -p /app/gen && cd /app/gen && i=0; while [ \$i -lt \$N ]; do echo \$i > g\$i; i=\$((i+1)); done
+RUN rm -f /app/many/f1* /data/basefile
+RUN true
+CMD ["sh"]
+DF
+chmod -R a+rX "$work"
+uwork=$home/bench
+as_user mkdir -p "$uwork"
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+build() {
+	"$@" build -q --no-cache --network none --state-dir "$state" \
+		--build-context "$LAYERCOMMIT_BASE_IMAGE=docker-archive:$work/base.tar" -o "oci:$out" "$ctx" >/dev/null
+}
+declare -a troot tu
+for r in $(seq 1 "$runs"); do
+	sync
+	state=$work/state-$r out=$work/out-$r
+	t0=$(now)
+	build "$work/layercommit"
+	t1=$(now)
+	sync
+	state=$uwork/state-$r out=$uwork/out-$r
+	t2=$(now)
+	build as_user "$work/layercommit"
+	t3=$(now)
+	troot[r]=$(echo "$t1 - $t0" | bc)
+	tu[r]=$(echo "$t3 - $t2" | bc)
+	printf 'run %d: root %.2fs  rootless %.2fs\n' "$r" "${troot[r]}" "${tu[r]}"
+	rm -rf "$work/state-$r" "$work/out-$r" "$uwork/state-$r" "$uwork/out-$r"
+done
+mr=$(printf '%s\n' "${troot[@]}" | median)
+mu=$(printf '%s\n' "${tu[@]}" | median)
+printf 'median: root %.2fs  rootless %.2fs\n' "$mr" "$mu"
+printf 'ratio rootless/root %.2f (target <= 1.2)\n' "$(echo "$mu / $mr" | bc -l)"
+echo "fuse-overlayfs fallback: not implemented (no number)"
