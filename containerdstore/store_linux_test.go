@@ -3,8 +3,8 @@ package containerdstore
 import (
 	"errors"
 	"io"
-	"os/exec"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
