@@ -56,6 +56,11 @@ type ContainerRequest struct {
 	// so the profile follows the store.
 	Runtime, StorageRoot, RunRoot string
 	StoreCompat                   bool
+	// ContainerdRoot and ContainerdState are containerd's --root and
+	// --state (default /var/lib/containerd, /run/containerd) and
+	// Namespace its namespace (default k8s.io), for the containerd
+	// runtime (containerd_linux.go).
+	ContainerdRoot, ContainerdState, Namespace string
 	// Format is podman commit's --format: "oci" (the default) or
 	// "docker"; only the podman runtime takes it.
 	Format string
@@ -92,15 +97,20 @@ func CommitContainer(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 			return v1.Hash{}, fmt.Errorf("--squash and --max-layer-size are not supported with --runtime podman yet")
 		}
 		return commitPodman(ctx, r)
+	case RuntimeContainerd:
+		return commitContainerd(ctx, r, opts)
 	case RuntimeDocker:
 		if r.Format != "" {
 			return v1.Hash{}, fmt.Errorf("--format is podman commit's; docker commit writes Docker's format")
 		}
 	default:
-		return v1.Hash{}, fmt.Errorf("unknown runtime %q (want docker or podman)", r.Runtime)
+		return v1.Hash{}, fmt.Errorf("unknown runtime %q (want docker, podman or containerd)", r.Runtime)
 	}
 	root, err := dockerroot.Open(o.DockerRoot)
 	if err != nil {
+		if croot, cerr := dockerroot.OpenContainerd(o.DockerRoot); cerr == nil {
+			return commitDockerContainerd(ctx, r, croot, opts)
+		}
 		return v1.Hash{}, err
 	}
 	c, err := root.Container(r.Container)

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/layercommit/layercommit/compat"
+	"github.com/layercommit/layercommit/containerdstore"
 	"github.com/layercommit/layercommit/containersstorage"
 	"github.com/layercommit/layercommit/dockerfile"
 	"github.com/layercommit/layercommit/dockerroot"
@@ -23,8 +24,9 @@ import (
 
 // Runtimes a ContainerRequest names.
 const (
-	RuntimeDocker = "docker"
-	RuntimePodman = "podman"
+	RuntimeDocker     = "docker"
+	RuntimePodman     = "podman"
+	RuntimeContainerd = "containerd"
 )
 
 // Default containers-storage locations (podman's as root).
@@ -41,26 +43,54 @@ const detectLockTimeout = 2 * time.Second
 // both stores when both do, docker otherwise (whose lookup then reports
 // a container found nowhere).
 func detectRuntime(r ContainerRequest, dockerRoot string) (string, error) {
-	inDocker := false
-	if root, err := dockerroot.Open(dockerRoot); err == nil {
-		_, err := root.Container(r.Container)
-		inDocker = err == nil
-	}
-	s, err := containersstorage.Open(r.storageRoot(), r.runRoot())
+	var found []string
+	var where []string
+	root, err := dockerroot.Open(dockerRoot)
 	if err != nil {
-		return RuntimeDocker, nil
+		root, err = dockerroot.OpenContainerd(dockerRoot)
 	}
-	// A store busy with a writer for long does not hold up a Docker
-	// commit: it is taken as not holding the container.
-	s.LockTimeout = detectLockTimeout
-	c, err := s.Container(r.Container)
-	switch {
-	case err != nil:
-		return RuntimeDocker, nil
-	case inDocker:
-		return "", fmt.Errorf("container %q is in both the Docker data root %s and the podman store %s (podman ID %.12s): give --runtime docker or --runtime podman", r.Container, dockerRoot, s.Root, c.ID)
+	if err == nil {
+		if _, err := root.Container(r.Container); err == nil {
+			found, where = append(found, RuntimeDocker), append(where, "the Docker data root "+dockerRoot)
+		}
 	}
-	return RuntimePodman, nil
+	if s, err := containersstorage.Open(r.storageRoot(), r.runRoot()); err == nil {
+		// A store busy with a writer for long does not hold up a Docker
+		// commit: it is taken as not holding the container.
+		s.LockTimeout = detectLockTimeout
+		if c, err := s.Container(r.Container); err == nil {
+			found = append(found, RuntimePodman)
+			where = append(where, fmt.Sprintf("the podman store %s (podman ID %.12s)", s.Root, c.ID))
+		}
+	}
+	if s, err := containerdstore.Open(r.containerdRoot()); err == nil {
+		if _, err := s.Container(r.namespace(), r.Container); err == nil {
+			found = append(found, RuntimeContainerd)
+			where = append(where, fmt.Sprintf("containerd's %s (namespace %s)", s.Root, r.namespace()))
+		}
+	}
+	switch len(found) {
+	case 0:
+		// Docker's lookup then reports a container found nowhere.
+		return RuntimeDocker, nil
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("container %q is in %s: give --runtime %s", r.Container, strings.Join(where, " and in "), strings.Join(found, " or --runtime "))
+}
+
+func (r ContainerRequest) containerdRoot() string {
+	if r.ContainerdRoot != "" {
+		return r.ContainerdRoot
+	}
+	return containerdstore.DefaultRoot
+}
+
+func (r ContainerRequest) namespace() string {
+	if r.Namespace != "" {
+		return r.Namespace
+	}
+	return containerdstore.NamespaceKubernetes
 }
 
 func (r ContainerRequest) storageRoot() string {

@@ -68,6 +68,10 @@ func (r *headerRules) headers(c Change, xattrs map[string]string) (*tar.Header, 
 		// A computed delete (naive diff) has no node: a bare whiteout,
 		// regular, size 0, mode 0, owner 0, mtime 0 (moby's naive
 		// exporter uses the wall clock here, which cannot be reproduced).
+		// It is containerd 2.x's whiteout byte for byte: containerd asks
+		// for no format and sets atime and ctime to the epoch too, which
+		// archive/tar then drops (it keeps them only in a format asked
+		// for), giving this same USTAR-compatible header.
 		dir, base := path.Split(c.Path)
 		return &tar.Header{Typeflag: tar.TypeReg, Name: dir + WhiteoutPrefix + base, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}, nil
 	}
@@ -116,8 +120,9 @@ func (r *headerRules) headers(c Change, xattrs map[string]string) (*tar.Header, 
 		// The xattrs keptXattrs chose (security.capability alone unless
 		// --xattrs says more), as SCHILY.xattr. records, which the tar
 		// writer sorts by key. security.capability revision 3 (with a
-		// root uid) becomes revision 2, cut to its 20 bytes.
-		if name == xattrCapability {
+		// root uid) becomes revision 2, cut to its 20 bytes (moby).
+		// containerd copies the bytes as they are (RawCapability).
+		if name == xattrCapability && !r.profile.RawCapability {
 			v = capabilityV2(v)
 		}
 		if h.PAXRecords == nil {

@@ -47,6 +47,17 @@ func WithMtimeClamp(epoch int64) Option { return func(o *writeOptions) { o.clamp
 // their way to the writer given to Write.
 func WithProgress(fn func(Change)) Option { return func(o *writeOptions) { o.onEntry = fn } }
 
+// ProfileOf is the profile that opts make Write reproduce (compat.Default
+// when none of them is a WithCompat), for the stages after Write whose
+// bytes the profile also decides (layer picks its compressor by it).
+func ProfileOf(opts ...Option) compat.Profile {
+	o := writeOptions{profile: compat.Default}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o.profile
+}
+
 // newRules returns fresh header rules (an empty hard-link table) for the
 // options: the profile, the mtime clamp and the xattr policy (the
 // profile's default unless WithXattrs gave one).

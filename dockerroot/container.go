@@ -32,6 +32,13 @@ type Container struct {
 	// Lowers are the lower dirs of the container's mount, top first
 	// (its -init layer, then the image's layers).
 	Lowers []string
+	// On a containerd image store root (Root.Containerd), Snapshotter is
+	// the containerd snapshotter holding the container's file system
+	// (snapshot key: the container ID, parent <ID>-init) and
+	// ImageManifest the descriptor of its image's manifest, whose digest
+	// is Image; MountID, UpperDir and Lowers are empty.
+	Snapshotter   string
+	ImageManifest json.RawMessage
 }
 
 type configV2 struct {
@@ -40,8 +47,10 @@ type configV2 struct {
 	Image  string
 	OS     string
 	Driver string
-	Config json.RawMessage
-	State  struct {
+	// ImageManifest is set by the containerd image store.
+	ImageManifest json.RawMessage
+	Config        json.RawMessage
+	State         struct {
 		Running, Paused bool
 		Pid             int
 	}
@@ -107,15 +116,26 @@ func (r *Root) readContainer(id string) (*Container, error) {
 	if c.ID != id {
 		return nil, fmt.Errorf("%w: container dir %s holds config of %s", ErrCorrupt, id, c.ID)
 	}
-	if c.Driver != "" && c.Driver != "overlay2" {
+	if r.Containerd {
+		if c.Driver != "overlayfs" {
+			return nil, fmt.Errorf("container %s uses the containerd snapshotter %q; only overlayfs is supported", id, c.Driver)
+		}
+	} else if c.Driver != "" && c.Driver != "overlay2" {
 		return nil, fmt.Errorf("container %s uses the %s storage driver; only overlay2 is supported", id, c.Driver)
 	}
-	img, err := v1.NewHash(c.Image)
-	if err != nil {
-		return nil, fmt.Errorf("%w: image of container %s: %v", ErrCorrupt, id, err)
+	var img v1.Hash
+	if c.Image != "" || !r.Containerd {
+		if img, err = v1.NewHash(c.Image); err != nil {
+			return nil, fmt.Errorf("%w: image of container %s: %v", ErrCorrupt, id, err)
+		}
 	}
 	out := &Container{ID: id, Name: strings.TrimPrefix(c.Name, "/"), Image: img, OS: c.OS, Config: c.Config,
 		Running: c.State.Running, Paused: c.State.Paused, Pid: c.State.Pid}
+	if r.Containerd {
+		// FROM scratch containers have no manifest.
+		out.Snapshotter, out.ImageManifest = c.Driver, c.ImageManifest
+		return out, nil
+	}
 	mount := filepath.Join(r.imageDir(), "layerdb", "mounts", id)
 	if out.MountID, err = readSmall(filepath.Join(mount, "mount-id")); err != nil {
 		return nil, fmt.Errorf("container %s has no layer (layerdb/mounts/%s/mount-id): %w", id, id, err)

@@ -21,6 +21,11 @@ import (
 type Root struct {
 	// Dir is the data root, e.g. /var/lib/docker.
 	Dir string
+	// Containerd says the root is Docker 29's containerd image store
+	// (OpenContainerd): its images and container file systems live in a
+	// containerd (namespace moby), and Container gives a container's
+	// snapshotter and image manifest instead of its overlay2 dirs.
+	Containerd bool
 }
 
 // Errors callers may test for.
@@ -56,6 +61,36 @@ func Open(dir string) (*Root, error) {
 		return nil, fmt.Errorf("docker data root %s was written by the containerd image store; only the overlay2 graphdriver layout is supported", dir)
 	}
 	return nil, fmt.Errorf("%s is not a Docker data root (no image/overlay2)", dir)
+}
+
+// OpenContainerd checks that dir is the data root of a Docker whose
+// images live in containerd (the containerd image store, Docker 29's
+// default): it has containers but no overlay2 graphdriver layout.
+func OpenContainerd(dir string) (*Root, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("docker data root: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("docker data root %s is not a directory", dir)
+	}
+	r := &Root{Dir: dir, Containerd: true}
+	if _, err := os.Stat(r.imageDir()); err == nil {
+		return nil, fmt.Errorf("docker data root %s uses the overlay2 graphdriver, not the containerd image store", dir)
+	}
+	if _, err := os.Stat(r.path("containers")); err != nil {
+		return nil, fmt.Errorf("%s is not a Docker data root (no containers dir)", dir)
+	}
+	return r, nil
+}
+
+// ContainerdRoots are the containerd roots that may hold a containerd
+// image store root's images and snapshots, in the order to probe them:
+// the containerd dockerd supervises (<root>/containerd/daemon), then the
+// system one (/var/lib/containerd) that a dockerd given --containerd
+// uses.
+func (r *Root) ContainerdRoots() []string {
+	return []string{r.path("containerd", "daemon"), "/var/lib/containerd"}
 }
 
 func (r *Root) imageDir() string { return filepath.Join(r.Dir, "image", "overlay2") }

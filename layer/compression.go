@@ -1,6 +1,7 @@
 package layer
 
 import (
+	"compress/gzip"
 	"fmt"
 	"io"
 	"runtime"
@@ -8,6 +9,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
+
+	"github.com/layercommit/layercommit/compat"
 )
 
 // Compression names how a layer blob is compressed.
@@ -30,7 +33,8 @@ const (
 // The pinned parameters. Changing any of them changes every blob digest;
 // TestGoldenDigests guards them.
 const (
-	// DefaultGzipLevel is gzip's default level (6).
+	// DefaultGzipLevel is gzip's default level (6), the same value in
+	// pgzip and compress/gzip.
 	DefaultGzipLevel = pgzip.DefaultCompression
 	// gzipBlockSize is the size of the blocks pgzip compresses in
 	// parallel. Each block is compressed with the previous block's tail
@@ -145,16 +149,18 @@ type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
 
-// compressor wraps w in the pinned compressor. Closing it finishes the
-// stream (it never Flushes midway) and does not close w. The seekable
-// formats also implement sealer.
-func (c Compression) compressor(w io.Writer, level int) (io.WriteCloser, error) {
+// compressor wraps w in the pinned compressor of the profile p. Closing
+// it finishes the stream (it never Flushes midway) and does not close w.
+// The seekable formats also implement sealer.
+func (c Compression) compressor(w io.Writer, level int, p compat.Profile) (io.WriteCloser, error) {
 	switch c {
-	case Estargz:
-		return newEstargzWriter(w, level), nil
-	case ZstdChunked:
-		return newZstdChunkedWriter(w, level), nil
 	case Gzip:
+		if p.StdlibGzip {
+			// containerd's pkg/archive/compression.CompressStream:
+			// gzip.NewWriter, one goroutine, no header fields (at
+			// DefaultGzipLevel, which is compress/gzip's default).
+			return gzip.NewWriterLevel(w, level)
+		}
 		z, err := pgzip.NewWriterLevel(w, level)
 		if err != nil {
 			return nil, err
@@ -163,6 +169,10 @@ func (c Compression) compressor(w io.Writer, level int) (io.WriteCloser, error) 
 			return nil, err
 		}
 		return z, nil
+	case Estargz:
+		return newEstargzWriter(w, level), nil
+	case ZstdChunked:
+		return newZstdChunkedWriter(w, level), nil
 	case Zstd:
 		return zstd.NewWriter(w,
 			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),

@@ -108,7 +108,8 @@ func Write(ctx context.Context, dir string, src diff.Source, opts ...Option) (*L
 	// tar -> compressor -> MultiWriter(file, digest hash, counter).
 	dh := sha256.New()
 	blob := &counter{n: &o.counters.BlobBytes}
-	zw, err := o.compression.compressor(io.MultiWriter(f, dh, blob), level)
+	// The profile (in the diff options) picks the gzip implementation.
+	zw, err := o.compression.compressor(io.MultiWriter(f, dh, blob), level, diff.ProfileOf(o.diffOpts...))
 	if err != nil {
 		return nil, fmt.Errorf("starting %s compressor: %w", o.compression, err)
 	}

@@ -1,6 +1,7 @@
 package layer
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/diff"
 )
 
@@ -61,6 +63,8 @@ const (
 	goldenDiffID = "sha256:12befa445d70ac994e11d5c24a4e1d43d430bbbab307b3ffe5b048db4b9f3057"
 	goldenGzip   = "sha256:af93d508ad057660c5fef75aaa3ce0b2e3aed5e892a063cb84965dda3ccb8bd1"
 	goldenZstd   = "sha256:d27152aef00898de62cca3fce6a0484451775a868311d8ca0fd657ed397b8e23"
+	// containerd's gzip: compress/gzip at its default level.
+	goldenGzipStdlib = "sha256:f2a3b5bf678a82e34b84182f72c6525e21ef3917ef3d7907deca4b26dfaa3d24"
 )
 
 func TestGoldenDigests(t *testing.T) {
@@ -68,20 +72,25 @@ func TestGoldenDigests(t *testing.T) {
 	procs := runtime.GOMAXPROCS(0)
 	defer runtime.GOMAXPROCS(procs)
 	for _, tc := range []struct {
-		name  string
-		c     Compression
-		procs int
-		want  string
+		name    string
+		c       Compression
+		procs   int
+		want    string
+		profile compat.Profile
 	}{
-		{"gzip-1-core", Gzip, 1, goldenGzip},
-		{"gzip-4-cores", Gzip, 4, goldenGzip},
-		{"zstd-1-core", Zstd, 1, goldenZstd},
-		{"zstd-4-cores", Zstd, 4, goldenZstd},
-		{"none", None, 2, goldenDiffID},
+		{"gzip-1-core", Gzip, 1, goldenGzip, compat.Default},
+		{"gzip-4-cores", Gzip, 4, goldenGzip, compat.Default},
+		{"zstd-1-core", Zstd, 1, goldenZstd, compat.Default},
+		{"zstd-4-cores", Zstd, 4, goldenZstd, compat.Default},
+		{"none", None, 2, goldenDiffID, compat.Default},
+		// containerd's compress/gzip (the same tar: the fixed source
+		// has no whiteout and no capability).
+		{"gzip-containerd-1-core", Gzip, 1, goldenGzipStdlib, compat.Containerd},
+		{"gzip-containerd-4-cores", Gzip, 4, goldenGzipStdlib, compat.Containerd},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			runtime.GOMAXPROCS(tc.procs)
-			l, err := Write(context.Background(), t.TempDir(), src, WithCompression(tc.c, nil))
+			l, err := Write(context.Background(), t.TempDir(), src, WithCompression(tc.c, nil), WithDiffOptions(diff.WithCompat(tc.profile)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,6 +101,23 @@ func TestGoldenDigests(t *testing.T) {
 				t.Errorf("%s digest = %s, want %s", tc.c, got, tc.want)
 			}
 			checkReadBack(t, l)
+			if tc.profile.StdlibGzip {
+				// The blob is gzip.NewWriter's stream of the tar.
+				rc, err := l.Uncompressed()
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := sha256.New()
+				zw := gzip.NewWriter(h)
+				_, err = io.Copy(zw, rc)
+				rc.Close()
+				if err != nil || zw.Close() != nil {
+					t.Fatal(err)
+				}
+				if got := fmt.Sprintf("sha256:%x", h.Sum(nil)); got != l.digest.String() {
+					t.Errorf("blob %s is not compress/gzip's %s", l.digest, got)
+				}
+			}
 		})
 	}
 }
@@ -267,7 +293,7 @@ func TestZstdLongStream(t *testing.T) {
 		t.Helper()
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 		h := sha256.New()
-		zw, err := Zstd.compressor(h, DefaultZstdLevel)
+		zw, err := Zstd.compressor(h, DefaultZstdLevel, compat.Default)
 		if err != nil {
 			t.Fatal(err)
 		}

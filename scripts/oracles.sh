@@ -262,7 +262,7 @@ oracles_debian_base() {
 	[ -s "$tar" ] && return 0
 	mkdir -p "$dir"
 	echo "oracles: mmdebstrap --variant=minbase bookworm" >&2
-	if ! nice -n 19 mmdebstrap --quiet --variant=minbase bookworm "$tar.tmp" >&2; then
+	if ! nice -n 19 mmdebstrap --quiet --variant=minbase --format=tar bookworm "$tar.tmp" >&2; then
 		rm -f "$tar.tmp"
 		echo "oracles: mmdebstrap failed" >&2
 		return 1

@@ -17,6 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/layercommit/layercommit/commit"
 	"github.com/layercommit/layercommit/compat"
+	"github.com/layercommit/layercommit/containerdstore"
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/image"
@@ -25,7 +26,7 @@ import (
 )
 
 func init() {
-	register(command{"commit", "commit [--from REF] (--upper DIR | --container ID [--runtime docker|podman] [--storage-root DIR] [--run-root DIR] [--format oci|docker]) [-c CHANGE]... [-m MSG] [-a AUTHOR] [--created RFC3339] [--docker-version STR] [--compression gzip|zstd|zstd:chunked|estargz|none] [--compression-level N] [--compat P] [--exclude PATTERN]... [--squash [--state-dir DIR]] [--source-date-epoch N] [--max-layer-size SIZE] [--xattrs LIST] [--sparse] [-q] [-t NAME]... [--iidfile FILE] [-o DEST]", runCommit})
+	register(command{"commit", "commit [--from REF] (--upper DIR | --container ID [--runtime docker|podman|containerd] [--storage-root DIR] [--run-root DIR] [--format oci|docker] [--containerd-root DIR] [--containerd-state DIR] [--namespace NS]) [-c CHANGE]... [-m MSG] [-a AUTHOR] [--created RFC3339] [--docker-version STR] [--compression gzip|zstd|zstd:chunked|estargz|none] [--compression-level N] [--compat P] [--exclude PATTERN]... [--squash [--state-dir DIR]] [--source-date-epoch N] [--max-layer-size SIZE] [--xattrs LIST] [--sparse] [-q] [-t NAME]... [--iidfile FILE] [-o DEST]", runCommit})
 }
 
 func runCommit(args []string, stdout, stderr io.Writer) error {
@@ -53,8 +54,11 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 		maxLayer:      fs.String("max-layer-size", "", "split the change set into layers of at most SIZE uncompressed bytes (100MB, 1GiB: binary units, as docker's)"),
 		stateDir:      fs.String("state-dir", statedir.Default, "state dir (--squash unpacks the base's layers there)"),
 	}
-	f.runtime, f.storageRoot, f.runRoot = fs.String("runtime", "", "with --container: docker or podman (default: the one whose store holds the container)"),
+	f.runtime, f.storageRoot, f.runRoot = fs.String("runtime", "", "with --container: docker, podman or containerd (default: the one whose store holds the container)"),
 		fs.String("storage-root", commit.DefaultStorageRoot, "containers-storage root (--runtime podman)"), fs.String("run-root", commit.DefaultRunRoot, "containers-storage run root (--runtime podman)")
+	f.containerdRoot, f.containerdState, f.namespace = fs.String("containerd-root", containerdstore.DefaultRoot, "containerd's --root (--runtime containerd)"),
+		fs.String("containerd-state", "/run/containerd", "containerd's --state, where --pause finds a running task (--runtime containerd)"),
+		fs.String("namespace", containerdstore.NamespaceKubernetes, "containerd namespace (--runtime containerd; containerd: destinations)")
 	f.format = fs.String("format", "", "with --runtime podman: oci (the default) or docker, as podman commit --format")
 	f.xattrs, f.sparse = fs.String("xattrs", "", "xattrs to keep: security.capability|all|NAME|PREFIX.*,... (default the profile's)"), fs.Bool("sparse", false, "write files with holes as PAX sparse entries")
 	fs.Var(&f.exclude, "exclude", "leave out paths matching PATTERN (.dockerignore syntax, relative to the container root; repeatable; ! re-includes)")
@@ -144,6 +148,7 @@ type commitFlags struct {
 	changes, lowers, exclude                                               strList
 	set                                                                    map[string]bool
 	runtime, storageRoot, runRoot, format                                  *string
+	containerdRoot, containerdState, namespace                             *string
 	xattrs                                                                 *string // --xattrs, --sparse: diff.Options
 	sparse                                                                 *bool
 }
@@ -187,6 +192,7 @@ func (f *commitFlags) containerRequest(output commit.Output, created time.Time) 
 		Container: *f.container, To: *f.out, Changes: f.changes, Author: *f.author, Comment: *f.msg,
 		Created: created, Pause: *f.pause, Output: output,
 		Runtime: *f.runtime, StorageRoot: *f.storageRoot, RunRoot: *f.runRoot, StoreCompat: !f.set["compat"], Format: *f.format,
+		ContainerdRoot: *f.containerdRoot, ContainerdState: *f.containerdState, Namespace: *f.namespace,
 	}
 	if f.set["from"] {
 		req.From = *f.from

@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	register(command{"diff", "diff [--compat P] [--source overlay|aufs|naive] [--lower DIR]... [--userxattr] [--xattrs LIST] [--sparse] [-o FILE|-] UPPERDIR", runDiff})
+	register(command{"diff", "diff [--compat P] [--source overlay|aufs|naive|walking] [--lower DIR]... [--userxattr] [--xattrs LIST] [--sparse] [-o FILE|-] UPPERDIR", runDiff})
 }
 
 func runDiff(args []string, stdout, stderr io.Writer) error {
@@ -21,7 +21,7 @@ func runDiff(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&lowers, "lower", "lower dir, top first (repeatable)")
 	out := fs.String("o", "-", "write the tar to FILE (- for stdout)")
 	profile := fs.String("compat", compat.Default.Name, "whose bytes to reproduce")
-	source := fs.String("source", "overlay", "overlay, aufs or naive")
+	source := fs.String("source", "", "overlay, aufs, naive or walking (default: walking for --compat containerd, else overlay)")
 	userxattr := fs.Bool("userxattr", false, "read user.overlay.* xattrs (userxattr mounts)")
 	xattrs := fs.String("xattrs", "", "xattrs to keep: security.capability|all|NAME|PREFIX.*,... (default the profile's)")
 	sparse := fs.Bool("sparse", false, "write files with holes as PAX sparse entries")
@@ -40,7 +40,16 @@ func runDiff(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("diff: %w", err)
 	}
-	src, err := diffSource(*source, fs.Arg(0), lowers, *userxattr, stderr)
+	kind := *source
+	if kind == "" {
+		// The profile's engine decides how changes are found: the
+		// walking differ compares whole trees, Docker reads the upper dir.
+		kind = "overlay"
+		if p.WalkingDiff {
+			kind = "walking"
+		}
+	}
+	src, err := diffSource(kind, fs.Arg(0), lowers, *userxattr, stderr)
 	if err != nil {
 		return err
 	}
@@ -68,8 +77,16 @@ func diffSource(kind, upper string, lowers []string, userxattr bool, stderr io.W
 			return nil, fmt.Errorf("naive diff wants exactly one --lower, got %d", len(lowers))
 		}
 		return diff.Naive(lowers[0], upper, warn), nil
+	case "walking":
+		// containerd's walking differ: the merge of the lowers against
+		// UPPER over them, both mounted read-only through
+		// internal/overlay for the walk (diff.Snapshot).
+		if userxattr {
+			return nil, fmt.Errorf("--userxattr is not supported by the walking diff (it mounts the snapshot itself, without userxattr)")
+		}
+		return diff.Snapshot(lowers, upper, warn), nil
 	}
-	return nil, fmt.Errorf("unknown diff source %q (overlay, aufs or naive)", kind)
+	return nil, fmt.Errorf("unknown diff source %q (overlay, aufs, naive or walking)", kind)
 }
 
 // writeDiff writes the layer tar to out ("-" for stdout) and prints the
