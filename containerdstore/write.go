@@ -414,16 +414,3 @@ func varint(i int64) []byte {
 	b := make([]byte, binary.MaxVarintLen64)
 	return b[:binary.PutVarint(b, i)]
 }
-
-// Running reports whether a process (a containerd) holds meta.db's
-// exclusive lock: a non-blocking probe with bbolt's own flock, so that a
-// destination can refuse before any work. WriteImage checks again under
-// its own lock.
-func (s *Store) Running() bool {
-	db, err := openDB(s.metaDB(), 0, &bolt.Options{ReadOnly: true, Timeout: lockProbe})
-	if err != nil {
-		return errors.Is(err, bolterrors.ErrTimeout)
-	}
-	db.Close()
-	return false
-}

@@ -58,28 +58,7 @@ func (containerd) Destination(_ context.Context, rest string, o *Options) (Desti
 	if err != nil {
 		return nil, err
 	}
-	if s.Running() {
-		return nil, fmt.Errorf("%w on %s: stop it (and a dockerd supervising it) first", containerdstore.ErrRunning, s.Root)
-	}
-	blobs, err := newTempBlobs("", "layercommit-containerd-", true)
-	if err != nil {
-		return nil, err
-	}
-	return &containerdDest{s: s, ns: o.Namespace, names: names, tempBlobs: blobs}, nil
-}
-
-type containerdDest struct {
-	s     *containerdstore.Store
-	ns    string
-	names []string
-	tempBlobs
-}
-
-// PrefersOCI: containerd's own tools (ctr, nerdctl, BuildKit) write OCI
-// media types.
-func (d *containerdDest) PrefersOCI() bool { return true }
-
-func (d *containerdDest) Write(_ context.Context, img v1.Image) error {
-	_, err := d.s.WriteImage(img, containerdstore.WriteOptions{Namespace: d.ns, Names: d.names})
-	return err
+	// containerdstore.Destination refuses a running daemon before any
+	// blob is made and keeps new blobs under the root.
+	return s.Destination(o.Namespace, containerdstore.WriteOptions{Names: names})
 }
