@@ -5,8 +5,11 @@
 // (io.containerd.content.v1.content/blobs/sha256/<hex>) and the overlayfs
 // snapshotter (io.containerd.snapshotter.v1.overlayfs/metadata.db:
 // backend key -> id, parent, kind; snapshots/<id>/{fs,work}), as
-// containerd 1.6 and 2.3 lay them out (both use schema v1 with the same
-// buckets; see store.go). It serves both Docker 29's containerd image
+// containerd 1.6 and 2.3 lay them out. Both write schema v1 with the same
+// buckets, keys and encodings (varint sizes, time.MarshalBinary times,
+// labels sub-buckets); meta.db's v1/version is 3 under 1.6 and 4 under
+// 2.3, whose migration adds the sandboxes bucket this package does not
+// read, and neither version changes what is written here. It serves both Docker 29's containerd image
 // store (namespace "moby"; Docker's supervised containerd keeps its root
 // at <data-root>/containerd/daemon, see DockerRoot) and containerd under
 // Kubernetes (namespace "k8s.io").

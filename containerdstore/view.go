@@ -48,10 +48,13 @@ func view(path string, fn func(*bolt.Tx) error) error {
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrLayout, path, err)
 	}
-	db, err := bolt.Open(path, 0, &bolt.Options{ReadOnly: true, Timeout: lockProbe})
+	db, err := openDB(path, 0, &bolt.Options{ReadOnly: true, Timeout: lockProbe})
 	if err == nil {
 		defer db.Close()
 		return viewDB(path, db, fn)
+	}
+	if errors.Is(err, ErrCorrupt) {
+		return err
 	}
 	if !errors.Is(err, bolterrors.ErrTimeout) {
 		return fmt.Errorf("%w: opening %s: %w", ErrCorrupt, path, err)
@@ -71,7 +74,7 @@ func view(path string, fn func(*bolt.Tx) error) error {
 			time.Sleep(20 * time.Millisecond)
 			continue
 		}
-		db, err := bolt.Open(cp, 0, &bolt.Options{ReadOnly: true, Timeout: lockProbe})
+		db, err := openDB(cp, 0, &bolt.Options{ReadOnly: true, Timeout: lockProbe})
 		if err != nil {
 			return fmt.Errorf("%w: opening a copy of %s (held by a running containerd): %w", ErrCorrupt, path, err)
 		}
@@ -79,6 +82,17 @@ func view(path string, fn func(*bolt.Tx) error) error {
 		return viewDB(path, db, fn)
 	}
 	return fmt.Errorf("%w: %s is held by a running containerd and changed during each of %d copies", ErrLocked, path, copyAttempts)
+}
+
+// openDB is bolt.Open that turns bbolt's panics on a corrupt file (a
+// freelist page of the wrong type, say) into ErrCorrupt.
+func openDB(path string, mode os.FileMode, o *bolt.Options) (db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("%w: opening %s: %v", ErrCorrupt, path, r)
+		}
+	}()
+	return bolt.Open(path, mode, o)
 }
 
 // viewDB runs fn in a read transaction of db, turning bbolt's panics on
@@ -90,6 +104,18 @@ func viewDB(path string, db *bolt.DB, fn func(*bolt.Tx) error) (err error) {
 		}
 	}()
 	return db.View(fn)
+}
+
+// updateDB runs fn in a write transaction of db, turning bbolt's panics
+// on a corrupt page into ErrCorrupt (the transaction is then rolled
+// back: bbolt's Update rolls back when fn does not return).
+func updateDB(path string, db *bolt.DB, fn func(*bolt.Tx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: writing %s: %v", ErrCorrupt, path, r)
+		}
+	}()
+	return db.Update(fn)
 }
 
 // metaPages returns the two meta pages at the start of the bolt file f.

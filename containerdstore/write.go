@@ -122,8 +122,11 @@ func (s *Store) WriteImage(img v1.Image, o WriteOptions) (v1.Descriptor, error) 
 		return v1.Descriptor{}, fmt.Errorf("%w: image has %d layers, its manifest %d", ErrCorrupt, len(layers), len(man.Layers))
 	}
 
-	db, err := bolt.Open(s.metaDB(), 0o644, &bolt.Options{Timeout: lockProbe})
+	db, err := openDB(s.metaDB(), 0o644, &bolt.Options{Timeout: lockProbe})
 	if err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			return v1.Descriptor{}, err
+		}
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return v1.Descriptor{}, fmt.Errorf("%w: it holds %s; stop it (and the dockerd supervising it) before writing", ErrRunning, s.metaDB())
 		}
@@ -195,7 +198,7 @@ func (s *Store) WriteImage(img v1.Image, o WriteOptions) (v1.Descriptor, error) 
 		}
 		names = []string{DanglingPrefix + manDigest.String()}
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = updateDB(s.metaDB(), db, func(tx *bolt.Tx) error {
 		v1b := tx.Bucket(keyV1)
 		if v1b == nil {
 			return fmt.Errorf("%w: %s has no v1 schema (has containerd ever run on %s?)", ErrLayout, s.metaDB(), s.Root)

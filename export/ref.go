@@ -67,6 +67,9 @@ type Options struct {
 	// DOCKER_HOST spells it (unix:///var/run/docker.sock if empty); the
 	// caller reads the environment.
 	DockerHost string
+	// ContainerdRoot and Namespace locate containerd: images
+	// (/var/lib/containerd and "default" unless set).
+	ContainerdRoot, Namespace string
 }
 
 // Option configures Open and NewDestination.
@@ -96,6 +99,19 @@ func WithDockerHost(h string) Option { return func(o *Options) { o.DockerHost = 
 // WithStateDir sets the state dir of the local: image store.
 func WithStateDir(dir string) Option { return func(o *Options) { o.StateDir = dir } }
 
+// WithContainerd sets the containerd root and namespace of containerd:
+// references; an empty one keeps the default.
+func WithContainerd(root, namespace string) Option {
+	return func(o *Options) {
+		if root != "" {
+			o.ContainerdRoot = root
+		}
+		if namespace != "" {
+			o.Namespace = namespace
+		}
+	}
+}
+
 // NewOptions returns the options opts set over the defaults, as Open and
 // NewDestination see them.
 func NewOptions(opts ...Option) *Options {
@@ -104,6 +120,9 @@ func NewOptions(opts ...Option) *Options {
 		Platform:   v1.Platform{OS: "linux", Architecture: runtime.GOARCH},
 		DockerRoot: "/var/lib/docker",
 		Compat:     compat.Default,
+
+		ContainerdRoot: "/var/lib/containerd",
+		Namespace:      "default",
 	}
 	for _, opt := range opts {
 		opt(o)

@@ -11,7 +11,7 @@ import (
 )
 
 func init() {
-	register(command{"copy", "copy [--docker-root DIR] [--force] SRC DEST", runCopy})
+	register(command{"copy", "copy [--docker-root DIR] [--force] [--containerd-root DIR] [--namespace NS] SRC DEST", runCopy})
 }
 
 // runCopy copies an image from any source reference to any destination,
@@ -20,6 +20,8 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("copy", stderr)
 	dockerRoot := fs.String("docker-root", "/var/lib/docker", "Docker data root")
 	force := fs.Bool("force", false, "write into a docker-root a live dockerd uses")
+	containerdRoot := fs.String("containerd-root", "/var/lib/containerd", "containerd root for containerd: references")
+	namespace := fs.String("namespace", "default", "containerd namespace for containerd: references (moby: Docker 29's store, k8s.io: Kubernetes)")
 	profile := fs.String("compat", compat.Default.Name, "whose bytes to reproduce where layercommit writes them")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -32,7 +34,8 @@ func runCopy(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	id, err := commit.Copy(context.Background(), fs.Arg(0), fs.Arg(1),
-		export.WithDockerRoot(*dockerRoot), export.WithForce(*force), export.WithCompat(p))
+		export.WithDockerRoot(*dockerRoot), export.WithForce(*force), export.WithCompat(p),
+		export.WithContainerd(*containerdRoot, *namespace))
 	if err != nil {
 		return err
 	}
