@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
@@ -80,6 +81,9 @@ type storeImage struct {
 	manifest []byte
 	m        *v1.Manifest
 	config   []byte
+
+	once    sync.Once
+	diffIDs []v1.Hash
 }
 
 var _ partial.CompressedImageCore = (*storeImage)(nil)
@@ -89,9 +93,16 @@ func (i *storeImage) MediaType() (types.MediaType, error) { return i.mt, nil }
 func (i *storeImage) RawManifest() ([]byte, error)        { return i.manifest, nil }
 
 func (i *storeImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
-	for _, l := range i.m.Layers {
+	for n, l := range i.m.Layers {
 		if l.Digest == h {
-			return &storeLayer{s: i.s, desc: l}, nil
+			sl := &storeLayer{s: i.s, desc: l}
+			// The config (read digest-checked) names each layer's
+			// diffID: reading a large layer again to learn it is
+			// what a commit on it must not do.
+			if d, ok := i.diffID(n); ok {
+				return &storeLayerDiffID{storeLayer: sl, diffID: d}, nil
+			}
+			return sl, nil
 		}
 	}
 	if i.m.Config.Digest == h {
@@ -99,6 +110,32 @@ func (i *storeImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 	}
 	return nil, fmt.Errorf("%w: blob %s in manifest", ErrNotFound, h)
 }
+
+// diffID is the n-th layer's diffID as the config lists it.
+func (i *storeImage) diffID(n int) (v1.Hash, bool) {
+	i.once.Do(func() {
+		var c struct {
+			RootFS struct {
+				DiffIDs []v1.Hash `json:"diff_ids"`
+			} `json:"rootfs"`
+		}
+		if json.Unmarshal(i.config, &c) == nil && len(c.RootFS.DiffIDs) == len(i.m.Layers) {
+			i.diffIDs = c.RootFS.DiffIDs
+		}
+	})
+	if n < len(i.diffIDs) {
+		return i.diffIDs[n], true
+	}
+	return v1.Hash{}, false
+}
+
+// storeLayerDiffID is a storeLayer whose diffID the config gives.
+type storeLayerDiffID struct {
+	*storeLayer
+	diffID v1.Hash
+}
+
+func (l *storeLayerDiffID) DiffID() (v1.Hash, error) { return l.diffID, nil }
 
 // storeLayer is a layer blob of the content store, read again on each
 // Compressed call.
