@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/distribution/reference"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
@@ -108,7 +107,7 @@ func commitDockerContainerd(ctx context.Context, r ContainerRequest, root *docke
 	if r.Pause && c.Running && !c.Paused && c.Pid > 0 {
 		sc.pid = c.Pid
 	}
-	dest, err := r.containerdDestination(ctx, st, containerdstore.NamespaceDocker, "docker-root:", opts)
+	dest, err := r.containerdDestination(ctx, st, opts)
 	if err != nil {
 		return v1.Hash{}, err
 	}
@@ -188,10 +187,14 @@ func commitContainerd(ctx context.Context, r ContainerRequest, opts []export.Opt
 	if r.Pause {
 		sc.pid = taskPid(r.containerdState(), ns, c.ID)
 	}
-	dest, err := r.containerdDestination(ctx, st, ns, "containerd:", opts)
+	// containerd: destinations default to the container's own root and
+	// namespace.
+	opts = append(opts, export.WithContainerd(st.Root, ns))
+	d, err := export.NewDestination(ctx, r.To, opts...)
 	if err != nil {
 		return v1.Hash{}, err
 	}
+	dest := containerdDest{Destination: d}
 	defer dest.Close()
 	return r.commitSnapshot(ctx, sc, dest)
 }
@@ -379,42 +382,38 @@ func chainID(c dockerroot.CommitConfig, parent []byte) string {
 	return identity.ChainID(ids).String()
 }
 
-// containerdDest is where a commit of a containerd snapshot goes: the
-// store's own transport (docker-root: for Docker's containerd image store,
-// namespace moby, with Docker's records; containerd: for containerd's
-// namespaces) becomes the store holding the container; anything else is
-// an export destination.
+// containerdDest is where a commit of a containerd snapshot goes: an
+// export destination (containerd: among them), or, for docker-root:, the
+// containerd store holding the container, namespace moby, with the
+// records Docker writes beside a commit (store, not nil).
 type containerdDest struct {
 	export.Destination
 	store *containerdstore.Destination // nil unless into the store
 }
 
-func (r ContainerRequest) containerdDestination(ctx context.Context, st *containerdstore.Store, ns, transport string, opts []export.Option) (containerdDest, error) {
-	rest, ok := strings.CutPrefix(r.To, transport)
+func (r ContainerRequest) containerdDestination(ctx context.Context, st *containerdstore.Store, opts []export.Option) (containerdDest, error) {
+	rest, ok := strings.CutPrefix(r.To, "docker-root:")
 	if !ok {
 		d, err := export.NewDestination(ctx, r.To, opts...)
 		return containerdDest{Destination: d}, err
 	}
 	var names []string
 	if rest != "" {
-		n, err := reference.ParseNormalizedNamed(rest)
+		full, err := export.NormalizeName(rest)
 		if err != nil {
-			return containerdDest{}, fmt.Errorf("image name %q: %w", rest, err)
+			return containerdDest{}, err
 		}
-		if _, digested := n.(reference.Digested); digested {
-			return containerdDest{}, fmt.Errorf("%s destination %q names a digest; give NAME[:TAG]", transport, rest)
-		}
-		names = []string{reference.TagNameOnly(n).String()}
+		names = []string{full}
 	}
 	// The store is written with dockerd stopped: it supervises the
 	// containerd that holds meta.db, and keeps its own view (--force
 	// does not help: containerd's lock is taken either way).
-	if o := export.NewOptions(opts...); transport == "docker-root:" && o.DockerRoot != "" {
+	if o := export.NewOptions(opts...); o.DockerRoot != "" {
 		if pid, ok := dockerroot.DaemonUsing(o.DockerRoot); ok {
 			return containerdDest{}, fmt.Errorf("dockerd (pid %d) is running on %s: stop it before writing into its containerd image store", pid, o.DockerRoot)
 		}
 	}
-	d, err := st.Destination(ns, containerdstore.WriteOptions{Names: names})
+	d, err := st.Destination(containerdstore.NamespaceDocker, containerdstore.WriteOptions{Names: names})
 	if err != nil {
 		return containerdDest{}, err
 	}

@@ -65,7 +65,7 @@ func TestCommitContainerdCLI(t *testing.T) {
 		{"not a containerd root", []string{"--runtime", "containerd", "--containerd-root", t.TempDir(), "--container", id}, "not a containerd root"},
 		{"snapshot dir gone", []string{"--runtime", "containerd", "--container", gone}, "snapshot directory gone"},
 		{"write into a live daemon", []string{"--runtime", "containerd", "--container", id, "-o", "containerd:lc/x:1"}, "stop it"},
-		{"digest destination", []string{"--runtime", "containerd", "--container", id, "-o", "containerd:lc/x@sha256:" + strings.Repeat("a", 64)}, "names a digest"},
+		{"digest destination", []string{"--runtime", "containerd", "--container", id, "-o", "containerd:lc/x@sha256:" + strings.Repeat("a", 64)}, "a name to store takes a tag, not a digest"},
 		{"squash", []string{"--runtime", "containerd", "--container", id, "--squash"}, "not supported on containerd"},
 		{"podman format", []string{"--runtime", "containerd", "--container", id, "--format", "docker"}, "--format is podman commit's"},
 	} {
