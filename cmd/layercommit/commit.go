@@ -182,7 +182,8 @@ func (f *commitFlags) output() (commit.Output, error) {
 	}
 	return commit.Output{
 		Compat: p, Compression: comp, Level: lvl, Counters: &layer.Counters{}, Diff: dopts,
-		Options: []export.Option{export.WithDockerRoot(*f.dockerRoot), export.WithForce(*f.force), export.WithStateDir(*f.stateDir)},
+		Options: []export.Option{export.WithDockerRoot(*f.dockerRoot), export.WithForce(*f.force), export.WithStateDir(*f.stateDir),
+			export.WithContainerd(*f.containerdRoot, *f.namespace)},
 		Exclude: f.exclude, SourceDateEpoch: epoch,
 	}, nil
 }
