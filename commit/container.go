@@ -58,7 +58,8 @@ type ContainerRequest struct {
 	StoreCompat                   bool
 	// ContainerdRoot and ContainerdState are containerd's --root and
 	// --state (default /var/lib/containerd, /run/containerd) and
-	// Namespace its namespace (default k8s.io), for the containerd
+	// Namespace its namespace (default "default", ctr's; Kubernetes uses
+	// k8s.io), for the containerd
 	// runtime (containerd_linux.go).
 	ContainerdRoot, ContainerdState, Namespace string
 	// Format is podman commit's --format: "oci" (the default) or

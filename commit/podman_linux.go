@@ -76,7 +76,11 @@ func detectRuntime(r ContainerRequest, dockerRoot string) (string, error) {
 	case 1:
 		return found[0], nil
 	}
-	return "", fmt.Errorf("container %q is in %s: give --runtime %s", r.Container, strings.Join(where, " and in "), strings.Join(found, " or --runtime "))
+	in := "both " + where[0] + " and " + where[1]
+	if len(where) > 2 {
+		in = strings.Join(where[:len(where)-1], ", ") + " and " + where[len(where)-1]
+	}
+	return "", fmt.Errorf("container %q is in %s: give --runtime %s", r.Container, in, strings.Join(found, " or --runtime "))
 }
 
 func (r ContainerRequest) containerdRoot() string {
@@ -90,7 +94,9 @@ func (r ContainerRequest) namespace() string {
 	if r.Namespace != "" {
 		return r.Namespace
 	}
-	return containerdstore.NamespaceKubernetes
+	// ctr's default, as ../shared/CLI.md spells it; Kubernetes' CRI
+	// uses k8s.io.
+	return "default"
 }
 
 func (r ContainerRequest) storageRoot() string {

@@ -58,7 +58,7 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 		fs.String("storage-root", commit.DefaultStorageRoot, "containers-storage root (--runtime podman)"), fs.String("run-root", commit.DefaultRunRoot, "containers-storage run root (--runtime podman)")
 	f.containerdRoot, f.containerdState, f.namespace = fs.String("containerd-root", containerdstore.DefaultRoot, "containerd's --root (--runtime containerd)"),
 		fs.String("containerd-state", "/run/containerd", "containerd's --state, where --pause finds a running task (--runtime containerd)"),
-		fs.String("namespace", containerdstore.NamespaceKubernetes, "containerd namespace (--runtime containerd; containerd: destinations)")
+		fs.String("namespace", "default", "containerd namespace (--runtime containerd; containerd: destinations; Kubernetes' is k8s.io)")
 	f.format = fs.String("format", "", "with --runtime podman: oci (the default) or docker, as podman commit --format")
 	f.xattrs, f.sparse = fs.String("xattrs", "", "xattrs to keep: security.capability|all|NAME|PREFIX.*,... (default the profile's)"), fs.Bool("sparse", false, "write files with holes as PAX sparse entries")
 	fs.Var(&f.exclude, "exclude", "leave out paths matching PATTERN (.dockerignore syntax, relative to the container root; repeatable; ! re-includes)")

@@ -41,7 +41,7 @@ func TestCommitContainerdCLI(t *testing.T) {
 	if err := os.RemoveAll(filepath.Dir(upper)); err != nil {
 		t.Fatal(err)
 	}
-	base := []string{"commit", "-q", "--containerd-root", c.Root, "--containerd-state", c.State, "--docker-root", t.TempDir(),
+	base := []string{"commit", "-q", "--namespace", "k8s.io", "--containerd-root", c.Root, "--containerd-state", c.State, "--docker-root", t.TempDir(),
 		"--storage-root", t.TempDir()}
 
 	t.Run("detected", func(t *testing.T) {
