@@ -44,6 +44,15 @@ type Options struct {
 	// rather than Docker's (the caller knows what its destination
 	// prefers); images built on a base keep the base's family.
 	OCIMediaTypes bool
+	// Legacy follows Docker's legacy builder (what `DOCKER_BUILDKIT=0
+	// docker build` runs) where BuildKit's dockerfile frontend, the
+	// default since Docker 23.0 and here, differs: an ENV beats an ARG
+	// of its name (BuildKit: the later one wins, and a --build-arg beats
+	// an earlier ENV), a stage FROM another starts without its ARGs,
+	// WORKDIR's directory is made root-owned whatever USER says (and
+	// WORKDIR / makes a layer), RUN's history lists its build
+	// args sorted, and HEALTHCHECK --start-interval is refused.
+	Legacy bool
 	// Target is the stage to build (default: the last).
 	Target string
 	// Platform is the target platform, os/arch[/variant] (--platform;

@@ -3,7 +3,10 @@ package builder
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -27,6 +30,16 @@ type stageState struct {
 	cmdSet     bool
 	lowers     []string          // overlay-form dirs, top first; nil until needed
 	platform   ocispecs.Platform // what RUN executes: FROM --platform, else the target
+	// env is BuildKit's build state environment (unused with Legacy):
+	// the config's Env with the stage's ARG values over it, the latest
+	// ENV or ARG of a name winning (addEnv). Words are expanded with it
+	// and RUN runs with it; a stage FROM another inherits it with that
+	// stage's ARGs.
+	env []string
+	// startInterval is the Healthcheck's StartInterval, which
+	// v1.HealthConfig cannot hold: withConfig writes it into the config
+	// JSON.
+	startInterval time.Duration
 }
 
 func (s *stageState) config() *v1.Config { return &s.cf.Config }
@@ -183,6 +196,14 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 		prev := b.stages[j]
 		s.img, s.docker, s.lowers = prev.img, prev.docker, prev.lowers
 		s.base = prev.img
+		s.startInterval = prev.startInterval
+		if !b.o.Legacy {
+			// BuildKit's stage inherits its base stage's build state:
+			// environment and ARGs (dispatchState.init).
+			s.env = slices.Clone(prev.env)
+			s.argOrder = slices.Clone(prev.argOrder)
+			s.args = maps.Clone(prev.args)
+		}
 	} else if name == "scratch" {
 		s.docker = !b.o.OCIMediaTypes
 		s.img = image.Scratch(!s.docker)
@@ -200,6 +221,9 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 			return nil, lineErr(from.Line, "FROM %s: --compression %s needs OCI media types and the base has Docker's", name, b.o.Compression)
 		}
 		s.base = s.img
+		if s.startInterval, err = startInterval(s.img); err != nil {
+			return nil, lineErr(from.Line, "reading %s: %w", name, err)
+		}
 	}
 	if s.id, err = s.img.ConfigName(); err != nil {
 		return nil, lineErr(from.Line, "reading %s: %w", name, err)
@@ -225,6 +249,9 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 	c.OpenStdin, c.StdinOnce = false, false
 	if _, ok := lookupEnv(c.Env, "PATH"); !ok {
 		c.Env = append(c.Env, defaultPath)
+	}
+	if s.env == nil {
+		s.env = slices.Clone(c.Env)
 	}
 	fmt.Fprintf(b.progress, " ---> %s\n", short(s.id))
 	// ONBUILD triggers of the base run first, and are not inherited.
