@@ -29,8 +29,11 @@ type Options struct {
 	// BuildArgs are --build-arg values; a nil value takes the variable
 	// from the environment, as docker build does for --build-arg NAME.
 	BuildArgs map[string]*string
-	// BuildContexts maps names used in FROM and COPY --from to image
-	// references (--build-context NAME=REF), which are then resolved.
+	// BuildContexts maps names used in FROM, COPY --from and RUN
+	// --mount=from= to image references (--build-context NAME=REF),
+	// which are then resolved, or to local directories (absolute or
+	// starting with "."; BuildKit's local named contexts), delivered as
+	// BuildKit delivers them (.dockerignore applied, every entry 0:0).
 	BuildContexts map[string]string
 	// Resolve opens the image a FROM or COPY --from reference names
 	// (after ARG expansion and BuildContexts; never a stage or scratch).

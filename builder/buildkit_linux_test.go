@@ -532,6 +532,24 @@ RUN --mount=from=named,source=sub,target=/s,rw echo x > /s/new && ls -A /s > /na
 RUN --mount=type=cache,id=n{{NONCE}},from=named,source=sub,target=/nc ls -A /nc > /named-cache && touch /nc/added && stat -c '%u %g' /nc/g > /named-cache-owner
 RUN --mount=type=cache,id=n{{NONCE}},from=named,target=/nc2 ls -A /nc2/sub > /named-cache2
 `, want: map[string]string{"named-cache": `content="g\n"`, "named-cache2": `content="g\n"`, "named-f": `content="named file\n"`, "named-ro": `content="ro\n"`, "named-rw": `content="g\nnew\n"`}},
+	// A local named context (BuildKit: --opt context:NAME=local:NAME
+	// --local NAME=DIR) as FROM's root and COPY --from's source: its
+	// .dockerignore applied, every entry root's.
+	{name: "named-local-context-copy-from", contexts: map[string]map[string]string{"named": {"f": "named file\n", "sub/g": "g\n", ".dockerignore": "hidden\n", "hidden": "h\n"}},
+		dockerfile: `FROM named AS n
+FROM {{BASE}}
+COPY --from=named / /all/
+COPY --from=named sub /sub-copy/
+COPY --from=n /f /via-stage
+COPY --from=named --chown=5:6 --chmod=0600 f /owned
+RUN --mount=from=n,target=/m ls -A /m > /stage-ls
+`, want: map[string]string{"all/f": `content="named file\n"`, "sub-copy/g": "uid=0 gid=0", "via-stage": "content", "owned": "mode=100600 uid=5 gid=6"},
+		absent: []string{"all/hidden"}},
+	{name: "named-local-context-from", contexts: map[string]map[string]string{"named": {"f": "named file\n", "d/x": "x\n"}}, dockerfile: `FROM named
+COPY --from={{BASE}} /bin/busybox /bin/sh
+ENV X=1
+WORKDIR /d
+`, want: map[string]string{"f": `content="named file\n"`, "d/x": "uid=0 gid=0"}},
 }
 
 // TestBuildKitConformance builds every row with BuildKit and with Build

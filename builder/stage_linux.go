@@ -192,6 +192,7 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 		return nil, lineErr(from.Line, "base name (%s) should not be blank", from.Image)
 	}
 	s := &stageState{stage: st, args: map[string]*string{}, platform: platform}
+	empty := name == "scratch" // no base config: BuildKit's emptyImage
 	if j, ok := b.stageIndex(name, st.Index); ok {
 		prev := b.stages[j]
 		s.img, s.docker, s.lowers = prev.img, prev.docker, prev.lowers
@@ -210,6 +211,13 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 		// BuildKit runs a scratch stage on the target platform, whatever
 		// its FROM --platform says.
 		s.platform = b.plat.target
+	} else if _, ok := b.localContext(name); ok {
+		// A local named context: its tree on an empty image.
+		empty = true
+		s.docker = !b.o.OCIMediaTypes
+		if s.img, err = b.localBase(ctx, s, name); err != nil {
+			return nil, lineErr(from.Line, "FROM %s: %w", name, err)
+		}
 	} else {
 		if s.img, err = b.openImage(ctx, name, platform); err != nil {
 			return nil, lineErr(from.Line, "FROM %s: %w", name, err)
@@ -233,8 +241,8 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 		return nil, lineErr(from.Line, "reading %s: %w", name, err)
 	}
 	s.cf = cf.DeepCopy()
-	b.plat.imagePlatform(&s.cf.OS, &s.cf.Architecture, &s.cf.Variant, name == "scratch")
-	if name == "scratch" {
+	b.plat.imagePlatform(&s.cf.OS, &s.cf.Architecture, &s.cf.Variant, empty)
+	if empty {
 		// BuildKit's empty image works in "/" (the legacy builder left
 		// it unset).
 		s.cf.Config.WorkingDir = "/"

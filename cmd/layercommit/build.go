@@ -32,7 +32,7 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&sshs, "ssh", "default|ID[=SOCKET]: an ssh-agent socket for RUN --mount=type=ssh (default $SSH_AUTH_SOCK; repeatable)")
 	fs.Var(&secrets, "secret", "id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)")
 	fs.Var(&buildArgs, "build-arg", "K=V, or K to take it from the environment (repeatable)")
-	fs.Var(&buildContexts, "build-context", "NAME=REF: an image for FROM NAME and COPY --from=NAME (repeatable)")
+	fs.Var(&buildContexts, "build-context", "NAME=REF or NAME=DIR (absolute or ./...): an image or a local directory for FROM NAME, COPY --from=NAME and RUN --mount=from=NAME (repeatable)")
 	target := fs.String("target", "", "the stage to build (default the last)")
 	noCache := fs.Bool("no-cache", false, "do not use the build cache")
 	platform := fs.String("platform", "", "target platform OS/ARCH[/VARIANT] (default the host's; RUN needs one the host runs)")
