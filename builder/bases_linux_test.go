@@ -23,7 +23,7 @@ func importBare(t *testing.T, d *oracle.Docker, ref string) {
 }
 
 // buildBoth builds ctxDir's Dockerfile, whose FROM names base, with
-// Build (base read from the daemon's data root) and with the real
+// Build (base read from the daemon's data root; Options.Legacy) and with the real
 // `docker build --no-cache` (legacy builder, no network), and returns
 // the two images' tags in the daemon.
 func buildBoth(t *testing.T, d *oracle.Docker, ctxDir, base, name string) (ours, theirs string) {
