@@ -205,6 +205,21 @@ COPY --from=child /inherited /
 RUN echo "p=$P q=$Q" > /grand
 LABEL p=$P
 `, want: map[string]string{"inherited": `content="p=from-parent e=env\n"`, "grand": `content="p=from-parent q=\n"`}},
+	// Also BuildKit's (and the legacy builder's, it seems, but proven
+	// here against BuildKit only): a VOLUME's contents written by a later
+	// RUN are kept (VOLUME makes no directory), HOME follows USER, a stage's ONBUILD runs in the
+	// stage FROM it and is not inherited.
+	{name: "volume-home-onbuild", dockerfile: `FROM {{BASE}} AS trig
+ONBUILD RUN echo triggered > /trig
+ONBUILD ENV T=1
+FROM trig
+VOLUME /v
+RUN (test -d /v && echo dir || echo none) > /v-made && mkdir -p /v && echo kept > /v/f && echo "$HOME" > /home-root && mkdir -m 1777 /w
+USER nobody
+RUN echo "$HOME" > /w/home-nobody
+USER 4242
+RUN echo "$HOME" > /w/home-num
+`, want: map[string]string{"v/f": `content="kept\n"`, "v-made": `content="none\n"`, "trig": `content="triggered\n"`}},
 	// HEALTHCHECK --start-interval is Healthcheck.StartInterval, kept by
 	// a stage FROM that one, dropped by a later HEALTHCHECK without it.
 	{name: "healthcheck-start-interval", dockerfile: `FROM {{BASE}} AS h
