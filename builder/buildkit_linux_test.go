@@ -220,6 +220,13 @@ RUN echo "$HOME" > /w/home-nobody
 USER 4242
 RUN echo "$HOME" > /w/home-num
 `, want: map[string]string{"v/f": `content="kept\n"`, "v-made": `content="none\n"`, "trig": `content="triggered\n"`}},
+	{name: "expose-specs-and-cmd-across-stages", dockerfile: `FROM {{BASE}} AS p
+ARG PORTS="7000 7001/udp"
+EXPOSE 80/TCP 53/UDP 8000-8002/udp 9000:90 $PORTS
+CMD ["from-parent"]
+FROM p
+ENTRYPOINT ["/bin/echo"]
+`},
 	// HEALTHCHECK --start-interval is Healthcheck.StartInterval, kept by
 	// a stage FROM that one, dropped by a later HEALTHCHECK without it.
 	{name: "healthcheck-start-interval", dockerfile: `FROM {{BASE}} AS h
