@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,15 +54,23 @@ func (b *build) metaEnv() []string {
 	return env
 }
 
-// expansionEnv is the environment words are expanded with: the stage's
-// Env, then the build args it declared that Env does not override.
+// expansionEnv is the environment words are expanded with: BuildKit's
+// build state (s.env), or with Legacy the stage's Env, then the build
+// args it declared that Env does not override.
 func (b *build) expansionEnv(s *stageState) []string {
+	if !b.o.Legacy {
+		return slices.Clone(s.env)
+	}
 	return append(append([]string(nil), s.config().Env...), b.allowedArgs(s)...)
 }
 
-// allowedArgs are the stage's declared ARGs that have a value and are not
-// overridden by Env, as "k=v", in declaration order.
+// allowedArgs are, with Legacy, the stage's declared ARGs that have a
+// value and are not overridden by Env, as "k=v", in declaration order.
+// BuildKit gives RUN every declared ARG (runArgs).
 func (b *build) allowedArgs(s *stageState) []string {
+	if !b.o.Legacy {
+		return b.runArgs(s)
+	}
 	var out []string
 	for _, k := range s.argOrder {
 		v := s.args[k]
@@ -74,6 +83,42 @@ func (b *build) allowedArgs(s *stageState) []string {
 		out = append(out, k+"="+*v)
 	}
 	return out
+}
+
+// runArgs are the build args BuildKit writes before a RUN's command in
+// its history ("|N k=v ..."; dockerfile2llb's runCommandString): every
+// ARG the stage declared (or inherited from the stage it is FROM), once,
+// with its value in the build state, "" without one.
+func (b *build) runArgs(s *stageState) []string {
+	var out []string
+	for _, k := range s.argOrder {
+		v, _ := lookupEnv(s.env, k)
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// stepArgs is what of the build args a step's cache key holds: with
+// Legacy the args RUN sees, else the whole build state environment
+// (where an ARG may override the config's Env).
+func (b *build) stepArgs(s *stageState) []string {
+	if b.o.Legacy {
+		return b.allowedArgs(s)
+	}
+	return s.env
+}
+
+// addEnv sets k in BuildKit's build state environment as llb's
+// EnvList.AddOrReplace does: an earlier entry of k goes, the new one is
+// last.
+func addEnv(env []string, k, v string) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, e := range env {
+		if ek, _, _ := strings.Cut(e, "="); ek != k {
+			out = append(out, e)
+		}
+	}
+	return append(out, k+"="+v)
 }
 
 func lookupEnv(env []string, k string) (string, bool) {

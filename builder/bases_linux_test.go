@@ -23,7 +23,7 @@ func importBare(t *testing.T, d *oracle.Docker, ref string) {
 }
 
 // buildBoth builds ctxDir's Dockerfile, whose FROM names base, with
-// Build (base read from the daemon's data root) and with the real
+// Build (base read from the daemon's data root; Options.Legacy) and with the real
 // `docker build --no-cache` (legacy builder, no network), and returns
 // the two images' tags in the daemon.
 func buildBoth(t *testing.T, d *oracle.Docker, ctxDir, base, name string) (ours, theirs string) {
@@ -31,7 +31,7 @@ func buildBoth(t *testing.T, d *oracle.Docker, ctxDir, base, name string) (ours,
 	t.Setenv("DOCKER_BUILDKIT", "0")
 	ours, theirs = oracle.Tag("lc-ours/"+name), oracle.Tag("lc-theirs/"+name)
 	out := filepath.Join(t.TempDir(), "ours.tar")
-	if _, err := testBuild(t, Options{ContextDir: ctxDir, NoCache: true,
+	if _, err := testBuild(t, Options{ContextDir: ctxDir, NoCache: true, Legacy: true,
 		BuildContexts: map[string]string{base: "docker-root:" + base},
 		Resolve: func(ctx context.Context, ref string) (v1.Image, error) {
 			return export.Open(ctx, ref, export.WithDockerRoot(d.Root))

@@ -29,8 +29,11 @@ type Options struct {
 	// BuildArgs are --build-arg values; a nil value takes the variable
 	// from the environment, as docker build does for --build-arg NAME.
 	BuildArgs map[string]*string
-	// BuildContexts maps names used in FROM and COPY --from to image
-	// references (--build-context NAME=REF), which are then resolved.
+	// BuildContexts maps names used in FROM, COPY --from and RUN
+	// --mount=from= to image references (--build-context NAME=REF),
+	// which are then resolved, or to local directories (absolute or
+	// starting with "."; BuildKit's local named contexts), delivered as
+	// BuildKit delivers them (.dockerignore applied, every entry 0:0).
 	BuildContexts map[string]string
 	// Resolve opens the image a FROM or COPY --from reference names
 	// (after ARG expansion and BuildContexts; never a stage or scratch).
@@ -44,6 +47,15 @@ type Options struct {
 	// rather than Docker's (the caller knows what its destination
 	// prefers); images built on a base keep the base's family.
 	OCIMediaTypes bool
+	// Legacy follows Docker's legacy builder (what `DOCKER_BUILDKIT=0
+	// docker build` runs) where BuildKit's dockerfile frontend, the
+	// default since Docker 23.0 and here, differs: an ENV beats an ARG
+	// of its name (BuildKit: the later one wins, and a --build-arg beats
+	// an earlier ENV), a stage FROM another starts without its ARGs,
+	// WORKDIR's directory is made root-owned whatever USER says (and
+	// WORKDIR / makes a layer), RUN's history lists its build
+	// args sorted, and HEALTHCHECK --start-interval is refused.
+	Legacy bool
 	// Target is the stage to build (default: the last).
 	Target string
 	// Platform is the target platform, os/arch[/variant] (--platform;

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -146,6 +147,105 @@ COPY x /x
 COPY --from=base /xattr /copied
 RUN cp -a /xattr /cp-a
 `, want: map[string]string{"xattr": `xattr:user.note="from the base"`}},
+	// Where BuildKit's dockerfile frontend and the legacy builder differ
+	// (Options.Legacy keeps the legacy rules): WORKDIR's directories are
+	// the USER's (resolved in the stage's passwd, unknown names root),
+	// the config keeping an unclean path as written; an ARG overrides an earlier ENV of its name in
+	// what RUN and later words see (the config keeps the ENV), as a
+	// --build-arg does; a stage FROM another inherits its ARGs.
+	{name: "workdir-after-user", dockerfile: `FROM {{BASE}}
+RUN echo 'app:x:1234:4321::/home/app:/bin/sh' >> /etc/passwd && echo 'grp:x:777:' >> /etc/group && mkdir -m 0700 /existing
+USER app
+WORKDIR /srv/a/b
+USER 1000
+WORKDIR /num/x
+USER app:grp
+WORKDIR c
+USER nosuch
+WORKDIR /unknown
+USER nobody
+WORKDIR /srv
+WORKDIR /existing/new
+WORKDIR /
+USER root
+RUN stat -c '%u %g' /srv/a /srv/a/b > /owners
+USER app
+WORKDIR /a/../clean/./p/
+`, want: map[string]string{"srv/a": "uid=1234 gid=4321", "srv/a/b": "uid=1234 gid=4321", "num/x": "uid=1000 gid=1000",
+		"num/x/c": "uid=1234 gid=777", "unknown": "uid=0 gid=0", "existing": "mode=40700 uid=0 gid=0", "existing/new": "uid=65534 gid=65534",
+		"clean/p": "uid=1234 gid=4321"}, absent: []string{"a"}},
+	{name: "env-arg-precedence", buildArgs: map[string]string{"B": "from-cli", "C": "cli-c"}, dockerfile: `FROM {{BASE}}
+ENV A=env-a B=env-b C=env-c
+ARG A=arg-a
+ARG B
+ARG C=default-c
+RUN echo "$A $B $C" > /run-env && env | grep -E '^(A|B|C)=' > /env-order
+ENV D=$A-$B
+LABEL a=$A b=$B c=$C
+WORKDIR /$A
+ENV A=env-a2
+RUN echo "$A" > /after-env
+ARG A
+RUN echo "$A" > /redeclared
+`, want: map[string]string{"run-env": `content="arg-a from-cli cli-c\n"`, "after-env": `content="env-a2\n"`, "redeclared": `content="env-a2\n"`, "arg-a": "mode=40755"},
+		images: func(t *testing.T, buildkit, ours v1.Image) {
+			cf, err := buildkit.ConfigFile()
+			if err != nil || !slices.Contains(cf.Config.Env, "D=arg-a-from-cli") || !slices.Contains(cf.Config.Env, "B=env-b") || cf.Config.Labels["a"] != "arg-a" {
+				t.Errorf("BuildKit's Env %q, Labels %v (%v): want D=arg-a-from-cli, B=env-b, a=arg-a", cf.Config.Env, cf.Config.Labels, err)
+			}
+		}},
+	{name: "arg-inherited-by-stage", dockerfile: `FROM {{BASE}} AS parent
+ARG P=from-parent
+ENV E=env
+FROM parent AS child
+RUN echo "p=$P e=$E" > /inherited
+ARG Q=q
+FROM parent
+COPY --from=child /inherited /
+RUN echo "p=$P q=$Q" > /grand
+LABEL p=$P
+`, want: map[string]string{"inherited": `content="p=from-parent e=env\n"`, "grand": `content="p=from-parent q=\n"`}},
+	// Also BuildKit's (and the legacy builder's, it seems, but proven
+	// here against BuildKit only): a VOLUME's contents written by a later
+	// RUN are kept (VOLUME makes no directory), HOME follows USER, a stage's ONBUILD runs in the
+	// stage FROM it and is not inherited.
+	{name: "volume-home-onbuild", dockerfile: `FROM {{BASE}} AS trig
+ONBUILD RUN echo triggered > /trig
+ONBUILD ENV T=1
+FROM trig
+VOLUME /v
+RUN (test -d /v && echo dir || echo none) > /v-made && mkdir -p /v && echo kept > /v/f && echo "$HOME" > /home-root && mkdir -m 1777 /w
+USER nobody
+RUN echo "$HOME" > /w/home-nobody
+USER 4242
+RUN echo "$HOME" > /w/home-num
+`, want: map[string]string{"v/f": `content="kept\n"`, "v-made": `content="none\n"`, "trig": `content="triggered\n"`}},
+	{name: "expose-specs-and-cmd-across-stages", dockerfile: `FROM {{BASE}} AS p
+ARG PORTS="7000 7001/udp"
+EXPOSE 80/TCP 53/UDP 8000-8002/udp 9000:90 $PORTS
+CMD ["from-parent"]
+FROM p
+ENTRYPOINT ["/bin/echo"]
+`},
+	// HEALTHCHECK --start-interval is Healthcheck.StartInterval, kept by
+	// a stage FROM that one, dropped by a later HEALTHCHECK without it.
+	{name: "healthcheck-start-interval", dockerfile: `FROM {{BASE}} AS h
+HEALTHCHECK --interval=5s --start-period=10s --start-interval=2s --retries=2 CMD ["true"]
+FROM h AS kept
+LABEL x=y
+FROM kept AS replaced
+HEALTHCHECK CMD ["false"]
+FROM kept
+COPY --from=replaced /etc/group /
+`, images: func(t *testing.T, buildkit, ours v1.Image) {
+		raw, err := buildkit.RawConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if si, err := rawStartInterval(raw); err != nil || si != 2*time.Second {
+			t.Errorf("BuildKit's StartInterval is %v (%v), want 2s", si, err)
+		}
+	}},
 	// Platform: automatic ARGs, their scoping and FROM --platform.
 	{name: "platform-args-scoping", dockerfile: `FROM --platform=$BUILDPLATFORM {{BASE}}
 ENV BEFORE="${TARGETPLATFORM}|${BUILDARCH}"
@@ -454,6 +554,24 @@ RUN --mount=from=named,source=sub,target=/s,rw echo x > /s/new && ls -A /s > /na
 RUN --mount=type=cache,id=n{{NONCE}},from=named,source=sub,target=/nc ls -A /nc > /named-cache && touch /nc/added && stat -c '%u %g' /nc/g > /named-cache-owner
 RUN --mount=type=cache,id=n{{NONCE}},from=named,target=/nc2 ls -A /nc2/sub > /named-cache2
 `, want: map[string]string{"named-cache": `content="g\n"`, "named-cache2": `content="g\n"`, "named-f": `content="named file\n"`, "named-ro": `content="ro\n"`, "named-rw": `content="g\nnew\n"`}},
+	// A local named context (BuildKit: --opt context:NAME=local:NAME
+	// --local NAME=DIR) as FROM's root and COPY --from's source: its
+	// .dockerignore applied, every entry root's.
+	{name: "named-local-context-copy-from", contexts: map[string]map[string]string{"named": {"f": "named file\n", "sub/g": "g\n", ".dockerignore": "hidden\n", "hidden": "h\n"}},
+		dockerfile: `FROM named AS n
+FROM {{BASE}}
+COPY --from=named / /all/
+COPY --from=named sub /sub-copy/
+COPY --from=n /f /via-stage
+COPY --from=named --chown=5:6 --chmod=0600 f /owned
+RUN --mount=from=n,target=/m ls -A /m > /stage-ls
+`, want: map[string]string{"all/f": `content="named file\n"`, "sub-copy/g": "uid=0 gid=0", "via-stage": "content", "owned": "mode=100600 uid=5 gid=6"},
+		absent: []string{"all/hidden"}},
+	{name: "named-local-context-from", contexts: map[string]map[string]string{"named": {"f": "named file\n", "d/x": "x\n"}}, dockerfile: `FROM named
+COPY --from={{BASE}} /bin/busybox /bin/sh
+ENV X=1
+WORKDIR /d
+`, want: map[string]string{"f": `content="named file\n"`, "d/x": "uid=0 gid=0"}},
 }
 
 // TestBuildKitConformance builds every row with BuildKit and with Build
@@ -652,6 +770,10 @@ func userConfig(t *testing.T, img v1.Image) string {
 		t.Fatal(err)
 	}
 	c := cf.Config
+	si, err := startInterval(img)
+	if err != nil {
+		t.Fatal(err)
+	}
 	b, err := json.Marshal(struct {
 		OS, Architecture, Variant            string
 		Env, Cmd, Entrypoint, Shell, OnBuild []string
@@ -659,8 +781,9 @@ func userConfig(t *testing.T, img v1.Image) string {
 		Labels                               map[string]string
 		ExposedPorts, Volumes                map[string]struct{}
 		Healthcheck                          *v1.HealthConfig
+		StartInterval                        time.Duration // Healthcheck's, which v1.HealthConfig lacks
 	}{cf.OS, cf.Architecture, cf.Variant, c.Env, c.Cmd, c.Entrypoint, c.Shell, c.OnBuild,
-		c.User, c.WorkingDir, c.StopSignal, c.Labels, c.ExposedPorts, c.Volumes, c.Healthcheck})
+		c.User, c.WorkingDir, c.StopSignal, c.Labels, c.ExposedPorts, c.Volumes, c.Healthcheck, si})
 	if err != nil {
 		t.Fatal(err)
 	}

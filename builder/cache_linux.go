@@ -26,7 +26,7 @@ func (b *build) stepKey(s *stageState, createdBy string, files string) string {
 	h := sha256.New()
 	cfg, _ := json.Marshal(s.cf.Config)
 	fmt.Fprintf(h, "parent %s\nconfig %s\nstep %q\nargs %q\nfiles %s\ncompat %s\ndocker %t\nmaintainer %q\nplatform %s/%s/%s\n",
-		s.id, cfg, createdBy, b.allowedArgs(s), files, b.o.Compat.Name, s.docker, s.maintainer, s.cf.OS, s.cf.Architecture, s.cf.Variant)
+		s.id, cfg, createdBy, b.stepArgs(s), files, b.o.Compat.Name, s.docker, s.maintainer, s.cf.OS, s.cf.Architecture, s.cf.Variant)
 	if e := b.o.SourceDateEpoch; e != nil {
 		fmt.Fprintf(h, "epoch %d\n", *e)
 	}
@@ -205,7 +205,11 @@ func (b *build) fromCache(s *stageState, key string) bool {
 		}
 		s.lowers = nil
 	}
-	img, err := mutate.ConfigFile(img, &cf)
+	si, err := rawStartInterval(e.Config)
+	if err != nil {
+		return false
+	}
+	img, err = withConfig(img, &cf, si)
 	if err != nil {
 		return false
 	}
@@ -215,7 +219,7 @@ func (b *build) fromCache(s *stageState, key string) bool {
 	}
 	fmt.Fprintf(b.progress, " ---> Using cache\n ---> %s\n", short(id))
 	b.record(s, key, e)
-	s.img, s.id, s.cf = img, id, cf.DeepCopy()
+	s.img, s.id, s.cf, s.startInterval = img, id, cf.DeepCopy(), si
 	return true
 }
 
@@ -262,7 +266,7 @@ func (b *build) commit(s *stageState, key, createdBy string, l *layer.Layer, upp
 		}
 	}
 	cf.History = append(cf.History, h)
-	img, err := mutate.ConfigFile(img, cf)
+	img, err := withConfig(img, cf, s.startInterval)
 	if err != nil {
 		return err
 	}

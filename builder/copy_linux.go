@@ -406,11 +406,15 @@ func (b *build) pathSources(in *dockerfile.CopyInstr, srcFS fs.FS, fromContext b
 	return srcs, nil
 }
 
-// fromFS gives COPY --from's tree: a stage's or an image's root, read
-// through a read-only overlay mount of its layers.
+// fromFS gives COPY --from's tree: a local named context's (localFS), or
+// a stage's or an image's root, read through a read-only overlay mount
+// of its layers.
 func (b *build) fromFS(ctx context.Context, s *stageState, from string) (fs.FS, func(), error) {
 	var dirs []string
 	var err error
+	if _, ok := b.localContext(from); ok {
+		return b.localFS(from)
+	}
 	if j, ok := b.stageIndex(from, s.stage.Index); ok {
 		dirs, err = b.lowerDirs(ctx, b.stages[j])
 	} else {

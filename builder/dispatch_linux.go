@@ -41,11 +41,18 @@ func (b *build) dispatch(ctx context.Context, s *stageState, in dockerfile.Instr
 		return b.copyStep(ctx, s, in)
 	}
 	d := dockerfile.Dispatcher{Config: s.config(), Lex: b.lex, Args: b.allowedArgs(s), CmdSet: s.cmdSet}
+	if !b.o.Legacy {
+		d.BuildKit, d.Env = true, b.expansionEnv(s)
+		d.OnEnv = func(k, v string) { s.env = addEnv(s.env, k, v) }
+	}
 	text, err := d.Dispatch(in)
 	if err != nil {
 		return err
 	}
 	s.cmdSet = d.CmdSet
+	if _, ok := in.(*dockerfile.HealthcheckInstr); ok {
+		s.startInterval = d.StartInterval
+	}
 	if _, ok := in.(*dockerfile.WorkdirInstr); ok {
 		return b.workdir(ctx, s, in.Pos())
 	}
@@ -53,7 +60,9 @@ func (b *build) dispatch(ctx context.Context, s *stageState, in dockerfile.Instr
 }
 
 // dispatchArg declares the stage's ARGs: a --build-arg, else the
-// expanded default, else the meta ARG of that name.
+// expanded default, else the meta ARG of that name. Unless Legacy, a
+// value also goes into the build state's environment, as BuildKit's
+// dispatchArg does.
 func (b *build) dispatchArg(ctx context.Context, s *stageState, in *dockerfile.ArgInstr) error {
 	var parts []string
 	for _, kv := range in.Args {
@@ -77,6 +86,12 @@ func (b *build) dispatchArg(ctx context.Context, s *stageState, in *dockerfile.A
 			s.argOrder = append(s.argOrder, kv.Key)
 		}
 		s.args[kv.Key] = v
+		// BuildKit puts an ARG with a value into the build state's
+		// environment, over an ENV of its name (but not the SBOM
+		// scanner's args: dockerfile2llb's nonEnvArgs).
+		if !b.o.Legacy && v != nil && kv.Key != "BUILDKIT_SBOM_SCAN_CONTEXT" && kv.Key != "BUILDKIT_SBOM_SCAN_STAGE" {
+			s.env = addEnv(s.env, kv.Key, *v)
+		}
 	}
 	return b.commitMeta(ctx, s, in.Line, s.nopComment("ARG "+strings.Join(parts, " ")))
 }

@@ -2,9 +2,12 @@
 // package dockerfile (buildkit's parser and lexer stay behind it) and
 // drives the same stages as commit, one step at a time: RUN in a
 // namespaced sandbox (package sandbox) over an overlay mount → diff of the upper dir →
-// layer → image, with docker build's (legacy builder's) config and
-// history, a build cache under the state dir and reproducible output
-// with a source date epoch. Metadata instructions are applied by
+// layer → image, with BuildKit's dockerfile frontend's semantics (ARG
+// over an earlier ENV, ARGs inherited by a stage FROM another, WORKDIR
+// made as the USER, HEALTHCHECK --start-interval) and, with
+// Options.Legacy (DOCKER_BUILDKIT=0), the legacy builder's where they
+// differ; legacy-style history, a build cache under the state dir and
+// reproducible output with a source date epoch. Metadata instructions are applied by
 // dockerfile.Dispatcher, the one commit --change uses. Heredocs and
 // platforms (Options.Platform, the automatic TARGET*/BUILD* ARGs, FROM
 // --platform) follow BuildKit's dockerfile frontend, proven against a

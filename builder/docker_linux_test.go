@@ -41,7 +41,7 @@ func TestFixtureBuildsMatchDocker(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "lc.tar")
 			ours := oracle.Tag("lc-fixture/" + name)
-			id, err := testBuild(t, Options{ContextDir: dir, StateDir: state, NoCache: true,
+			id, err := testBuild(t, Options{ContextDir: dir, StateDir: state, NoCache: true, Legacy: true,
 				BuildContexts: map[string]string{d.Base: "docker-archive:" + base},
 			}, "docker-archive:"+out+":"+ours)
 			if err != nil {

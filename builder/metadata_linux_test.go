@@ -60,13 +60,14 @@ var metadataCases = []struct {
 	}, ""},
 }
 
-// buildMetadata builds "FROM base\n"+body on base and returns the image's
-// config file.
+// buildMetadata builds "FROM base\n"+body on base with the legacy
+// builder's rules (Options.Legacy: the cases pin Docker 20.10's) and
+// returns the image's config file.
 func buildMetadata(t *testing.T, base, body string) (*v1.ConfigFile, error) {
 	t.Helper()
 	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM base\n" + body + "\n"})
 	out := filepath.Join(t.TempDir(), "out.tar")
-	if _, err := testBuild(t, Options{ContextDir: ctxDir, NoCache: true, BuildContexts: map[string]string{"base": base}},
+	if _, err := testBuild(t, Options{ContextDir: ctxDir, NoCache: true, Legacy: true, BuildContexts: map[string]string{"base": base}},
 		"docker-archive:"+out); err != nil {
 		return nil, err
 	}

@@ -3,7 +3,10 @@ package builder
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -27,6 +30,16 @@ type stageState struct {
 	cmdSet     bool
 	lowers     []string          // overlay-form dirs, top first; nil until needed
 	platform   ocispecs.Platform // what RUN executes: FROM --platform, else the target
+	// env is BuildKit's build state environment (unused with Legacy):
+	// the config's Env with the stage's ARG values over it, the latest
+	// ENV or ARG of a name winning (addEnv). Words are expanded with it
+	// and RUN runs with it; a stage FROM another inherits it with that
+	// stage's ARGs.
+	env []string
+	// startInterval is the Healthcheck's StartInterval, which
+	// v1.HealthConfig cannot hold: withConfig writes it into the config
+	// JSON.
+	startInterval time.Duration
 }
 
 func (s *stageState) config() *v1.Config { return &s.cf.Config }
@@ -179,16 +192,32 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 		return nil, lineErr(from.Line, "base name (%s) should not be blank", from.Image)
 	}
 	s := &stageState{stage: st, args: map[string]*string{}, platform: platform}
+	empty := name == "scratch" // no base config: BuildKit's emptyImage
 	if j, ok := b.stageIndex(name, st.Index); ok {
 		prev := b.stages[j]
 		s.img, s.docker, s.lowers = prev.img, prev.docker, prev.lowers
 		s.base = prev.img
+		s.startInterval = prev.startInterval
+		if !b.o.Legacy {
+			// BuildKit's stage inherits its base stage's build state:
+			// environment and ARGs (dispatchState.init).
+			s.env = slices.Clone(prev.env)
+			s.argOrder = slices.Clone(prev.argOrder)
+			s.args = maps.Clone(prev.args)
+		}
 	} else if name == "scratch" {
 		s.docker = !b.o.OCIMediaTypes
 		s.img = image.Scratch(!s.docker)
 		// BuildKit runs a scratch stage on the target platform, whatever
 		// its FROM --platform says.
 		s.platform = b.plat.target
+	} else if _, ok := b.localContext(name); ok {
+		// A local named context: its tree on an empty image.
+		empty = true
+		s.docker = !b.o.OCIMediaTypes
+		if s.img, err = b.localBase(ctx, s, name); err != nil {
+			return nil, lineErr(from.Line, "FROM %s: %w", name, err)
+		}
 	} else {
 		if s.img, err = b.openImage(ctx, name, platform); err != nil {
 			return nil, lineErr(from.Line, "FROM %s: %w", name, err)
@@ -200,6 +229,9 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 			return nil, lineErr(from.Line, "FROM %s: --compression %s needs OCI media types and the base has Docker's", name, b.o.Compression)
 		}
 		s.base = s.img
+		if s.startInterval, err = startInterval(s.img); err != nil {
+			return nil, lineErr(from.Line, "reading %s: %w", name, err)
+		}
 	}
 	if s.id, err = s.img.ConfigName(); err != nil {
 		return nil, lineErr(from.Line, "reading %s: %w", name, err)
@@ -209,8 +241,8 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 		return nil, lineErr(from.Line, "reading %s: %w", name, err)
 	}
 	s.cf = cf.DeepCopy()
-	b.plat.imagePlatform(&s.cf.OS, &s.cf.Architecture, &s.cf.Variant, name == "scratch")
-	if name == "scratch" {
+	b.plat.imagePlatform(&s.cf.OS, &s.cf.Architecture, &s.cf.Variant, empty)
+	if empty {
 		// BuildKit's empty image works in "/" (the legacy builder left
 		// it unset).
 		s.cf.Config.WorkingDir = "/"
@@ -225,6 +257,9 @@ func (b *build) buildStage(ctx context.Context, st *dockerfile.Stage) (*stageSta
 	c.OpenStdin, c.StdinOnce = false, false
 	if _, ok := lookupEnv(c.Env, "PATH"); !ok {
 		c.Env = append(c.Env, defaultPath)
+	}
+	if s.env == nil {
+		s.env = slices.Clone(c.Env)
 	}
 	fmt.Fprintf(b.progress, " ---> %s\n", short(s.id))
 	// ONBUILD triggers of the base run first, and are not inherited.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -92,16 +93,42 @@ func (b *build) newStepDir() (dir, upper, work string, err error) {
 }
 
 // workdir runs WORKDIR: the directory is made in a layer (empty when it
-// already exists), as the legacy builder does.
+// already exists). As BuildKit's dispatchWorkdir does, the directories
+// it makes are owned by the config's User, resolved in the stage's own
+// passwd and group files as a --chown is (a name it does not hold is
+// root), and WORKDIR / makes no layer; with Legacy they are root's, as
+// the legacy builder makes them, and every WORKDIR makes a layer.
 func (b *build) workdir(ctx context.Context, s *stageState, line int) error {
 	c := s.config()
 	createdBy := s.nopCommentString("WORKDIR " + c.WorkingDir)
+	if !b.o.Legacy {
+		createdBy = "WORKDIR " + c.WorkingDir
+		if c.WorkingDir == "/" {
+			return b.commitMeta(ctx, s, line, createdBy)
+		}
+	}
 	key := b.stepKey(s, createdBy, "")
 	if b.fromCache(s, key) {
 		return nil
 	}
+	user := c.User
+	if b.o.Legacy {
+		user = ""
+	}
 	return b.inOverlay(ctx, s, key, createdBy, line, func(root *safepath.Root) error {
-		d, err := root.MkdirAll(rel(c.WorkingDir), 0o755)
+		var id Identity
+		if user != "" {
+			var err error
+			if id, err = chownIdentity(rootFS{root}, user); err != nil {
+				return err
+			}
+		}
+		d, err := root.MkdirAllFunc(rel(c.WorkingDir), 0o755, func(dirfd int, name string) error {
+			if user == "" {
+				return nil
+			}
+			return safepath.LchownAt(dirfd, name, int(id.UID), int(id.GID))
+		})
 		if err != nil {
 			return err
 		}
@@ -122,9 +149,12 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	buildArgs := b.allowedArgs(s)
 	saveCmd := args
 	if len(buildArgs) > 0 {
-		sorted := append([]string(nil), buildArgs...)
-		sort.Strings(sorted)
-		saveCmd = append(append([]string{fmt.Sprintf("|%d", len(sorted))}, sorted...), args...)
+		// The legacy builder sorts them; BuildKit keeps their order.
+		listed := append([]string(nil), buildArgs...)
+		if b.o.Legacy {
+			sort.Strings(listed)
+		}
+		saveCmd = append(append([]string{fmt.Sprintf("|%d", len(listed))}, listed...), args...)
 	}
 	createdBy := strings.Join(saveCmd, " ")
 	keyed := createdBy + "\x00network=" + in.Network
@@ -171,7 +201,14 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 		return err
 	}
 	defer release()
-	env := append(append(append(append([]string(nil), c.Env...), buildArgs...), b.proxyEnv()...), menv...)
+	// BuildKit runs RUN with its build state's environment (the
+	// config's Env with the ARGs over it); the legacy builder with the
+	// Env, then the ARGs it does not set.
+	env := append(append([]string(nil), c.Env...), buildArgs...)
+	if !b.o.Legacy {
+		env = slices.Clone(s.env)
+	}
+	env = append(append(env, b.proxyEnv()...), menv...)
 	scratch := filepath.Join(dir, "mnt")
 	if err := os.Mkdir(scratch, 0o700); err != nil {
 		return err

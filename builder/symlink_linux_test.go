@@ -178,7 +178,7 @@ CMD ["sh"]
 	d.Run(t, "save", "-o", base, d.Base)
 	out := filepath.Join(t.TempDir(), "lc.tar")
 	ours, theirs := oracle.Tag("lc-symlinks"), oracle.Tag("dk-symlinks")
-	if _, err := testBuild(t, Options{ContextDir: ctxDir, NoCache: true,
+	if _, err := testBuild(t, Options{ContextDir: ctxDir, NoCache: true, Legacy: true,
 		BuildContexts: map[string]string{d.Base: "docker-archive:" + base},
 	}, "docker-archive:"+out+":"+ours); err != nil {
 		t.Fatal(err)

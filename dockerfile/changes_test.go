@@ -75,6 +75,7 @@ func TestApplyChanges(t *testing.T) {
 		{"healthcheck", []string{"HEALTHCHECK --interval=1m --start-period=2s CMD true"}, func(c *v1.Config) {
 			c.Healthcheck = &v1.HealthConfig{Test: []string{"CMD-SHELL", "true"}, Interval: time.Minute, StartPeriod: 2 * time.Second}
 		}, ""},
+		{"healthcheck-start-interval-refused", []string{"HEALTHCHECK --start-interval=1s CMD true"}, nil, "HEALTHCHECK --start-interval is only taken by BuildKit-mode builds"},
 		{"healthcheck-none-ignores-flags", []string{"HEALTHCHECK --retries=2 NONE"}, func(c *v1.Config) {
 			c.Healthcheck = &v1.HealthConfig{Test: []string{"NONE"}}
 		}, ""},

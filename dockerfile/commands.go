@@ -434,22 +434,17 @@ func parseHealthcheck(r *request) (Instruction, error) {
 }
 
 // healthFlags reads HEALTHCHECK CMD's --interval, --timeout,
-// --start-period and --retries.
+// --start-period, --start-interval and --retries.
 func (r *request) healthFlags(in *HealthcheckInstr) error {
 	fs, err := r.flags("interval", "timeout", "start-period", "start-interval", "retries")
 	if err != nil {
 		return err
 	}
-	if fs.set["start-interval"] {
-		// BuildKit records it as Healthcheck.StartInterval; the config
-		// type here (go-containerregistry's v1.HealthConfig) has no such
-		// field, so the image could not hold it: refused, not dropped.
-		return errors.New("HEALTHCHECK --start-interval is not supported yet (the image config could not record it)")
-	}
 	for _, d := range []struct {
 		flag string
 		dst  *time.Duration
-	}{{"interval", &in.Health.Interval}, {"timeout", &in.Health.Timeout}, {"start-period", &in.Health.StartPeriod}} {
+	}{{"interval", &in.Health.Interval}, {"timeout", &in.Health.Timeout}, {"start-period", &in.Health.StartPeriod},
+		{"start-interval", &in.StartInterval}} {
 		if *d.dst, err = interval(d.flag, fs.get(d.flag)); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/docker/go-connections/nat"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -39,6 +40,23 @@ type Dispatcher struct {
 	// later ENTRYPOINT then keeps Cmd instead of clearing it. Dispatch
 	// sets it.
 	CmdSet bool
+	// BuildKit applies the rules of BuildKit's dockerfile frontend
+	// (dockerfile2llb) where they differ from the legacy builder's:
+	// HEALTHCHECK --start-interval is taken (into StartInterval). Without it (the legacy builder, docker
+	// commit --change) --start-interval is refused.
+	BuildKit bool
+	// Env, when not nil, is the environment words are expanded with,
+	// instead of Args then Config.Env: BuildKit's build state, where an
+	// ARG overrides an earlier ENV of its name.
+	Env []string
+	// OnEnv, when set, is called by ENV with each pair it sets, after
+	// expansion, in order (the caller's Env follows it).
+	OnEnv func(key, value string)
+	// StartInterval is the Healthcheck's start interval, which
+	// v1.HealthConfig cannot hold: HEALTHCHECK sets it (0 without
+	// --start-interval) in BuildKit mode; the caller writes it into the
+	// image's config JSON.
+	StartInterval time.Duration
 }
 
 // Dispatch applies in to d.Config. Its words are expanded, all of them
@@ -54,6 +72,9 @@ func (d *Dispatcher) Dispatch(in Instruction) (string, error) {
 
 func (d *Dispatcher) dispatch(in Instruction) (string, error) {
 	x := expander{lex: d.Lex, env: append(slices.Clone(d.Args), d.Config.Env...)}
+	if d.Env != nil {
+		x.env = d.Env
+	}
 	switch in := in.(type) {
 	case *EnvInstr:
 		return d.dispatchEnv(in, x)
@@ -117,6 +138,9 @@ func (d *Dispatcher) dispatchEnv(in *EnvInstr, x expander) (string, error) {
 	}
 	for _, kv := range pairs {
 		d.Config.Env = setEnv(d.Config.Env, kv.Key, *kv.Value)
+		if d.OnEnv != nil {
+			d.OnEnv(kv.Key, *kv.Value)
+		}
 	}
 	return "ENV " + kvs(pairs), nil
 }
@@ -183,7 +207,8 @@ func (d *Dispatcher) dispatchUser(in *UserInstr, x expander) (string, error) {
 }
 
 // dispatchWorkdir joins a relative path to the current WorkingDir; an
-// absolute one is taken as written, uncleaned, as Docker 20.10 does.
+// absolute one is taken as written, uncleaned, as Docker 20.10 and
+// BuildKit (system.NormalizeWorkdir) do.
 func (d *Dispatcher) dispatchWorkdir(in *WorkdirInstr, x expander) (string, error) {
 	p, err := x.word(in.Path)
 	if err != nil {
@@ -284,9 +309,21 @@ func (d *Dispatcher) dispatchStopSignal(in *StopSignalInstr, x expander) (string
 // dispatchHealthcheck sets the parsed check; its history text is the
 // legacy builder's %q of its HealthConfig, where the int Retries prints
 // as a quoted character.
+//
+// In BuildKit mode it also sets StartInterval, and the text is
+// BuildKit's %+v of its HealthcheckConfig.
 func (d *Dispatcher) dispatchHealthcheck(in *HealthcheckInstr) (string, error) {
 	h := in.Health
 	h.Test = slices.Clone(h.Test)
+	if d.BuildKit {
+		d.Config.Healthcheck = &h
+		d.StartInterval = in.StartInterval
+		return fmt.Sprintf("HEALTHCHECK {Test:%v Interval:%v Timeout:%v StartPeriod:%v StartInterval:%v Retries:%d}",
+			h.Test, h.Interval, h.Timeout, h.StartPeriod, in.StartInterval, h.Retries), nil
+	}
+	if in.StartInterval != 0 {
+		return "", errors.New("HEALTHCHECK --start-interval is only taken by BuildKit-mode builds (not by the legacy builder or commit --change)")
+	}
 	d.Config.Healthcheck = &h
 	return fmt.Sprintf("HEALTHCHECK &{%q %q %q %q %q}", h.Test, h.Interval, h.Timeout, h.StartPeriod, rune(h.Retries)), nil
 }

@@ -9,8 +9,10 @@
 // words. A Dispatcher applies the metadata instructions (ENV, LABEL,
 // EXPOSE, USER, WORKDIR, CMD, ENTRYPOINT, VOLUME, STOPSIGNAL, HEALTHCHECK,
 // ONBUILD, SHELL) to a v1.Config with the semantics of moby's legacy
-// builder, which Docker uses for both docker build and docker commit
-// --change: words are expanded with the Env before the instruction,
+// builder, which Docker uses for docker commit --change (and for docker
+// build with DOCKER_BUILDKIT=0), or in its BuildKit mode those of
+// BuildKit's dockerfile2llb where they differ (the build's environment,
+// HEALTHCHECK --start-interval): words are expanded with the Env before the instruction,
 // EXPOSE takes docker's port specs (ranges, protocols), STOPSIGNAL is
 // checked as moby checks it. ApplyChanges is docker commit --change
 // (moby's BuildFromConfig): the same parser and the same dispatchers, on

@@ -3,6 +3,7 @@ package dockerfile
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -291,12 +292,20 @@ func (i *StopSignalInstr) String() string { return "STOPSIGNAL " + i.Signal }
 type HealthcheckInstr struct {
 	at
 	Health v1.HealthConfig
+	// StartInterval is --start-interval (BuildKit's
+	// Healthcheck.StartInterval), which v1.HealthConfig has no field
+	// for: see Dispatcher.StartInterval.
+	StartInterval time.Duration
 }
 
 func (i *HealthcheckInstr) String() string {
 	h := i.Health
-	return fmt.Sprintf("HEALTHCHECK %q interval=%s timeout=%s start-period=%s retries=%d",
-		h.Test, h.Interval, h.Timeout, h.StartPeriod, h.Retries)
+	si := ""
+	if i.StartInterval != 0 {
+		si = " start-interval=" + i.StartInterval.String()
+	}
+	return fmt.Sprintf("HEALTHCHECK %q interval=%s timeout=%s start-period=%s%s retries=%d",
+		h.Test, h.Interval, h.Timeout, h.StartPeriod, si, h.Retries)
 }
 
 // OnbuildInstr is ONBUILD: Expression is recorded in the image and run

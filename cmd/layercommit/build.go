@@ -32,7 +32,7 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&sshs, "ssh", "default|ID[=SOCKET]: an ssh-agent socket for RUN --mount=type=ssh (default $SSH_AUTH_SOCK; repeatable)")
 	fs.Var(&secrets, "secret", "id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)")
 	fs.Var(&buildArgs, "build-arg", "K=V, or K to take it from the environment (repeatable)")
-	fs.Var(&buildContexts, "build-context", "NAME=REF: an image for FROM NAME and COPY --from=NAME (repeatable)")
+	fs.Var(&buildContexts, "build-context", "NAME=REF or NAME=DIR (absolute or ./...): an image or a local directory for FROM NAME, COPY --from=NAME and RUN --mount=from=NAME (repeatable)")
 	target := fs.String("target", "", "the stage to build (default the last)")
 	noCache := fs.Bool("no-cache", false, "do not use the build cache")
 	platform := fs.String("platform", "", "target platform OS/ARCH[/VARIANT] (default the host's; RUN needs one the host runs)")
@@ -86,8 +86,12 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	legacy, err := legacyBuilder(os.LookupEnv)
+	if err != nil {
+		return err
+	}
 	o := builder.Options{
-		ContextDir: pos[0], Dockerfile: *dockerfile, Target: *target, NoCache: *noCache, Platform: *platform,
+		ContextDir: pos[0], Dockerfile: *dockerfile, Target: *target, NoCache: *noCache, Platform: *platform, Legacy: legacy,
 		Compat: p, StateDir: *stateDir,
 		BuildArgs:     map[string]*string{},
 		BuildContexts: map[string]string{},
@@ -196,6 +200,21 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, res.ID)
 	return nil
+}
+
+// legacyBuilder reads DOCKER_BUILDKIT as the docker CLI does: a false
+// boolean (0, false) selects the legacy builder's rules
+// (builder.Options.Legacy), a true one or none BuildKit's.
+func legacyBuilder(lookup func(string) (string, bool)) (bool, error) {
+	v, ok := lookup("DOCKER_BUILDKIT")
+	if !ok || v == "" {
+		return false, nil
+	}
+	on, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("build: DOCKER_BUILDKIT environment variable expects boolean value: %w", err)
+	}
+	return !on, nil
 }
 
 // sourceDateEpoch parses --source-date-epoch, else $SOURCE_DATE_EPOCH:
