@@ -83,10 +83,11 @@ func TestImportRules(t *testing.T) {
 	}
 }
 
-// TestTestHelpersStayInTests: fixtures and internal/oracle are test
-// helpers; no package of the program depends on them (test files may).
+// TestTestHelpersStayInTests: fixtures, internal/oracle and
+// internal/userns/testuser are test helpers; no package of the program
+// depends on them (test files may).
 func TestTestHelpersStayInTests(t *testing.T) {
-	helpers := []string{module + "/fixtures", module + "/internal/oracle"}
+	helpers := []string{module + "/fixtures", module + "/internal/oracle", module + "/internal/userns/testuser"}
 	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Deps \" \"}}", module+"/...").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
