@@ -184,17 +184,7 @@ func TestCommitContainerdRuntime(t *testing.T) {
 		t.Run(tc.version, func(t *testing.T) {
 			c := oracle.StartContainerd(t, tc.version, "k8s.io")
 			id := fmt.Sprintf("lc-%d", os.Getpid())
-			c.Run(t, "run", "-d", "--snapshotter", "overlayfs", c.Base, id, "sh", "-c", tc.script+"; touch /ready; exec sleep 3600")
-			ready := filepath.Join(c.State, "io.containerd.runtime.v2.task", "k8s.io", id, "rootfs", "ready")
-			for i := 0; ; i++ {
-				if _, err := os.Stat(ready); err == nil {
-					break
-				}
-				if i == 200 {
-					t.Fatalf("task %s did not create /ready in 10s", id)
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			c.RunTask(t, c.Base, id, tc.script)
 			opts := func(to string) commit.ContainerRequest {
 				return commit.ContainerRequest{Container: id, To: to, Runtime: commit.RuntimeContainerd, Pause: true,
 					StoreCompat: true, ContainerdRoot: c.Root, ContainerdState: c.State, Namespace: "k8s.io",

@@ -46,20 +46,7 @@ func (s *Store) V1Image(ns, name string, platform v1.Platform) (v1.Image, error)
 	if !desc.MediaType.IsImage() {
 		return nil, fmt.Errorf("image %s: target %s has media type %s", name, desc.Digest, desc.MediaType)
 	}
-	raw, err := s.readAll(desc)
-	if err != nil {
-		return nil, err
-	}
-	var m v1.Manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("%w: manifest %s: %w", ErrCorrupt, desc.Digest, err)
-	}
-	cfg, err := s.readAll(m.Config)
-	if err != nil {
-		return nil, err
-	}
-	img := &storeImage{s: s, mt: desc.MediaType, manifest: raw, m: &m, config: cfg}
-	return partial.CompressedToImage(img)
+	return s.ImageByManifest(desc)
 }
 
 func (s *Store) readAll(d v1.Descriptor) ([]byte, error) {

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/layercommit/layercommit/internal/oracle"
 )
@@ -19,17 +18,7 @@ import (
 func TestCommitContainerdCLI(t *testing.T) {
 	c := oracle.StartContainerd(t, "2.3", "k8s.io")
 	id := fmt.Sprintf("lc-cli-%d", os.Getpid())
-	c.Run(t, "run", "-d", "--snapshotter", "overlayfs", c.Base, id, "sh", "-c", "echo hi > /data/x; touch /ready; exec sleep 3600")
-	ready := filepath.Join(c.State, "io.containerd.runtime.v2.task", "k8s.io", id, "rootfs", "ready")
-	for i := 0; ; i++ {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		if i == 200 {
-			t.Fatalf("task %s did not create /ready in 10s", id)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	c.RunTask(t, c.Base, id, "echo hi > /data/x")
 	// A created container whose snapshot dir is then removed.
 	gone := id + "-gone"
 	c.Run(t, "containers", "create", "--snapshotter", "overlayfs", c.Base, gone, "true")

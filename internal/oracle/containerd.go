@@ -164,3 +164,20 @@ func NewDocker29Containerd(t testing.TB) *Docker {
 	t.Helper()
 	return newDocker(t, "LAYERCOMMIT_DOCKER29C", "dockerd 29 (containerd store)")
 }
+
+// RunTask starts the task id of image in c's namespace (ctr run -d on
+// the overlayfs snapshotter) running the shell script, then touching
+// /ready and sleeping, and waits until /ready shows in the task's rootfs
+// mount.
+func (c *Containerd) RunTask(t testing.TB, image, id, script string) {
+	t.Helper()
+	c.Run(t, "run", "-d", "--snapshotter", "overlayfs", image, id, "sh", "-c", script+"; touch /ready; exec sleep 3600")
+	ready := filepath.Join(c.State, "io.containerd.runtime.v2.task", c.Namespace, id, "rootfs", "ready")
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(ready); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("task %s did not create /ready in 10s", id)
+}
