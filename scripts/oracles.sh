@@ -92,79 +92,59 @@ oracles_base_image() {
 	return $rc
 }
 
-# oracles_start_docker29 starts Docker 29.7.1 with containerd 2.3.3
-# (built once per machine by scripts/engines.sh) in graphdriver mode
-# (overlay2, containerd-snapshotter off) on its own data root, exec root
-# and socket, and loads the busybox base into it from the 20.10 daemon.
-# Debian's runc runs it with time namespaces off.
-oracles_start_docker29() {
-	local dir=$LC_ORACLE_DIR/docker29 sock=$LC_ORACLE_DIR/docker29/docker.sock bins
+# _oracles_docker29 NAME VAR CONFIG WHAT starts a Docker 29.7.1 with
+# containerd 2.3.3 (built once per machine by scripts/engines.sh) with the
+# daemon.json CONFIG on its own data root, exec root and socket under
+# $LC_ORACLE_DIR/NAME, exports LAYERCOMMIT_<VAR>_HOST and _ROOT, sets
+# LC_STARTED_<VAR> when it started it, and loads the busybox base into it
+# from the 20.10 daemon. Debian's runc runs it with time namespaces off.
+_oracles_docker29() {
+	local name=$1 var=$2 config=$3 what=$4
+	local dir=$LC_ORACLE_DIR/$name sock=$LC_ORACLE_DIR/$name/docker.sock bins host
 	. "$(dirname "${BASH_SOURCE[0]}")/engines.sh"
 	bins=$(engines_docker29) || return 1
 	mkdir -p "$dir/root" "$dir/exec"
-	export LAYERCOMMIT_DOCKER29_HOST=unix://$sock
-	export LAYERCOMMIT_DOCKER29_ROOT=$dir/root
-	if [ -S "$sock" ] && /usr/bin/docker -H "$LAYERCOMMIT_DOCKER29_HOST" version >/dev/null 2>&1; then
+	host=unix://$sock
+	export "LAYERCOMMIT_${var}_HOST=$host" "LAYERCOMMIT_${var}_ROOT=$dir/root"
+	export LAYERCOMMIT_CONTAINERD2_BIN=${bins#*:}
+	if [ -S "$sock" ] && /usr/bin/docker -H "$host" version >/dev/null 2>&1; then
 		return 0
 	fi
-	cat >"$dir/daemon.json" <<'JSON'
-{"features":{"time-namespaces":false,"containerd-snapshotter":false},"storage-driver":"overlay2"}
-JSON
-	LC_STARTED_DOCKER29=1
+	printf '%s\n' "$config" >"$dir/daemon.json"
+	eval "LC_STARTED_${var}=1"
 	PATH=$bins:$PATH dockerd --config-file "$dir/daemon.json" --data-root "$dir/root" --exec-root "$dir/exec" \
-		-H "$LAYERCOMMIT_DOCKER29_HOST" --pidfile "$dir/docker.pid" --iptables=false --ip6tables=false \
+		-H "$host" --pidfile "$dir/docker.pid" --iptables=false --ip6tables=false \
 		--bridge=none --userland-proxy=false >"$dir/dockerd.log" 2>&1 &
 	local i
 	for i in $(seq 1 120); do
-		if /usr/bin/docker -H "$LAYERCOMMIT_DOCKER29_HOST" version >/dev/null 2>&1; then
+		if /usr/bin/docker -H "$host" version >/dev/null 2>&1; then
 			/usr/bin/docker -H "$LAYERCOMMIT_DOCKER_HOST" save "$LAYERCOMMIT_BASE_IMAGE" |
-				/usr/bin/docker -H "$LAYERCOMMIT_DOCKER29_HOST" load -q >/dev/null
+				/usr/bin/docker -H "$host" load -q >/dev/null
 			return
 		fi
 		sleep 0.5
 	done
-	echo "oracles: dockerd 29 did not start; its log:" >&2
+	echo "oracles: $what did not start; its log:" >&2
 	tail -20 "$dir/dockerd.log" >&2
 	return 1
 }
 
-# oracles_start_docker29c starts a second Docker 29.7.1 in its default
-# mode since 29: the containerd image store (containerd-snapshotter on),
-# with the containerd 2.3.3 it supervises under its data root
-# (<root>/containerd/daemon) and exec root, and loads the busybox base
-# into it. It exports LAYERCOMMIT_DOCKER29C_HOST and _ROOT, and
-# LAYERCOMMIT_CONTAINERD2_BIN, the dir of the built containerd 2.3.3 and
-# its ctr (tests start private containerds from it).
+# oracles_start_docker29 starts Docker 29 in graphdriver mode (overlay2,
+# containerd-snapshotter off): LAYERCOMMIT_DOCKER29_HOST and _ROOT.
+oracles_start_docker29() {
+	_oracles_docker29 docker29 DOCKER29 \
+		'{"features":{"time-namespaces":false,"containerd-snapshotter":false},"storage-driver":"overlay2"}' "dockerd 29"
+}
+
+# oracles_start_docker29c starts a second Docker 29 in its default mode
+# since 29: the containerd image store (containerd-snapshotter on), with
+# the containerd 2.3.3 it supervises under its data root
+# (<root>/containerd/daemon) and exec root: LAYERCOMMIT_DOCKER29C_HOST and
+# _ROOT. Both export LAYERCOMMIT_CONTAINERD2_BIN, the dir of the built
+# containerd 2.3.3 and its ctr (tests start private containerds from it).
 oracles_start_docker29c() {
-	local dir=$LC_ORACLE_DIR/docker29c sock=$LC_ORACLE_DIR/docker29c/docker.sock bins
-	. "$(dirname "${BASH_SOURCE[0]}")/engines.sh"
-	bins=$(engines_docker29) || return 1
-	mkdir -p "$dir/root" "$dir/exec"
-	export LAYERCOMMIT_DOCKER29C_HOST=unix://$sock
-	export LAYERCOMMIT_DOCKER29C_ROOT=$dir/root
-	export LAYERCOMMIT_CONTAINERD2_BIN=${bins#*:}
-	if [ -S "$sock" ] && /usr/bin/docker -H "$LAYERCOMMIT_DOCKER29C_HOST" version >/dev/null 2>&1; then
-		return 0
-	fi
-	cat >"$dir/daemon.json" <<'JSON'
-{"features":{"time-namespaces":false,"containerd-snapshotter":true}}
-JSON
-	LC_STARTED_DOCKER29C=1
-	PATH=$bins:$PATH dockerd --config-file "$dir/daemon.json" --data-root "$dir/root" --exec-root "$dir/exec" \
-		-H "$LAYERCOMMIT_DOCKER29C_HOST" --pidfile "$dir/docker.pid" --iptables=false --ip6tables=false \
-		--bridge=none --userland-proxy=false >"$dir/dockerd.log" 2>&1 &
-	local i
-	for i in $(seq 1 120); do
-		if /usr/bin/docker -H "$LAYERCOMMIT_DOCKER29C_HOST" version >/dev/null 2>&1; then
-			/usr/bin/docker -H "$LAYERCOMMIT_DOCKER_HOST" save "$LAYERCOMMIT_BASE_IMAGE" |
-				/usr/bin/docker -H "$LAYERCOMMIT_DOCKER29C_HOST" load -q >/dev/null
-			return
-		fi
-		sleep 0.5
-	done
-	echo "oracles: dockerd 29 (containerd store) did not start; its log:" >&2
-	tail -20 "$dir/dockerd.log" >&2
-	return 1
+	_oracles_docker29 docker29c DOCKER29C \
+		'{"features":{"time-namespaces":false,"containerd-snapshotter":true}}' "dockerd 29 (containerd store)"
 }
 
 # oracles_start_registry starts Debian's docker-registry on
