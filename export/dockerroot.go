@@ -8,6 +8,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/layercommit/layercommit/containerdstore"
 	"github.com/layercommit/layercommit/dockerroot"
 	"github.com/layercommit/layercommit/internal/crashpoint"
 )
@@ -26,6 +27,9 @@ func (dockerRoot) Open(ctx context.Context, rest string, o *Options) (v1.Image, 
 	}
 	root, err := dockerroot.Open(o.DockerRoot)
 	if err != nil {
+		if cd, ok := containerdStoreOf(o); ok {
+			return containerd{}.Open(ctx, rest, cd)
+		}
 		return nil, err
 	}
 	id, err := root.ResolveImage(rest)
@@ -37,7 +41,7 @@ func (dockerRoot) Open(ctx context.Context, rest string, o *Options) (v1.Image, 
 
 var idLike = regexp.MustCompile(`^(sha256:)?[0-9a-f]{12,64}$`)
 
-func (dockerRoot) Destination(_ context.Context, rest string, o *Options) (Destination, error) {
+func (dockerRoot) Destination(ctx context.Context, rest string, o *Options) (Destination, error) {
 	if rest != "" && idLike.MatchString(rest) {
 		return nil, fmt.Errorf("docker-root: destination %q looks like an image ID; give NAME[:TAG]", rest)
 	}
@@ -48,6 +52,14 @@ func (dockerRoot) Destination(_ context.Context, rest string, o *Options) (Desti
 	}
 	root, err := dockerroot.Open(o.DockerRoot)
 	if err != nil {
+		if cd, ok := containerdStoreOf(o); ok {
+			// dockerd supervises the containerd holding the store:
+			// it must be stopped, whatever --force says.
+			if pid, running := dockerroot.DaemonUsing(o.DockerRoot); running {
+				return nil, fmt.Errorf("dockerd (pid %d) is running on %s: stop it before writing into its containerd image store", pid, o.DockerRoot)
+			}
+			return containerd{}.Destination(ctx, rest, cd)
+		}
 		return nil, err
 	}
 	if !o.Force {
@@ -65,6 +77,25 @@ func (dockerRoot) Destination(_ context.Context, rest string, o *Options) (Desti
 		return nil, err
 	}
 	return &rootDest{root: root, tag: rest, tempBlobs: blobs, o: o}, nil
+}
+
+// containerdStoreOf says whether o's Docker data root is on the
+// containerd image store and gives the options of the containerd:
+// transport that reach its images: the first containerd root of
+// dockerroot.Root.ContainerdRoots holding a metadata db, namespace moby.
+func containerdStoreOf(o *Options) (*Options, bool) {
+	root, err := dockerroot.OpenContainerd(o.DockerRoot)
+	if err != nil {
+		return nil, false
+	}
+	for _, c := range root.ContainerdRoots() {
+		if _, err := containerdstore.Open(c); err == nil {
+			cd := *o
+			cd.ContainerdRoot, cd.Namespace = c, containerdstore.NamespaceDocker
+			return &cd, true
+		}
+	}
+	return nil, false
 }
 
 type rootDest struct {

@@ -15,6 +15,7 @@ import (
 	"github.com/layercommit/layercommit/builder"
 	"github.com/layercommit/layercommit/commit"
 	"github.com/layercommit/layercommit/compat"
+	"github.com/layercommit/layercommit/containerdstore"
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/layer"
 	"github.com/layercommit/layercommit/progress"
@@ -43,6 +44,8 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	profile := fs.String("compat", compat.Default.Name, "whose bytes to reproduce")
 	stateDir := fs.String("state-dir", statedir.Default, "unpacked layers and the build cache")
 	dockerRoot := fs.String("docker-root", "/var/lib/docker", "Docker data root")
+	containerdRoot := fs.String("containerd-root", containerdstore.DefaultRoot, "containerd's --root, for containerd: references")
+	namespace := fs.String("namespace", "default", "containerd namespace, for containerd: references")
 	quiet := fs.Bool("q", false, "no progress display")
 	var outs strList
 	fs.Var(&outs, "o", "destination reference or type=oci|docker|image|registry|local|tar,dest=...,name=...,push=true (repeatable; default the local store)")
@@ -179,7 +182,8 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
-	opts := []export.Option{export.WithDockerRoot(*dockerRoot), export.WithStateDir(*stateDir), export.WithDockerHost(os.Getenv("DOCKER_HOST"))}
+	opts := []export.Option{export.WithDockerRoot(*dockerRoot), export.WithStateDir(*stateDir), export.WithDockerHost(os.Getenv("DOCKER_HOST")),
+		export.WithContainerd(*containerdRoot, *namespace)}
 	// Bases are picked from multi-platform indexes for the platform their
 	// stage runs on.
 	o.ResolvePlatform = func(ctx context.Context, ref string, p v1.Platform) (v1.Image, error) {
