@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/moby/patternmatcher"
@@ -106,7 +107,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 		if err != nil {
 			return err
 		}
-		fsys, cleanup, err := b.fromFS(ctx, s, from)
+		fsys, cleanup, err := b.fromFS(ctx, s, from, b.fromPaths(s, in))
 		if err != nil {
 			return lineErr(line, "%s --from=%s: %w", in.Name(), from, err)
 		}
@@ -407,17 +408,43 @@ func (b *build) pathSources(in *dockerfile.CopyInstr, srcFS fs.FS, fromContext b
 }
 
 // fromFS gives COPY --from's tree: a stage's or an image's root, read
-// through a read-only overlay mount of its layers.
-func (b *build) fromFS(ctx context.Context, s *stageState, from string) (fs.FS, func(), error) {
+// through a read-only overlay mount of its layers when they are unpacked
+// already, else (want set: the names COPY reads) a tree of just those
+// names extracted from the layer streams (extractPaths), so a stage that
+// came whole from the cache is not unpacked for one file.
+func (b *build) fromFS(ctx context.Context, s *stageState, from string, want []string) (fs.FS, func(), error) {
+	var img v1.Image
+	j, isStage := b.stageIndex(from, s.stage.Index)
+	if isStage {
+		img = b.stages[j].img
+	} else {
+		var err error
+		if img, err = b.openImage(ctx, from, s.platform); err != nil {
+			return nil, nil, err
+		}
+	}
+	if want != nil && !b.unpacked(img) {
+		tmp, err := b.extractPaths(ctx, img, want)
+		switch {
+		case err == nil:
+			root, err := safepath.Open(filepath.Join(tmp, "tree"))
+			if err != nil {
+				os.RemoveAll(tmp)
+				return nil, nil, err
+			}
+			return rootFS{root}, func() {
+				root.Close()
+				os.RemoveAll(tmp)
+			}, nil
+		case !errors.Is(err, errNeedWholeTree):
+			return nil, nil, err
+		}
+	}
 	var dirs []string
 	var err error
-	if j, ok := b.stageIndex(from, s.stage.Index); ok {
+	if isStage {
 		dirs, err = b.lowerDirs(ctx, b.stages[j])
 	} else {
-		img, oerr := b.openImage(ctx, from, s.platform)
-		if oerr != nil {
-			return nil, nil, oerr
-		}
 		dirs, err = b.imageDirs(ctx, img)
 	}
 	if err != nil {
