@@ -185,6 +185,9 @@ for r in $(seq 1 "$runs"); do
 	for t in "${tools[@]}"; do
 		timed "$t" edit
 	done
+	for t in buildkit layercommit; do
+		if ! grep -q -- 'BUILD-RAN$' "$work/$t-edit.log"; then echo "$t's edit build did not rerun the RUN" >&2; exit 1; fi
+	done
 	cp -p "$work/edited.orig" "$ctx/$edited"
 	sync
 	times[buildkit.fresh]+="$(fresh_buildkit "$r") "

@@ -20,8 +20,25 @@ LC_DOCKER29_VERSION=v2.0.0-beta.21
 LC_CONTAINERD2_VERSION=v2.3.3
 LC_BUILDKIT_VERSION=v0.34.2
 
+# _engines_locked NAME VERSION FN ARGS... runs FN ARGS holding NAME-VERSION's
+# lock, so that concurrent callers (several test shells on one machine)
+# wait for the one build instead of starting their own.
+_engines_locked() {
+	local name=$1 version=$2
+	shift 2
+	mkdir -p "$LC_ENGINES" || return 1
+	(
+		flock 9 || exit 1
+		"$@"
+	) 9>"$LC_ENGINES/.$name-$version.lock"
+}
+
 # _engines_install NAME VERSION PKG... installs PKG@VERSION into NAME's bin.
 _engines_install() {
+	_engines_locked "$1" "$2" _engines_install_locked "$@"
+}
+
+_engines_install_locked() {
 	local name=$1 version=$2
 	shift 2
 	local dir=$LC_ENGINES/$name-$version
@@ -55,6 +72,10 @@ engines_docker29() {
 }
 
 engines_buildkit() {
+	_engines_locked buildkit "$LC_BUILDKIT_VERSION" _engines_buildkit_locked
+}
+
+_engines_buildkit_locked() {
 	local dir=$LC_ENGINES/buildkit-$LC_BUILDKIT_VERSION
 	if [ -f "$dir/.done" ]; then
 		echo "$dir/bin"
