@@ -94,7 +94,7 @@ RUN useradd -m -u 1000 app && echo USER-RAN
 COPY --from=build /count /count
 COPY app.conf /etc/app.conf
 DF
-edited=$(cd "$ctx" && find src -name '*.go' -type f | sort | head -1)
+edited=$(cd "$ctx" && find src -name '*.go' -type f | sort | sed -n 1p)
 cp -p "$ctx/$edited" "$work/edited.orig"
 
 buildah_() {
