@@ -414,8 +414,7 @@ func (b *build) pathSources(in *dockerfile.CopyInstr, srcFS fs.FS, fromContext b
 // came whole from the cache is not unpacked for one file.
 func (b *build) fromFS(ctx context.Context, s *stageState, from string, want []string) (fs.FS, func(), error) {
 	var img v1.Image
-	j, isStage := b.stageIndex(from, s.stage.Index)
-	if isStage {
+	if j, isStage := b.stageIndex(from, s.stage.Index); isStage {
 		img = b.stages[j].img
 	} else {
 		var err error
@@ -440,13 +439,8 @@ func (b *build) fromFS(ctx context.Context, s *stageState, from string, want []s
 			return nil, nil, err
 		}
 	}
-	var dirs []string
-	var err error
-	if isStage {
-		dirs, err = b.lowerDirs(ctx, b.stages[j])
-	} else {
-		dirs, err = b.imageDirs(ctx, img)
-	}
+	// imageDirs, not lowerDirs: a stage is another goroutine's.
+	dirs, err := b.imageDirs(ctx, img)
 	if err != nil {
 		return nil, nil, err
 	}
