@@ -29,3 +29,46 @@ bench_args() {
 	repo=$(cd "$(dirname "$0")/.." && pwd)
 	cd "$repo"
 }
+
+# bench_start_buildkitd DIR REGISTRY starts a private BuildKit v0.34.2
+# buildkitd (the binaries beside $LAYERCOMMIT_BUILDCTL) with an empty root
+# under DIR on its own socket, REGISTRY as plain http: a fresh CI runner.
+# It sets bkpid and bkaddr; bench_stop_buildkitd stops it.
+bench_start_buildkitd() {
+	local d=$1 reg=$2 bins
+	bins=$(dirname "$LAYERCOMMIT_BUILDCTL")
+	mkdir -p "$d"
+	cat >"$d/buildkitd.toml" <<TOML
+[worker.oci]
+  enabled = true
+  snapshotter = "overlayfs"
+  binary = "$(command -v runc)"
+[worker.containerd]
+  enabled = false
+[registry."$reg"]
+  http = true
+TOML
+	"$bins/buildkitd" --config "$d/buildkitd.toml" --root "$d/root" --addr "unix://$d/sock" >"$d/log" 2>&1 &
+	bkpid=$!
+	bkaddr=unix://$d/sock
+	for _ in $(seq 1 100); do
+		"$LAYERCOMMIT_BUILDCTL" --addr "$bkaddr" debug workers >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	echo "buildkitd did not start:" >&2
+	tail "$d/log" >&2
+	return 1
+}
+
+bench_stop_buildkitd() {
+	if [ -n "${bkpid:-}" ]; then
+		kill "$bkpid" 2>/dev/null || true
+		wait "$bkpid" 2>/dev/null || true
+		bkpid=
+	fi
+}
+
+# bench_median reads numbers, one a line, and prints their median.
+bench_median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+bench_now() { date +%s.%N; }

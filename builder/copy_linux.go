@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/moby/patternmatcher"
@@ -106,7 +107,7 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 		if err != nil {
 			return err
 		}
-		fsys, cleanup, err := b.fromFS(ctx, s, from)
+		fsys, cleanup, err := b.fromFS(ctx, s, from, b.fromPaths(s, in))
 		if err != nil {
 			return lineErr(line, "%s --from=%s: %w", in.Name(), from, err)
 		}
@@ -407,23 +408,42 @@ func (b *build) pathSources(in *dockerfile.CopyInstr, srcFS fs.FS, fromContext b
 }
 
 // fromFS gives COPY --from's tree: a local named context's (localFS), or
-// a stage's or an image's root, read through a read-only overlay mount
-// of its layers.
-func (b *build) fromFS(ctx context.Context, s *stageState, from string) (fs.FS, func(), error) {
-	var dirs []string
-	var err error
+// a stage's or an image's root, read through a read-only overlay mount of
+// its layers when they are unpacked already, else (want set: the names COPY reads) a tree of just those
+// names extracted from the layer streams (extractPaths), so a stage that
+// came whole from the cache is not unpacked for one file.
+func (b *build) fromFS(ctx context.Context, s *stageState, from string, want []string) (fs.FS, func(), error) {
 	if _, ok := b.localContext(from); ok {
 		return b.localFS(from)
 	}
-	if j, ok := b.stageIndex(from, s.stage.Index); ok {
-		dirs, err = b.lowerDirs(ctx, b.stages[j])
+	var img v1.Image
+	if j, isStage := b.stageIndex(from, s.stage.Index); isStage {
+		img = b.stages[j].img
 	} else {
-		img, oerr := b.openImage(ctx, from, s.platform)
-		if oerr != nil {
-			return nil, nil, oerr
+		var err error
+		if img, err = b.openImage(ctx, from, s.platform); err != nil {
+			return nil, nil, err
 		}
-		dirs, err = b.imageDirs(ctx, img)
 	}
+	if want != nil && !b.unpacked(img) {
+		tmp, err := b.extractPaths(ctx, img, want)
+		switch {
+		case err == nil:
+			root, err := safepath.Open(filepath.Join(tmp, "tree"))
+			if err != nil {
+				os.RemoveAll(tmp)
+				return nil, nil, err
+			}
+			return rootFS{root}, func() {
+				root.Close()
+				os.RemoveAll(tmp)
+			}, nil
+		case !errors.Is(err, errNeedWholeTree):
+			return nil, nil, err
+		}
+	}
+	// imageDirs, not lowerDirs: a stage is another goroutine's.
+	dirs, err := b.imageDirs(ctx, img)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -513,30 +533,41 @@ func (b *build) digestSourcesTimes(srcs []copySource, fromContext, times bool) (
 			h.Write(src.data)
 			continue
 		}
-		err := fs.WalkDir(src.fsys, src.rel, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
+		top, err := fs.Stat(src.fsys, src.rel)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%q %s %d", src.rel, top.Mode(), mt(top.ModTime()))
+		if top.Mode().IsRegular() {
+			if err := hashFile(h, src.fsys, src.rel); err != nil {
+				return "", err
 			}
-			if fromContext && p != src.rel && b.bctx.ignored(p) {
-				if d.IsDir() && !b.bctx.ignore.Exclusions() {
+		}
+		h.Write([]byte("\n"))
+		if !top.IsDir() {
+			continue
+		}
+		err = walkTree(src.fsys, src.rel, func(e *srcEntry) error {
+			if fromContext && b.bctx.ignored(e.p) {
+				if e.fi.IsDir() && !b.bctx.ignore.Exclusions() {
 					return fs.SkipDir
 				}
 				return nil
 			}
-			fi, err := fs.Stat(src.fsys, p)
-			if p != src.rel || !fi.Mode().IsRegular() && !fi.IsDir() {
-				fi, err = d.Info()
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(h, "%q %s %d", p, fi.Mode(), mt(fi.ModTime()))
+			fmt.Fprintf(h, "%q %s %d", e.p, e.fi.Mode(), mt(e.fi.ModTime()))
 			switch {
-			case fi.Mode()&fs.ModeSymlink != 0:
-				t, _ := fs.ReadLink(src.fsys, p)
+			case e.fi.Mode()&fs.ModeSymlink != 0:
+				t, _ := readlinkEntry(e)
 				fmt.Fprintf(h, " -> %q", t)
-			case fi.Mode().IsRegular():
-				if err := hashFile(h, src.fsys, p); err != nil {
+			case e.fi.Mode().IsRegular():
+				f, err := openEntry(e)
+				if err != nil {
+					return err
+				}
+				h.Write([]byte(" "))
+				_, err = io.Copy(h, f)
+				f.Close()
+				if err != nil {
 					return err
 				}
 			}
@@ -673,7 +704,7 @@ func (c *copier) copy(src copySource, dest string) error {
 	if src.fsys == nil {
 		return c.writeFile(int(d.Fd()), base, bytes.NewReader(src.data), src.mode, src.mtime)
 	}
-	return c.copyEntry(src.fsys, src.rel, int(d.Fd()), base, true)
+	return c.copyFile(src.fsys, src.rel, int(d.Fd()), base)
 }
 
 // copyTree copies the contents of dir src into the directory dst (whose
@@ -690,9 +721,9 @@ func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File, include *pattern
 	dstfd := int(dst.Fd())
 	below := safepath.NewDirCache(dstfd)
 	defer below.Close()
-	var dirs [][2]string // name below dst, name in fsys
+	var dirs []madeDir
 	var pending []pendingDir
-	mkdir := func(r, p string, fi fs.FileInfo) error {
+	mkdir := func(r string, fi *statInfo) error {
 		dir, base := safepath.Split(r)
 		pfd, err := below.Open(dir)
 		if err != nil {
@@ -711,30 +742,22 @@ func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File, include *pattern
 		if err != nil {
 			return err
 		}
-		dirs = append(dirs, [2]string{r, p})
+		dirs = append(dirs, madeDir{r, unix.Timespec(fi.st.Mtim)})
 		return nil
 	}
-	err := fs.WalkDir(fsys, src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
+	// The destination directory itself keeps what it has, or what
+	// mkdirAll gave it (0755 or an octal --chmod, the --chown owner), as
+	// BuildKit's copy of a directory's contents leaves it: the source
+	// directory's attributes are not copied onto it.
+	err := walkTree(fsys, src, func(e *srcEntry) error {
 		if err := c.ctx.Err(); err != nil {
 			return err
 		}
-		r, _ := filepath.Rel(src, p)
-		r = filepath.ToSlash(r)
-		if ctxIgnored(fsys, p, src) {
-			if d.IsDir() {
+		r := e.r
+		if ctxIgnored(fsys, e.p, src) {
+			if e.fi.IsDir() {
 				return fs.SkipDir
 			}
-			return nil
-		}
-		if r == "." {
-			// The destination directory itself keeps what it has, or
-			// what mkdirAll gave it (0755 or an octal --chmod, the
-			// --chown owner), as BuildKit's copy of a directory's
-			// contents leaves it: the source directory's attributes
-			// are not copied onto it.
 			return nil
 		}
 		for len(pending) > 0 && !strings.HasPrefix(r, pending[len(pending)-1].r+"/") {
@@ -749,63 +772,98 @@ func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File, include *pattern
 				keep, descend = false, c.exclude.Exclusions()
 			}
 		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
 		if !keep {
-			if !d.IsDir() {
+			if !e.fi.IsDir() {
 				return nil
 			}
 			if !descend {
 				return fs.SkipDir
 			}
-			pending = append(pending, pendingDir{r, p, fi})
+			pending = append(pending, pendingDir{r, e.fi})
 			return nil
 		}
 		// What is copied brings the directories leading to it.
 		for _, pd := range pending {
-			if err := mkdir(pd.r, pd.p, pd.fi); err != nil {
+			if err := mkdir(pd.r, pd.fi); err != nil {
 				return err
 			}
 		}
 		pending = pending[:0]
-		if !d.IsDir() {
-			dir, base := safepath.Split(r)
-			pfd, err := below.Open(dir)
-			if err != nil {
-				return err
-			}
-			return c.copyEntry(fsys, p, pfd, base, false)
+		if e.fi.IsDir() {
+			return mkdir(r, e.fi)
 		}
-		return mkdir(r, p, fi)
+		dir, base := safepath.Split(r)
+		pfd, err := below.Open(dir)
+		if err != nil {
+			return err
+		}
+		return c.copyEntryAt(e, pfd, base)
 	})
 	if err != nil {
 		return err
 	}
 	// Directory times last, deepest first.
 	for i := len(dirs) - 1; i >= 0; i-- {
-		fi, err := fs.Stat(fsys, dirs[i][1])
-		if err != nil {
-			return err
-		}
-		dir, base := safepath.Split(dirs[i][0])
+		dir, base := safepath.Split(dirs[i].r)
 		pfd, err := below.Open(dir)
 		if err != nil {
 			return err
 		}
-		if err := safepath.UtimesAt(pfd, base, safepath.Timespec(fi.ModTime())); err != nil {
+		if err := safepath.UtimesAt(pfd, base, dirs[i].mtime); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// madeDir is a directory copyTree made, and the mtime it gets last.
+type madeDir struct {
+	r     string
+	mtime unix.Timespec
+}
+
+// copyEntryAt copies the non-directory walkTree entry e to base in the
+// directory dirfd.
+func (c *copier) copyEntryAt(e *srcEntry, dirfd int, base string) error {
+	mode, mtime := e.fi.Mode(), e.fi.ModTime()
+	switch {
+	case mode&fs.ModeSymlink != 0:
+		t, err := readlinkEntry(e)
+		if err != nil {
+			return err
+		}
+		return c.symlink(t, dirfd, base, mtime)
+	case mode.IsRegular():
+		f, err := openEntry(e)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return c.writeFile(dirfd, base, f, mode, mtime)
+	}
+	return fmt.Errorf("%s: unsupported file type %s", e.p, mode.Type())
+}
+
+// symlink makes base in dirfd a symlink to t (replacing a non-directory
+// there) with the identity as owner and mtime.
+func (c *copier) symlink(t string, dirfd int, base string, mtime time.Time) error {
+	if err := safepath.RemoveNonDirAt(dirfd, base); err != nil {
+		return err
+	}
+	if err := safepath.SymlinkAt(t, dirfd, base); err != nil {
+		return err
+	}
+	if err := safepath.LchownAt(dirfd, base, int(c.id.UID), int(c.id.GID)); err != nil {
+		return err
+	}
+	return safepath.UtimesAt(dirfd, base, safepath.Timespec(mtime))
+}
+
 // pendingDir is a directory copyTree makes only once something below it
 // is copied.
 type pendingDir struct {
-	r, p string
-	fi   fs.FileInfo
+	r  string
+	fi *statInfo
 }
 
 // ignoredFS is an fs.FS that knows which of its paths .dockerignore
@@ -820,45 +878,23 @@ func ctxIgnored(fsys fs.FS, p, top string) bool {
 	return ok && i.ignoredPath(p)
 }
 
-// copyEntry copies one non-directory entry of fsys to base in the
-// directory dirfd; follow resolves a symlink named as a COPY source
-// itself (inside the source tree).
-func (c *copier) copyEntry(fsys fs.FS, src string, dirfd int, base string, follow bool) error {
-	var fi fs.FileInfo
-	var err error
-	if follow {
-		fi, err = fs.Stat(fsys, src)
-	} else {
-		fi, err = fs.Lstat(fsys, src)
-	}
+// copyFile copies the file src of fsys, a COPY source named itself (a
+// symlink there is followed inside the source tree), to base in the
+// directory dirfd.
+func (c *copier) copyFile(fsys fs.FS, src string, dirfd int, base string) error {
+	fi, err := fs.Stat(fsys, src)
 	if err != nil {
 		return err
 	}
-	switch {
-	case fi.Mode()&fs.ModeSymlink != 0:
-		t, err := fs.ReadLink(fsys, src)
-		if err != nil {
-			return err
-		}
-		if err := safepath.RemoveNonDirAt(dirfd, base); err != nil {
-			return err
-		}
-		if err := safepath.SymlinkAt(t, dirfd, base); err != nil {
-			return err
-		}
-		if err := safepath.LchownAt(dirfd, base, int(c.id.UID), int(c.id.GID)); err != nil {
-			return err
-		}
-		return safepath.UtimesAt(dirfd, base, safepath.Timespec(fi.ModTime()))
-	case fi.Mode().IsRegular():
-		f, err := fsys.Open(src)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		return c.writeFile(dirfd, base, f, fi.Mode(), fi.ModTime())
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: unsupported file type %s", src, fi.Mode().Type())
 	}
-	return fmt.Errorf("%s: unsupported file type %s", src, fi.Mode().Type())
+	f, err := fsys.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return c.writeFile(dirfd, base, f, fi.Mode(), fi.ModTime())
 }
 
 // writeFile creates base in dirfd (replacing a non-directory there, never

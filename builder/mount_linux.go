@@ -500,7 +500,8 @@ type stageImage struct{ s *stageState }
 func (i stageImage) ConfigName() (v1.Hash, error) { return i.s.img.ConfigName() }
 func (i stageImage) image() v1.Image              { return i.s.img }
 func (i stageImage) dirs(ctx context.Context, b *build) ([]string, error) {
-	return b.lowerDirs(ctx, i.s)
+	// imageDirs, not lowerDirs: the stage is another goroutine's.
+	return b.imageDirs(ctx, i.s.img)
 }
 
 type imageOnly struct{ img v1.Image }

@@ -55,9 +55,13 @@ func (b *build) buildStages(ctx context.Context, target int, need map[int]bool, 
 			sb := b.forStage()
 			go func(i int) {
 				s, err := sb.buildStage(ctx, b.df.Stages[i])
-				if err == nil && depended[i] {
-					// Stages that use this one read its lower dirs
-					// at once: set them now, while it is its own.
+				if err == nil && depended[i] && sb.unpacked(s.img) {
+					// Stages that use this one read its lower dirs:
+					// set them now, while it is its own. Layers that
+					// are only blobs (a cache hit) are not unpacked
+					// here: COPY --from may need a few names of them
+					// (extractPaths), and users read them through
+					// imageDirs, which changes no stage.
 					if _, err = sb.lowerDirs(ctx, s); err != nil {
 						err = fmt.Errorf("unpacking the layers of stage %d: %w", i, err)
 					}

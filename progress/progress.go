@@ -60,6 +60,8 @@ type Writer struct {
 	stop    chan struct{}
 	done    chan struct{}
 	redrawn chan struct{} // tests: told after each timer redraw
+	poll    func() (Transfer, bool)
+	tstart  time.Time // when poll first reported a transfer
 }
 
 // New returns a Writer for mode (after Resolve) onto out. In tty mode,
@@ -137,6 +139,7 @@ func (w *Writer) Close() error {
 		w.partial = nil
 	}
 	w.finish("")
+	w.clear()
 	return nil
 }
 
@@ -225,9 +228,18 @@ func (w *Writer) clear() {
 	}
 }
 
-// redraw draws the tty status line: the running step and its time.
+// redraw draws the tty status line: the running step and its time, or,
+// between steps, the tracked transfer (Track).
 func (w *Writer) redraw() {
-	if w.mode != "tty" || w.step == 0 || w.cached {
+	if w.mode != "tty" {
+		return
+	}
+	if w.step == 0 {
+		w.clear()
+		w.drawTransfer()
+		return
+	}
+	if w.cached {
 		return
 	}
 	w.clear()

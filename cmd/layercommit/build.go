@@ -167,6 +167,7 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 		o.Progress = stderr
 	}
 	closeProgress := func() error { return nil }
+	var counters *layer.Counters
 	if *progressMode != "" {
 		mode, err := progress.Resolve(*progressMode, isTerminal(stderr))
 		if err != nil {
@@ -179,11 +180,22 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 		defer pw.Close()
 		o.Progress = pw
 		closeProgress = pw.Close
+		if mode == "tty" {
+			// Pushes draw their bytes done, rate and ETA.
+			counters = &layer.Counters{}
+			pw.Track(func() (progress.Transfer, bool) {
+				total := counters.UploadSize.Load()
+				return progress.Transfer{Label: "pushing", Done: counters.Uploaded.Load(), Total: total}, total > 0
+			})
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
 	opts := []export.Option{export.WithDockerRoot(*dockerRoot), export.WithStateDir(*stateDir), export.WithDockerHost(os.Getenv("DOCKER_HOST")),
 		export.WithContainerd(*containerdRoot, *namespace)}
+	if counters != nil {
+		opts = append(opts, export.WithCounters(counters))
+	}
 	// Bases are picked from multi-platform indexes for the platform their
 	// stage runs on.
 	o.ResolvePlatform = func(ctx context.Context, ref string, p v1.Platform) (v1.Image, error) {

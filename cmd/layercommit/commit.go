@@ -22,6 +22,7 @@ import (
 	"github.com/layercommit/layercommit/export"
 	"github.com/layercommit/layercommit/image"
 	"github.com/layercommit/layercommit/layer"
+	"github.com/layercommit/layercommit/progress"
 	"github.com/layercommit/layercommit/statedir"
 )
 
@@ -275,11 +276,18 @@ func showProgress(w io.Writer, c *layer.Counters, quiet bool) func() {
 		defer wg.Done()
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
+		start := time.Now()
+		var pushStart time.Time
 		for {
 			// Drawn at once, then at every tick.
-			line := fmt.Sprintf("%d files, %s scanned, %s compressed", c.Files.Load(), mib(c.TarBytes.Load()), mib(c.BlobBytes.Load()))
+			scanned := c.TarBytes.Load()
+			line := fmt.Sprintf("%d files, %s scanned, %s, %s compressed", c.Files.Load(), progress.Bytes(scanned),
+				progress.Rate(scanned, time.Since(start)), progress.Bytes(c.BlobBytes.Load()))
 			if total := c.UploadSize.Load(); total > 0 {
-				line += fmt.Sprintf(", %s of %s uploaded", mib(c.Uploaded.Load()), mib(total))
+				if pushStart.IsZero() {
+					pushStart = time.Now()
+				}
+				line = progress.FormatTransfer(progress.Transfer{Label: "pushing", Done: c.Uploaded.Load(), Total: total}, time.Since(pushStart))
 			}
 			fmt.Fprintf(w, "\r\033[K%s", line)
 			select {
@@ -292,5 +300,3 @@ func showProgress(w io.Writer, c *layer.Counters, quiet bool) func() {
 	}()
 	return func() { close(stop); wg.Wait() }
 }
-
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -59,8 +59,16 @@ func TestProgressOnlyOnTerminal(t *testing.T) {
 	}
 	stop = showProgress(slave, c, false) // draws at once: no timing involved
 	stop()
-	if got := readReady(t, master, 2000); !strings.Contains(got, "3 files, 5.0 MiB scanned") {
+	if got := readReady(t, master, 2000); !strings.Contains(got, "3 files, 5.0 MiB scanned, ") || !strings.Contains(got, "/s, 0 B compressed") {
 		t.Fatalf("terminal shows %q", got)
+	}
+	// A push shows its bytes done of the total, rate and ETA.
+	c.UploadSize.Store(4 << 20)
+	c.Uploaded.Store(1 << 20)
+	stop = showProgress(slave, c, false)
+	stop()
+	if got := readReady(t, master, 2000); !strings.Contains(got, "pushing 1.0 MiB / 4.0 MiB  ") || !strings.Contains(got, "/s  ETA ") {
+		t.Fatalf("terminal shows %q during a push", got)
 	}
 }
 
