@@ -37,6 +37,12 @@ const (
 	OverlayNaive = "naive"
 )
 
+// nativeExtra are mount options added to every kernel overlay the
+// builder mounts itself (the probe, WORKDIR and COPY roots, COPY --from):
+// tests set an option the kernel refuses, so that the kernel's overlay
+// cannot mount in the process and the fallback is what the build uses.
+var nativeExtra []string
+
 // overlayChoice is the build's mechanism, probed once (shared by the
 // stages' copies of the build).
 type overlayChoice struct {
@@ -95,6 +101,9 @@ func (b *build) probeMount(fuse bool) error {
 	}
 	defer os.RemoveAll(dir)
 	o := overlay.Options{Lowers: []string{filepath.Join(dir, "l")}, Upper: filepath.Join(dir, "u"), Work: filepath.Join(dir, "w"), Fuse: fuse}
+	if !fuse {
+		o.Extra = nativeExtra
+	}
 	m := filepath.Join(dir, "m")
 	for _, d := range []string{o.Lowers[0], o.Upper, o.Work, m} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -157,7 +166,7 @@ func (b *build) mountStep(ctx context.Context, dir string, lowers []string, moun
 		}}, nil
 	}
 	if mount {
-		if err := overlay.Mount(merged, overlay.Options{Lowers: lowers, Upper: upper, Work: work}); err != nil {
+		if err := overlay.Mount(merged, overlay.Options{Lowers: lowers, Upper: upper, Work: work, Extra: nativeExtra}); err != nil {
 			return nil, err
 		}
 	}
@@ -201,7 +210,11 @@ func (b *build) readOnlyRoot(ctx context.Context, merged string, lowers []string
 		return b.flatten(ctx, lowers, merged)
 	}
 	// A read-only overlay needs at least two lowers.
-	return overlay.Mount(merged, overlay.Options{Lowers: append(lowers, empty), Fuse: mech == OverlayFuse})
+	o := overlay.Options{Lowers: append(lowers, empty), Fuse: mech == OverlayFuse}
+	if !o.Fuse {
+		o.Extra = nativeExtra
+	}
+	return overlay.Mount(merged, o)
 }
 
 // flatten writes the merged tree of lowers (top first) into each of
