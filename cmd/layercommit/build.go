@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -93,7 +94,16 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	switch *overlayMode {
 	case builder.OverlayAuto, builder.OverlayNative, builder.OverlayFuse, builder.OverlayNaive:
 	default:
-		return fmt.Errorf("build: --overlay %q: want native, fuse or naive (or $%s)", *overlayMode, overlayEnv)
+		from := "--overlay"
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "overlay" {
+				from = ""
+			}
+		})
+		if from == "" {
+			return fmt.Errorf("build: --overlay %q: want native, fuse or naive", *overlayMode)
+		}
+		return fmt.Errorf("build: %s=%q: want native, fuse or naive (or unset, for the first that mounts)", overlayEnv, *overlayMode)
 	}
 	o := builder.Options{
 		ContextDir: pos[0], Dockerfile: *dockerfile, Target: *target, NoCache: *noCache, Platform: *platform,

@@ -177,3 +177,31 @@ func flattenImage(t *testing.T, dir, tmp string) (string, string) {
 	}
 	return strings.Join(ids, "\n"), tree
 }
+
+// TestOverlayModeRefused: an unknown mechanism, from --overlay or from
+// LAYERCOMMIT_OVERLAY, is one line naming where it came from; nothing is
+// built.
+func TestOverlayModeRefused(t *testing.T) {
+	ctx := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM scratch\n"), 0o644))
+	out := filepath.Join(t.TempDir(), "oci")
+	for _, tc := range []struct {
+		name, env string
+		args      []string
+		want      string
+	}{
+		{"flag", "", []string{"--overlay", "kernel"}, `layercommit: build: --overlay "kernel": want native, fuse or naive` + "\n"},
+		{"env", "aufs", nil, `layercommit: build: LAYERCOMMIT_OVERLAY="aufs": want native, fuse or naive (or unset, for the first that mounts)` + "\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("LAYERCOMMIT_OVERLAY", tc.env)
+			_, stderr := lc(t, true, append(append([]string{"build", "-q", "--state-dir", t.TempDir()}, tc.args...), "-o", "oci:"+out+":t", ctx)...)
+			if stderr != tc.want {
+				t.Errorf("stderr %q, want %q", stderr, tc.want)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("the refused build wrote %s (%v)", out, err)
+			}
+		})
+	}
+}
