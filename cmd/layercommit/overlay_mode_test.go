@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -203,5 +205,69 @@ func TestOverlayModeRefused(t *testing.T) {
 				t.Errorf("the refused build wrote %s (%v)", out, err)
 			}
 		})
+	}
+}
+
+// TestDiffFuse: diff --fuse --lower of a fuse-overlayfs upper dir writes
+// the layer diff writes of the kernel overlay's upper dir after the same
+// changes (a dir replaced, a new dir, a delete; times pinned after); without --fuse the
+// bytes differ (every new dir opaque, two opaque markers); --fuse with
+// another source is one line.
+func TestDiffFuse(t *testing.T) {
+	oracle.Root(t)
+	oracle.Tool(t, "fuse-overlayfs")
+	dir := t.TempDir()
+	lower := filepath.Join(dir, "lower")
+	must(t, os.Mkdir(lower, 0o755))
+	must(t, fixtures.Apply(lower, fixtures.CreateDir("d/sub", 0o755), fixtures.CreateFile("d/sub/f", []byte("f\n"), 0o644),
+		fixtures.CreateFile("c", []byte("c\n"), 0o644)))
+	layers := map[string][]byte{}
+	for _, kind := range []string{"kernel", "fuse"} {
+		u, w, m := filepath.Join(dir, kind+"-u"), filepath.Join(dir, kind+"-w"), filepath.Join(dir, kind+"-m")
+		for _, d := range []string{u, w, m} {
+			must(t, os.Mkdir(d, 0o755))
+		}
+		mount := exec.Command("mount", "-t", "overlay", "overlay", "-o", "lowerdir="+lower+",upperdir="+u+",workdir="+w+",index=off,redirect_dir=off,metacopy=off", m)
+		if kind == "fuse" {
+			mount = exec.Command("fuse-overlayfs", "-o", "lowerdir="+lower+",upperdir="+u+",workdir="+w, m)
+		}
+		if out, err := mount.CombinedOutput(); err != nil {
+			t.Fatalf("%s mount: %v: %s", kind, err, out)
+		}
+		sh := exec.Command("sh", "-ec", `cd "$1"; rm -r d; mkdir d; echo n > d/n; mkdir nd; echo x > nd/x; rm c`, "sh", m)
+		out, err := sh.CombinedOutput()
+		if uerr := exec.Command("umount", m).Run(); uerr != nil {
+			t.Fatalf("umount %s: %v", m, uerr)
+		}
+		if err != nil {
+			t.Fatalf("changes: %v: %s", err, out)
+		}
+		// The two runs' times pinned, so that only the marks can differ.
+		if out, err := exec.Command("find", u, "-mindepth", "1", "-exec", "touch", "-h", "-d", "@1000000000", "{}", "+").CombinedOutput(); err != nil {
+			t.Fatalf("touch: %v: %s", err, out)
+		}
+		for _, fuse := range []bool{false, true} {
+			if fuse && kind == "kernel" {
+				continue
+			}
+			f := filepath.Join(dir, fmt.Sprintf("%s-%v.tar", kind, fuse))
+			args := []string{"diff", "--lower", lower, "-o", f, u}
+			if fuse {
+				args = append([]string{"diff", "--fuse"}, args[1:]...)
+			}
+			lc(t, false, args...)
+			b, err := os.ReadFile(f)
+			must(t, err)
+			layers[fmt.Sprintf("%s-%v", kind, fuse)] = b
+		}
+	}
+	if !bytes.Equal(layers["fuse-true"], layers["kernel-false"]) {
+		t.Errorf("diff --fuse of fuse-overlayfs's upper is not the kernel upper's layer")
+	}
+	if bytes.Equal(layers["fuse-false"], layers["kernel-false"]) {
+		t.Errorf("fuse-overlayfs's upper read without --fuse gives the kernel's layer: the case does not tell")
+	}
+	if _, stderr := lc(t, true, "diff", "--fuse", "--source", "naive", "--lower", lower, filepath.Join(dir, "fuse-u")); stderr != "layercommit: diff: --fuse reads an overlay upper dir (--source overlay), not --source naive\n" {
+		t.Errorf("--fuse --source naive: stderr %q", stderr)
 	}
 }
