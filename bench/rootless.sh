@@ -12,11 +12,14 @@
 # RUNs that write N files, delete some, change nothing) on the busybox base
 # of scripts/oracles.sh, saved to a docker-archive. RUNS times (default 3)
 # it times, in this order:
-#   root      layercommit build --no-cache --network none
+#   root      layercommit build --no-cache --network none (--overlay native)
 #   rootless  the same, run as the user through setpriv (no sudo)
-# and prints every run, the medians and the ratio rootless/root (target
-# <= 1.2). The fuse-overlayfs fallback is not implemented, so it has no
-# number yet.
+#   fuse      as root, --overlay fuse (fuse-overlayfs; a user may not
+#             open /dev/fuse on every host, root always can)
+#   naive     as root, --overlay naive (copies of the root, diffed)
+#   unaive    as the user, --overlay naive
+# and prints every run, the medians, the ratio rootless/root (target
+# <= 1.2) and the fallbacks' costs as ratios to root's native overlay.
 set -euo pipefail
 
 runs=3
@@ -71,29 +74,47 @@ as_user mkdir -p "$uwork"
 
 now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-build() {
-	"$@" build -q --no-cache --network none --state-dir "$state" \
+build() { # build MODE CMD...: CMD build with --overlay MODE
+	local mode=$1
+	shift
+	"$@" build -q --no-cache --network none --overlay "$mode" --state-dir "$state" \
 		--build-context "$LAYERCOMMIT_BASE_IMAGE=docker-archive:$work/base.tar" -o "oci:$out" "$ctx" >/dev/null
 }
-declare -a troot tu
-for r in $(seq 1 "$runs"); do
+declare -a troot tu tfuse tnaive tunaive
+timed() { # timed VAR CMD...: runs CMD, sets VAR to its seconds
+	local v=$1 t0 t1
+	shift
 	sync
-	state=$work/state-$r out=$work/out-$r
 	t0=$(now)
-	build "$work/layercommit"
+	"$@"
 	t1=$(now)
-	sync
+	printf -v "$v" '%s' "$(echo "$t1 - $t0" | bc)"
+}
+for r in $(seq 1 "$runs"); do
+	state=$work/state-$r out=$work/out-$r
+	timed a build native "$work/layercommit"
+	rm -rf "$state" "$out"
 	state=$uwork/state-$r out=$uwork/out-$r
-	t2=$(now)
-	build as_user "$work/layercommit"
-	t3=$(now)
-	troot[r]=$(echo "$t1 - $t0" | bc)
-	tu[r]=$(echo "$t3 - $t2" | bc)
-	printf 'run %d: root %.2fs  rootless %.2fs\n' "$r" "${troot[r]}" "${tu[r]}"
-	rm -rf "$work/state-$r" "$work/out-$r" "$uwork/state-$r" "$uwork/out-$r"
+	timed b build native as_user "$work/layercommit"
+	as_user rm -rf "$state" "$out"
+	state=$work/state-f$r out=$work/out-f$r
+	timed c build fuse "$work/layercommit"
+	rm -rf "$state" "$out"
+	state=$work/state-n$r out=$work/out-n$r
+	timed d build naive "$work/layercommit"
+	rm -rf "$state" "$out"
+	state=$uwork/state-n$r out=$uwork/out-n$r
+	timed e build naive as_user "$work/layercommit"
+	as_user rm -rf "$state" "$out"
+	troot[r]=$a tu[r]=$b tfuse[r]=$c tnaive[r]=$d tunaive[r]=$e
+	printf 'run %d: root %.2fs  rootless %.2fs  fuse %.2fs  naive %.2fs  rootless naive %.2fs\n' "$r" "$a" "$b" "$c" "$d" "$e"
 done
 mr=$(printf '%s\n' "${troot[@]}" | median)
 mu=$(printf '%s\n' "${tu[@]}" | median)
-printf 'median: root %.2fs  rootless %.2fs\n' "$mr" "$mu"
+mf=$(printf '%s\n' "${tfuse[@]}" | median)
+mn=$(printf '%s\n' "${tnaive[@]}" | median)
+mun=$(printf '%s\n' "${tunaive[@]}" | median)
+printf 'median: root %.2fs  rootless %.2fs  fuse %.2fs  naive %.2fs  rootless naive %.2fs\n' "$mr" "$mu" "$mf" "$mn" "$mun"
 printf 'ratio rootless/root %.2f (target <= 1.2)\n' "$(echo "$mu / $mr" | bc -l)"
-echo "fuse-overlayfs fallback: not implemented (no number)"
+printf 'fallback cost: fuse-overlayfs/native %.2f, naive/native %.2f (root), rootless naive/rootless native %.2f\n' \
+	"$(echo "$mf / $mr" | bc -l)" "$(echo "$mn / $mr" | bc -l)" "$(echo "$mun / $mu" | bc -l)"

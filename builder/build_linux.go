@@ -114,6 +114,14 @@ type Options struct {
 	// (default runtime.GOMAXPROCS(0); 1 builds them one after another in
 	// Dockerfile order). The image does not depend on it.
 	Parallelism int
+	// Overlay picks how a step gets a writable root and its changes
+	// (OverlayNative, OverlayFuse, OverlayNaive; --overlay): by default
+	// the first that mounts in the state dir, a fallback reported to
+	// Notice. The layers are the same file systems whichever is used.
+	Overlay string
+	// Notice receives the one line that reports a fallback from the
+	// kernel's overlay (standard error when nil).
+	Notice io.Writer
 }
 
 // StepError is a failed RUN: its exit code, line and output tail.
@@ -200,6 +208,8 @@ type build struct {
 	// shared by the stages' copies (forStage).
 	views   map[string]string
 	viewsMu *sync.Mutex
+	// ovl is the overlay mechanism, chosen once (overlaymode_linux.go).
+	ovl *overlayChoice
 }
 
 func newBuild(o Options) (*build, error) {
@@ -219,7 +229,7 @@ func newBuild(o Options) (*build, error) {
 	}
 	b := &build{o: o, usedArgs: map[string]bool{}, images: map[string]v1.Image{}, imagesMu: new(sync.Mutex), cache: new(cacheLog),
 		views: map[string]string{}, viewsMu: new(sync.Mutex),
-		dirs: map[v1.Hash]string{}, step: new(atomic.Int64)}
+		dirs: map[v1.Hash]string{}, step: new(atomic.Int64), ovl: new(overlayChoice)}
 	// Stages building at once write progress through one lock: each
 	// Write (a line, or a chunk of RUN output) stays whole.
 	b.progress = &lockedWriter{w: io.Discard}

@@ -31,7 +31,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/layercommit/layercommit/dockerfile"
-	"github.com/layercommit/layercommit/internal/overlay"
 	"github.com/layercommit/layercommit/internal/safepath"
 	"github.com/layercommit/layercommit/unpack"
 )
@@ -459,8 +458,7 @@ func (b *build) fromFS(ctx context.Context, s *stageState, from string, want []s
 	if err := os.Mkdir(empty, 0o755); err != nil {
 		return nil, nil, err
 	}
-	// A read-only overlay needs at least two lowers.
-	if err := overlay.Mount(merged, overlay.Options{Lowers: append(dirs, empty)}); err != nil {
+	if err := b.readOnlyRoot(ctx, merged, dirs, empty); err != nil {
 		os.RemoveAll(tmp)
 		return nil, nil, err
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/dockerfile"
 	"github.com/layercommit/layercommit/image"
-	"github.com/layercommit/layercommit/internal/overlay"
 	"github.com/layercommit/layercommit/internal/safepath"
 	"github.com/layercommit/layercommit/layer"
 	"github.com/layercommit/layercommit/sandbox"
@@ -213,8 +212,18 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	if err := os.Mkdir(scratch, 0o700); err != nil {
 		return err
 	}
+	root, err := b.mountStep(ctx, dir, append([]string{b.initDir}, lowers...), false)
+	if err != nil {
+		return lineErr(in.Line, "%w", err)
+	}
+	defer root.release()
+	mounts, releaseMounts, err := b.readyMounts(ctx, dir, mounts)
+	if err != nil {
+		return lineErr(in.Line, "%w", err)
+	}
+	defer releaseMounts()
 	spec := sandbox.Spec{Mounts: mounts, Scratch: scratch,
-		Lowers: append([]string{b.initDir}, lowers...), Upper: upper, Work: work, Merged: filepath.Join(dir, "merged"),
+		Lowers: append([]string{b.initDir}, lowers...), Upper: upper, Work: work, Merged: root.merged, Ready: root.ready,
 		Binds: binds, Hostname: hostname, Network: network, Insecure: in.Security == "insecure", Args: args, Env: env, User: c.User, Workdir: c.WorkingDir,
 		Pipes: pipes,
 	}
@@ -227,9 +236,12 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	if code != 0 {
 		return &StepError{Line: in.Line, Cmd: strings.Join(args, " "), ExitCode: code, Tail: tail.String()}
 	}
-	l, err := b.st.WriteLayer(ctx, upper, b.layerOptions(s)...)
+	l, err := b.stepLayer(ctx, root, b.layerOptions(s)...)
 	if err != nil {
 		return lineErr(in.Line, "%w", err)
+	}
+	if root.ready {
+		upper = "" // not in the kernel's overlay form: unpacked from the blob when needed
 	}
 	return b.commit(s, key, createdBy, l, upper)
 }
@@ -241,12 +253,11 @@ func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy str
 	if err != nil {
 		return lineErr(line, "%w", err)
 	}
-	dir, upper, work, err := b.newStepDir()
+	dir, upper, _, err := b.newStepDir()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	merged := filepath.Join(dir, "merged")
 	ls := lowers
 	if len(ls) == 0 {
 		empty := filepath.Join(dir, "empty")
@@ -255,20 +266,19 @@ func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy str
 		}
 		ls = []string{empty}
 	}
-	if err := overlay.Mount(merged, overlay.Options{Lowers: ls, Upper: upper, Work: work}); err != nil {
+	sr, err := b.mountStep(ctx, dir, ls, true)
+	if err != nil {
 		return lineErr(line, "%w", err)
 	}
+	defer sr.release()
 	err = func() error {
-		root, err := safepath.Open(merged)
+		root, err := safepath.Open(sr.merged)
 		if err != nil {
 			return err
 		}
 		defer root.Close()
 		return fn(root)
 	}()
-	if uerr := unmount(merged); err == nil && uerr != nil {
-		err = uerr
-	}
 	if err != nil {
 		var le *dockerfile.LineError
 		if errors.As(err, &le) {
@@ -276,9 +286,12 @@ func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy str
 		}
 		return lineErr(line, "%w", err)
 	}
-	l, err := b.st.WriteLayer(ctx, upper, b.layerOptions(s)...)
+	l, err := b.stepLayer(ctx, sr, b.layerOptions(s)...)
 	if err != nil {
 		return lineErr(line, "%w", err)
+	}
+	if sr.ready {
+		upper = "" // not in the kernel's overlay form: unpacked from the blob when needed
 	}
 	return b.commit(s, key, createdBy, l, upper)
 }

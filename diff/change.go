@@ -85,6 +85,9 @@ type Change struct {
 	// trusted.overlay. (user.overlay. on a userxattr mount).
 	xattrNames     []string
 	internalPrefix string
+	// fuse marks an entry of a fuse-overlayfs upper dir (WithFuse), whose
+	// user.overlay.* and user.fuseoverlayfs.* xattrs are its own.
+	fuse bool
 
 	// sourceIno is the inode of Source when it is not Info's (a metacopy
 	// file whose data is in a lower); 0 means Info.Ino.

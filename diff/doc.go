@@ -1,7 +1,8 @@
 // Package diff is the first stage of layercommit: it finds the changes in a
 // container's file system and writes them as a layer tar.
 //
-// A Source (Overlay, Aufs or Naive; Walking and Snapshot for containerd's
+// A Source (Overlay, WithFuse for fuse-overlayfs's upper dirs, Aufs or
+// Naive; Walking and Snapshot for containerd's
 // whole-tree comparison) walks a change set and reports it as ordered
 // Changes through a ChangeFunc; Squash is the whole merged file
 // system of a stack of layer dirs as one change set, and Exclude and

@@ -47,6 +47,9 @@ func (r *headerRules) keptXattrs(c Change) []string {
 			// pattern; the layer says opaque with its .wh..wh..opq marker.
 		case c.internalPrefix != "" && strings.HasPrefix(name, c.internalPrefix):
 			// The same marks in user.overlay.* on a userxattr overlay.
+		case c.fuse && (strings.HasPrefix(name, UserOverlayXattrPrefix) || strings.HasPrefix(name, FuseXattrPrefix)):
+			// fuse-overlayfs's marks (opaque, origin): it hides both
+			// namespaces from the files' users, so none is content.
 		case r.xattrs.Match(name):
 			kept = append(kept, name)
 		}

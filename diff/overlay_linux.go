@@ -39,6 +39,7 @@ type overlay struct {
 	prefix string
 	lowers []string
 	warn   Warner
+	fuse   bool
 }
 
 // Overlay is the change set in an overlayfs upper dir: whiteouts are
@@ -56,6 +57,9 @@ func Overlay(upper string, opts ...OverlayOption) Source {
 func (o *overlay) Changes(ctx context.Context, fn ChangeFunc) error {
 	if err := checkRootDir(o.upper); err != nil {
 		return err
+	}
+	if o.fuse {
+		return o.fuseChanges(ctx, fn)
 	}
 	return o.walk(ctx, "", o.upper, fn)
 }

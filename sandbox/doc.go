@@ -18,6 +18,10 @@
 // Docker's default capability set and a seccomp filter like Docker's
 // default profile (security_linux.go), unless Spec.Insecure.
 //
+// With Spec.Ready the caller has made the root (a fuse-overlayfs mount or
+// a copied tree, build --overlay fuse|naive): the init binds it on itself
+// instead of mounting an overlay.
+//
 // Rootless (rootless_linux.go): inside the user namespace internal/userns
 // makes, the same namespaces are made there; /dev's nodes are the host's,
 // bound, since mknod is refused.

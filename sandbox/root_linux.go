@@ -29,7 +29,13 @@ func setupFS(s *Spec) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private: %w", err)
 	}
-	if err := overlay.Mount(s.Merged, overlay.Options{Lowers: s.Lowers, Upper: s.Upper, Work: s.Work}); err != nil {
+	if s.Ready {
+		// pivot_root needs a mount point: the root bound on itself (with
+		// what is mounted below it, a fuse-overlayfs mount included).
+		if err := unix.Mount(s.Merged, s.Merged, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("binding the root %s: %w", s.Merged, err)
+		}
+	} else if err := overlay.Mount(s.Merged, overlay.Options{Lowers: s.Lowers, Upper: s.Upper, Work: s.Work}); err != nil {
 		return err
 	}
 	m := s.Merged

@@ -38,6 +38,11 @@ type Spec struct {
 	// Upper and Work are the fresh upper and work dirs; Merged is the
 	// (empty) mount point. All three must exist.
 	Upper, Work, Merged string
+	// Ready says Merged is already the root, set up by the caller (a
+	// fuse-overlayfs mount, or a copied tree diffed afterwards): the init
+	// binds it on itself and mounts no overlay; Lowers, Upper and Work
+	// are not used.
+	Ready bool `json:",omitempty"`
 	// Binds maps paths in the root ("etc/hosts") to host files bound
 	// over them (EtcFiles makes them).
 	Binds map[string]string

@@ -133,6 +133,13 @@ func (d *Dir) WriteLayer(ctx context.Context, upper string, opts ...layer.Option
 	return layer.Write(ctx, d.blobDir(), diff.Overlay(upper, dopts...), opts...)
 }
 
+// WriteLayerFrom writes the change set src as a layer blob in BlobDir
+// (layer.Write with opts): a step's changes found otherwise than in a
+// kernel overlay's upper dir (fuse-overlayfs's, a naive diff).
+func (d *Dir) WriteLayerFrom(ctx context.Context, src diff.Source, opts ...layer.Option) (*layer.Layer, error) {
+	return layer.Write(ctx, d.blobDir(), src, opts...)
+}
+
 // BlobLayer reopens a layer blob of BlobDir from its record; false when
 // the blob is gone or is not of the recorded size. Reads of the layer are
 // digest-checked.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -26,6 +27,9 @@ func init() {
 	register(command{"build", "build [-f DOCKERFILE] [--build-arg K=V]... [--build-context NAME=REF]... [--secret id=ID,src=FILE|env=VAR]... [--ssh default|ID[=SOCKET]]... [--target STAGE] [--no-cache] [--platform OS/ARCH[/VARIANT]] [--source-date-epoch N] [--network default|none|host] [--allow ENTITLEMENT]... [--compat P] [--state-dir DIR] [-q] [-t NAME]... [--push] [--load] [--progress MODE] [--label K=V]... [--squash] [--compression gzip|zstd|none] [--compression-level N] [--annotation [TYPE:]K=V]... [--iidfile FILE] [--metadata-file FILE] [--cache-from SPEC]... [--cache-to SPEC]... [-o DEST]... CONTEXT", runBuild})
 }
 
+// overlayEnv is build --overlay's default.
+const overlayEnv = "LAYERCOMMIT_OVERLAY"
+
 func runBuild(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("build", stderr)
 	dockerfile := fs.String("f", "", "the Dockerfile (default CONTEXT/Dockerfile)")
@@ -43,6 +47,7 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&allow, "allow", "grant an entitlement: network.host or security.insecure (repeatable)")
 	profile := fs.String("compat", compat.Default.Name, "whose bytes to reproduce")
 	stateDir := fs.String("state-dir", statedir.Default, "unpacked layers and the build cache")
+	overlayMode := fs.String("overlay", os.Getenv(overlayEnv), "how steps get their root: native (the kernel's overlayfs), fuse (fuse-overlayfs) or naive (copies, diffed); default the first that mounts, a fallback reported ($"+overlayEnv+")")
 	dockerRoot := fs.String("docker-root", "/var/lib/docker", "Docker data root")
 	containerdRoot := fs.String("containerd-root", containerdstore.DefaultRoot, "containerd's --root, for containerd: references")
 	namespace := fs.String("namespace", "default", "containerd namespace, for containerd: references")
@@ -89,13 +94,27 @@ func runBuild(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	switch *overlayMode {
+	case builder.OverlayAuto, builder.OverlayNative, builder.OverlayFuse, builder.OverlayNaive:
+	default:
+		from := "--overlay"
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "overlay" {
+				from = ""
+			}
+		})
+		if from == "" {
+			return fmt.Errorf("build: --overlay %q: want native, fuse or naive", *overlayMode)
+		}
+		return fmt.Errorf("build: %s=%q: want native, fuse or naive (or unset, for the first that mounts)", overlayEnv, *overlayMode)
+	}
 	legacy, err := legacyBuilder(os.LookupEnv)
 	if err != nil {
 		return err
 	}
 	o := builder.Options{
 		ContextDir: pos[0], Dockerfile: *dockerfile, Target: *target, NoCache: *noCache, Platform: *platform, Legacy: legacy,
-		Compat: p, StateDir: *stateDir,
+		Compat: p, StateDir: *stateDir, Overlay: *overlayMode, Notice: stderr,
 		BuildArgs:     map[string]*string{},
 		BuildContexts: map[string]string{},
 	}

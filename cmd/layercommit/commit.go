@@ -232,7 +232,7 @@ func (f *commitFlags) commitRequest(output commit.Output, created time.Time, std
 	if *f.squash && *f.userxattr {
 		return commit.CommitRequest{}, fmt.Errorf("commit: --squash does not read --userxattr upper dirs")
 	}
-	src, err := diffSource(*f.source, *f.upper, f.lowers, *f.userxattr, stderr)
+	src, err := diffSource(*f.source, *f.upper, f.lowers, *f.userxattr, false, stderr)
 	if err != nil {
 		return commit.CommitRequest{}, err
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	register(command{"diff", "diff [--compat P] [--source overlay|aufs|naive|walking] [--lower DIR]... [--userxattr] [--xattrs LIST] [--sparse] [-o FILE|-] UPPERDIR", runDiff})
+	register(command{"diff", "diff [--compat P] [--source overlay|aufs|naive|walking] [--lower DIR]... [--userxattr] [--fuse] [--xattrs LIST] [--sparse] [-o FILE|-] UPPERDIR", runDiff})
 }
 
 func runDiff(args []string, stdout, stderr io.Writer) error {
@@ -23,6 +23,7 @@ func runDiff(args []string, stdout, stderr io.Writer) error {
 	profile := fs.String("compat", compat.Default.Name, "whose bytes to reproduce")
 	source := fs.String("source", "", "overlay, aufs, naive or walking (default: walking for --compat containerd, else overlay)")
 	userxattr := fs.Bool("userxattr", false, "read user.overlay.* xattrs (userxattr mounts)")
+	fuse := fs.Bool("fuse", false, "with --source overlay: UPPERDIR is fuse-overlayfs's (give its --lower dirs), read as the kernel's")
 	xattrs := fs.String("xattrs", "", "xattrs to keep: security.capability|all|NAME|PREFIX.*,... (default the profile's)")
 	sparse := fs.Bool("sparse", false, "write files with holes as PAX sparse entries")
 	fs.Bool("q", false, "no progress display")
@@ -49,14 +50,17 @@ func runDiff(args []string, stdout, stderr io.Writer) error {
 			kind = "walking"
 		}
 	}
-	src, err := diffSource(kind, fs.Arg(0), lowers, *userxattr, stderr)
+	if *fuse && kind != "overlay" {
+		return fmt.Errorf("diff: --fuse reads an overlay upper dir (--source overlay), not --source %s", kind)
+	}
+	src, err := diffSource(kind, fs.Arg(0), lowers, *userxattr, *fuse, stderr)
 	if err != nil {
 		return err
 	}
 	return writeDiff(context.Background(), src, append([]diff.Option{diff.WithCompat(p)}, opts...), *out, stdout, stderr)
 }
 
-func diffSource(kind, upper string, lowers []string, userxattr bool, stderr io.Writer) (diff.Source, error) {
+func diffSource(kind, upper string, lowers []string, userxattr, fuse bool, stderr io.Writer) (diff.Source, error) {
 	warn := func(format string, args ...any) { fmt.Fprintf(stderr, "layercommit: warning: "+format+"\n", args...) }
 	if fi, err := os.Stat(upper); err != nil {
 		return nil, fmt.Errorf("reading upper dir: %w", err)
@@ -68,6 +72,9 @@ func diffSource(kind, upper string, lowers []string, userxattr bool, stderr io.W
 		opts := []diff.OverlayOption{diff.WithLowers(lowers...), diff.WithWarner(warn)}
 		if userxattr {
 			opts = append(opts, diff.WithUserXattr())
+		}
+		if fuse {
+			opts = append(opts, diff.WithFuse())
 		}
 		return diff.Overlay(upper, opts...), nil
 	case "aufs":

@@ -17,7 +17,10 @@
 // pinned options are PinnedUser (the kernel takes userxattr only with
 // redirect_dir=nofollow).
 //
-// Non-goals: unmounting (a plain umount2), data-only lowers, volatile
-// mounts, fuse-overlayfs (its upper dirs mark an opaque dir three ways,
-// which diff does not read yet).
+// Options.Fuse mounts with fuse-overlayfs instead (fuse_linux.go), the
+// fallback where the kernel refuses: its upper dirs mark whiteouts and
+// opaque dirs their own ways, which diff reads WithFuse.
+//
+// Non-goals: unmounting (a plain umount2, fuse-overlayfs's too), data-only
+// lowers, volatile mounts.
 package overlay

@@ -68,6 +68,13 @@ type Options struct {
 	// need the kernel to write redirects or metacopy files. Production
 	// callers pass none.
 	Extra []string
+	// Fuse mounts with fuse-overlayfs (FuseProgram) instead of the
+	// kernel's overlayfs: the fallback where the kernel refuses the mount
+	// (a file system it does not take as an upper dir, such as another
+	// overlay; a kernel without unprivileged overlayfs). UserXattr and
+	// Extra do not apply; unmount it as any mount (umount2, as root of
+	// the mount's namespace).
+	Fuse bool
 }
 
 // forceLegacy makes Mount use mount(2) even where the new mount API
@@ -90,6 +97,12 @@ func Mount(target string, o Options) error {
 	if err := o.absolute(&target); err != nil {
 		return fmt.Errorf("mounting overlay at %s: %w", target, err)
 	}
+	if o.Fuse {
+		if err := mountFuse(target, o); err != nil {
+			return fmt.Errorf("mounting fuse-overlayfs at %s: %w", target, err)
+		}
+		return nil
+	}
 	var err error
 	if !forceLegacy && haveLowerdirPlus() {
 		err = mountNew(target, o)
@@ -98,7 +111,7 @@ func Mount(target string, o Options) error {
 	}
 	if err != nil {
 		if userns.RunningInUserNS() {
-			return fmt.Errorf("mounting overlay at %s in a user namespace (unprivileged overlayfs needs Linux 5.11 or later; the fuse-overlayfs fallback is not implemented): %w", target, err)
+			return fmt.Errorf("mounting overlay at %s in a user namespace (unprivileged overlayfs needs Linux 5.11 or later; build falls back to fuse-overlayfs, else to copies, see --overlay): %w", target, err)
 		}
 		return fmt.Errorf("mounting overlay at %s: %w", target, err)
 	}
