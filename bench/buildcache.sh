@@ -55,30 +55,10 @@ COPY --from=build /count /count
 COPY app.conf /etc/app.conf
 DF
 
-# start_bk starts a private buildkitd with an empty root on its own socket.
+# start_bk starts a private buildkitd with an empty root on its own socket
+# (bench_start_buildkitd of lib.sh).
 start_bk() {
-	local d=$work/bk-$1
-	mkdir -p "$d"
-	cat >"$d/buildkitd.toml" <<TOML
-[worker.oci]
-  enabled = true
-  snapshotter = "overlayfs"
-  binary = "/usr/sbin/runc"
-[worker.containerd]
-  enabled = false
-[registry."$reg"]
-  http = true
-TOML
-	"$bins/buildkitd" --config "$d/buildkitd.toml" --root "$d/root" --addr "unix://$d/sock" >"$d/log" 2>&1 &
-	bkpid=$!
-	bkaddr=unix://$d/sock
-	for _ in $(seq 1 100); do
-		"$bins/buildctl" --addr "$bkaddr" debug workers >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	echo "buildkitd did not start:" >&2
-	tail "$d/log" >&2
-	exit 1
+	bench_start_buildkitd "$work/bk-$1" "$reg" || exit 1
 }
 bk_build() { # bk_build ARGS...
 	"$bins/buildctl" --addr "$bkaddr" build --frontend dockerfile.v0 --local context="$ctx" --local dockerfile="$ctx" \

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/layercommit/layercommit/fixtures"
@@ -147,9 +148,8 @@ func TestOverlayModes(t *testing.T) {
 	}
 }
 
-// flattenImage applies the layers of the one image in the OCI layout dir
-// to a new dir in tmp and returns its diffIDs and the dir.
-func flattenImage(t *testing.T, dir, tmp string) (string, string) {
+// onlyImage is the one image of the OCI layout dir.
+func onlyImage(t *testing.T, dir string) v1.Image {
 	t.Helper()
 	p, err := layout.FromPath(dir)
 	must(t, err)
@@ -162,6 +162,14 @@ func flattenImage(t *testing.T, dir, tmp string) (string, string) {
 	}
 	img, err := p.Image(im.Manifests[0].Digest)
 	must(t, err)
+	return img
+}
+
+// flattenImage applies the layers of the one image in the OCI layout dir
+// to a new dir in tmp and returns its diffIDs and the dir.
+func flattenImage(t *testing.T, dir, tmp string) (string, string) {
+	t.Helper()
+	img := onlyImage(t, dir)
 	ls, err := img.Layers()
 	must(t, err)
 	tree, err := os.MkdirTemp(tmp, "tree-")

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-
 	"github.com/layercommit/layercommit/internal/oracle"
 	"github.com/layercommit/layercommit/internal/userns/testuser"
 )
@@ -189,17 +187,7 @@ func TestRootlessRun(t *testing.T) {
 // the OCI layout dir.
 func readProbe(t *testing.T, dir string) string {
 	t.Helper()
-	p, err := layout.FromPath(dir)
-	must(t, err)
-	idx, err := p.ImageIndex()
-	must(t, err)
-	im, err := idx.IndexManifest()
-	must(t, err)
-	if len(im.Manifests) != 1 {
-		t.Fatalf("%d images in %s", len(im.Manifests), dir)
-	}
-	img, err := p.Image(im.Manifests[0].Digest)
-	must(t, err)
+	img := onlyImage(t, dir)
 	ls, err := img.Layers()
 	must(t, err)
 	rc, err := ls[len(ls)-1].Uncompressed()
