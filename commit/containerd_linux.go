@@ -107,7 +107,7 @@ func commitDockerContainerd(ctx context.Context, r ContainerRequest, root *docke
 	if r.Pause && c.Running && !c.Paused && c.Pid > 0 {
 		sc.pid = c.Pid
 	}
-	dest, err := r.containerdDestination(ctx, st, opts)
+	dest, err := r.containerdDestination(ctx, opts)
 	if err != nil {
 		return v1.Hash{}, err
 	}
@@ -178,23 +178,18 @@ func commitContainerd(ctx context.Context, r ContainerRequest, opts []export.Opt
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	args, _, _, err := st.ContainerProcess(ns, c.ID)
-	if err != nil {
-		return v1.Hash{}, err
-	}
 	sc := snapshotCommit{id: c.ID, snap: sn, base: base,
-		config: dockerroot.CommitConfig{ContainerID: c.ID, Container: dockerroot.ContainerConfig{Cmd: args}, Config: cfg, OS: "linux"}}
+		config: dockerroot.CommitConfig{ContainerID: c.ID, Container: dockerroot.ContainerConfig{Cmd: c.Args}, Config: cfg, OS: "linux"}}
 	if r.Pause {
 		sc.pid = taskPid(r.containerdState(), ns, c.ID)
 	}
 	// containerd: destinations default to the container's own root and
 	// namespace.
 	opts = append(opts, export.WithContainerd(st.Root, ns))
-	d, err := export.NewDestination(ctx, r.To, opts...)
+	dest, err := r.containerdDestination(ctx, opts)
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	dest := containerdDest{Destination: d}
 	defer dest.Close()
 	return r.commitSnapshot(ctx, sc, dest)
 }
@@ -383,41 +378,26 @@ func chainID(c dockerroot.CommitConfig, parent []byte) string {
 }
 
 // containerdDest is where a commit of a containerd snapshot goes: an
-// export destination (containerd: among them), or, for docker-root:, the
-// containerd store holding the container, namespace moby, with the
-// records Docker writes beside a commit (store, not nil).
+// export destination; for docker-root: on a containerd image store root
+// (export's containerd: destination, namespace moby) store is set too, so
+// that the records Docker writes beside a commit are added.
 type containerdDest struct {
 	export.Destination
 	store *containerdstore.Destination // nil unless into the store
 }
 
-func (r ContainerRequest) containerdDestination(ctx context.Context, st *containerdstore.Store, opts []export.Option) (containerdDest, error) {
-	rest, ok := strings.CutPrefix(r.To, "docker-root:")
-	if !ok {
-		d, err := export.NewDestination(ctx, r.To, opts...)
-		return containerdDest{Destination: d}, err
-	}
-	var names []string
-	if rest != "" {
-		full, err := export.NormalizeName(rest)
-		if err != nil {
-			return containerdDest{}, err
-		}
-		names = []string{full}
-	}
-	// The store is written with dockerd stopped: it supervises the
-	// containerd that holds meta.db, and keeps its own view (--force
-	// does not help: containerd's lock is taken either way).
-	if o := export.NewOptions(opts...); o.DockerRoot != "" {
-		if pid, ok := dockerroot.DaemonUsing(o.DockerRoot); ok {
-			return containerdDest{}, fmt.Errorf("dockerd (pid %d) is running on %s: stop it before writing into its containerd image store", pid, o.DockerRoot)
-		}
-	}
-	d, err := st.Destination(containerdstore.NamespaceDocker, containerdstore.WriteOptions{Names: names})
+func (r ContainerRequest) containerdDestination(ctx context.Context, opts []export.Option) (containerdDest, error) {
+	d, err := export.NewDestination(ctx, r.To, opts...)
 	if err != nil {
 		return containerdDest{}, err
 	}
-	return containerdDest{Destination: d, store: d}, nil
+	// docker-root: on a containerd image store root is export's
+	// containerd: destination in namespace moby.
+	store, _ := d.(*containerdstore.Destination)
+	if !strings.HasPrefix(r.To, "docker-root:") {
+		store = nil
+	}
+	return containerdDest{Destination: d, store: store}, nil
 }
 
 // dockerLabels sets the records Docker 29's commit writes beside the

@@ -62,12 +62,24 @@ func (d *Destination) Close() error { return os.RemoveAll(d.blobDir) }
 // lock (the lock is taken and released at once: WriteImage takes it
 // again for its own transaction).
 func (s *Store) checkNotRunning() error {
-	db, err := bolt.Open(s.metaDB(), 0o644, &bolt.Options{Timeout: lockProbe})
+	db, err := s.openForWrite()
 	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return fmt.Errorf("%w: it holds %s; stop it (and the dockerd supervising it) before writing", ErrRunning, s.metaDB())
-		}
-		return fmt.Errorf("%w: opening %s: %w", ErrCorrupt, s.metaDB(), err)
+		return err
 	}
 	return db.Close()
+}
+
+// openForWrite opens meta.db for writing, holding its lock: ErrRunning
+// when a daemon holds it, ErrCorrupt when it is no bolt db.
+func (s *Store) openForWrite() (*bolt.DB, error) {
+	db, err := openDB(s.metaDB(), 0o644, &bolt.Options{Timeout: lockProbe})
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, ErrCorrupt):
+		return nil, err
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("%w: it holds %s; stop it (and the dockerd supervising it) before writing", ErrRunning, s.metaDB())
+	}
+	return nil, fmt.Errorf("%w: opening %s: %w", ErrCorrupt, s.metaDB(), err)
 }

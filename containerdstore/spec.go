@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -13,50 +12,35 @@ import (
 // marshals as JSON).
 const runtimeSpecURL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 
-// ContainerProcess returns the process arguments, environment and
-// working dir of the container record id in ns, from its runtime spec:
-// containerd stores it (core/metadata containers.go, key "spec") as a
+// processArgs are the process arguments of a container's runtime spec as
+// containerd stores it (core/metadata containers.go, key "spec"): a
 // protobuf Any (type_url = 1, value = 2) whose value is the spec's JSON.
 // The Any is decoded with protowire (two fields) rather than by
-// importing containerd's generated types for it.
-func (s *Store) ContainerProcess(ns, id string) (args, env []string, cwd string, err error) {
-	var raw []byte
-	err = view(s.metaDB(), func(tx *bolt.Tx) error {
-		nsb, err := namespaceBucket(tx, s.Root, ns)
-		if err != nil {
-			return err
-		}
-		cb := bucket2(nsb, keyContainers, []byte(id))
-		if cb == nil {
-			return notFound(tx, "container", id, ns, func(b *bolt.Bucket) bool { return bucket2(b, keyContainers, []byte(id)) != nil })
-		}
-		raw = append([]byte(nil), cb.Get([]byte("spec"))...)
-		return nil
-	})
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("reading container %s in %s: %w", id, s.Root, err)
+// importing containerd's generated types for it. A record without a spec,
+// or a spec without a process, gives none.
+func processArgs(raw []byte) ([]string, error) {
+	if len(raw) == 0 {
+		return nil, nil
 	}
 	url, value, err := decodeAny(raw)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("%w: container %s spec: %w", ErrCorrupt, id, err)
+		return nil, fmt.Errorf("%w: spec: %w", ErrCorrupt, err)
 	}
 	if url != runtimeSpecURL {
-		return nil, nil, "", fmt.Errorf("%w: container %s spec has type %q", ErrCorrupt, id, url)
+		return nil, fmt.Errorf("%w: spec has type %q", ErrCorrupt, url)
 	}
 	var spec struct {
 		Process *struct {
 			Args []string `json:"args"`
-			Env  []string `json:"env"`
-			Cwd  string   `json:"cwd"`
 		} `json:"process"`
 	}
 	if err := json.Unmarshal(value, &spec); err != nil {
-		return nil, nil, "", fmt.Errorf("%w: container %s spec: %w", ErrCorrupt, id, err)
+		return nil, fmt.Errorf("%w: spec: %w", ErrCorrupt, err)
 	}
 	if spec.Process == nil {
-		return nil, nil, "", nil
+		return nil, nil
 	}
-	return spec.Process.Args, spec.Process.Env, spec.Process.Cwd, nil
+	return spec.Process.Args, nil
 }
 
 // decodeAny reads a google.protobuf.Any's two fields.

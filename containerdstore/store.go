@@ -77,6 +77,7 @@ var (
 	keyImage       = []byte("image")
 	keySnapshotter = []byte("snapshotter")
 	keySnapshotKey = []byte("snapshotKey")
+	keySpec        = []byte("spec")
 	keyID          = []byte("id")
 	keyKind        = []byte("kind")
 	keyVersion     = []byte("version")
@@ -297,6 +298,8 @@ type Container struct {
 	Image, Snapshotter, SnapshotKey string
 	Labels                          map[string]string
 	Created, Updated                time.Time
+	// Args are the process arguments of its runtime spec (processArgs).
+	Args []string
 }
 
 // Container returns the container record id in ns.
@@ -318,7 +321,10 @@ func (s *Store) Container(ns, id string) (Container, error) {
 		if c.Created, err = readTime(cb, keyCreatedAt); err != nil {
 			return err
 		}
-		c.Updated, err = readTime(cb, keyUpdatedAt)
+		if c.Updated, err = readTime(cb, keyUpdatedAt); err != nil {
+			return err
+		}
+		c.Args, err = processArgs(cb.Get(keySpec))
 		return err
 	})
 	if err != nil {

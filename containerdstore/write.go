@@ -122,15 +122,9 @@ func (s *Store) WriteImage(img v1.Image, o WriteOptions) (v1.Descriptor, error) 
 		return v1.Descriptor{}, fmt.Errorf("%w: image has %d layers, its manifest %d", ErrCorrupt, len(layers), len(man.Layers))
 	}
 
-	db, err := openDB(s.metaDB(), 0o644, &bolt.Options{Timeout: lockProbe})
+	db, err := s.openForWrite()
 	if err != nil {
-		if errors.Is(err, ErrCorrupt) {
-			return v1.Descriptor{}, err
-		}
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return v1.Descriptor{}, fmt.Errorf("%w: it holds %s; stop it (and the dockerd supervising it) before writing", ErrRunning, s.metaDB())
-		}
-		return v1.Descriptor{}, fmt.Errorf("%w: opening %s: %w", ErrCorrupt, s.metaDB(), err)
+		return v1.Descriptor{}, err
 	}
 	defer db.Close()
 	s.removeTemps()
