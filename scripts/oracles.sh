@@ -241,13 +241,20 @@ oracles_debian_base() {
 	export LAYERCOMMIT_DEBIAN_TAR=$tar
 	[ -s "$tar" ] && return 0
 	mkdir -p "$dir"
-	echo "oracles: mmdebstrap --variant=minbase bookworm" >&2
-	if ! nice -n 19 mmdebstrap --quiet --variant=minbase --format=tar bookworm "$tar.tmp" >&2; then
-		rm -f "$tar.tmp"
-		echo "oracles: mmdebstrap failed" >&2
-		return 1
-	fi
-	mv "$tar.tmp" "$tar"
+	# One mmdebstrap per machine: concurrent callers (two shells starting
+	# the oracles at once) wait for the first one's tarball instead of
+	# writing the same temp file.
+	(
+		flock 9
+		[ -s "$tar" ] && exit 0
+		echo "oracles: mmdebstrap --variant=minbase bookworm" >&2
+		if ! nice -n 19 mmdebstrap --quiet --variant=minbase --format=tar bookworm "$tar.tmp" >&2; then
+			rm -f "$tar.tmp"
+			echo "oracles: mmdebstrap failed" >&2
+			exit 1
+		fi
+		mv "$tar.tmp" "$tar"
+	) 9>"$dir/.debian-bookworm-minbase.lock"
 }
 
 # _oracles_kill PIDFILE stops the daemon whose pid is in PIDFILE and waits
