@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # bench/build.sh: one two-stage Dockerfile over a real Debian base, built
-# and pushed to the loopback registry by BuildKit v0.34.2 (the shared
-# buildkitd of scripts/oracles.sh), buildah bud --layers (Debian's 1.28, a
-# private store under the bench's temp dir), docker's legacy builder (the
-# shared 20.10 dockerd) and layercommit, in one run.
+# and pushed to the loopback registry by BuildKit v0.34.2 (a private
+# buildkitd), buildah bud --layers (Debian's 1.28, a private store),
+# docker's legacy builder (the shared 20.10 dockerd) and layercommit, in
+# one run.
 #
-#   bench/build.sh [-n RUNS] [SRC_DIR] [--cache-mount-only] [--with-cache-mount] [--mib N]
+#   bench/build.sh [-n RUNS] [SRC_DIR] [--on-root] [--cache-mount-only] [--with-cache-mount] [--mib N]
+#
+# The context, BuildKit's root, buildah's store and layercommit's state
+# dirs are on a fresh journaled ext4 (bench_journaled_fs in lib.sh: this
+# machine's root ext4 has no journal, where file creation right after
+# another tool's deletions costs seconds); --on-root puts them under /tmp
+# on the root fs and uses the shared buildkitd instead. docker's data root
+# is the shared dockerd's either way.
 #
 # The base is $LAYERCOMMIT_DEBIAN_TAR (mmdebstrap minbase bookworm),
 # imported once and pushed to $LAYERCOMMIT_REGISTRY with skopeo: every
@@ -33,9 +40,11 @@ set -euo pipefail
 
 cache_mount=
 mib=300
+on_root=
 rest=()
 while [ $# -gt 0 ]; do
 	case $1 in
+	--on-root) on_root=1; shift ;;
 	--cache-mount-only) cache_mount=only; shift ;;
 	--with-cache-mount) cache_mount=after; shift ;;
 	--mib) mib=$2; shift 2 ;;
@@ -58,19 +67,32 @@ repo=$reg/lc-bench-build-$$
 base=$reg/lc-bench-debian:bookworm
 docker() { /usr/bin/docker -H "$LAYERCOMMIT_DOCKER_HOST" "$@"; }
 
-work=$(mktemp -d /tmp/layercommit-bench-build.XXXXXX)
+top=$(mktemp -d /tmp/layercommit-bench-build.XXXXXX)
+work=$top
 dimages=()
+main_bkpid=
 cleanup() {
 	rc=$?
 	bench_stop_buildkitd
+	bkpid=$main_bkpid bench_stop_buildkitd
 	if [ $rc -ne 0 ]; then tail -n 15 "$work"/*.log >&2 || true; fi
 	docker rmi -f "${dimages[@]}" "$repo/docker:img" "$base" >/dev/null 2>&1 || true
 	buildah_ rm -a >/dev/null 2>&1 || true
 	buildah_ rmi -a -f >/dev/null 2>&1 || true
 	umount -R "$work/buildah/root/overlay" 2>/dev/null || true
-	rm -rf "$work"
+	bench_umount_fs
+	rm -rf "$top"
 }
 trap cleanup EXIT
+if [ -z "$on_root" ]; then
+	bench_journaled_fs "$work/fs"
+	work=$work/fs
+fi
+bkhost=$LAYERCOMMIT_BUILDKIT_HOST
+if [ -z "$on_root" ]; then
+	bench_start_buildkitd "$work/bk-main" "$reg"
+	main_bkpid=$bkpid bkhost=$bkaddr bkpid=
+fi
 go build -o "$work/layercommit" ./cmd/layercommit
 
 # The Debian base, in the loopback registry once per registry.
@@ -105,7 +127,7 @@ mkdir -p "$work/buildah/tmp"
 
 # build_TOOL [--no-cache]: build and push the image.
 build_buildkit() {
-	"$LAYERCOMMIT_BUILDCTL" --addr "$LAYERCOMMIT_BUILDKIT_HOST" build --frontend dockerfile.v0 \
+	"$LAYERCOMMIT_BUILDCTL" --addr "$bkhost" build --frontend dockerfile.v0 \
 		--local context="$ctx" --local dockerfile="$ctx" --progress plain \
 		--output "type=image,name=$repo/bk:img,push=true,registry.insecure=true" "$@"
 }
