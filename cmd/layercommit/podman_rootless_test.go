@@ -95,22 +95,16 @@ func (p *rootlessPodman) run(t *testing.T, args ...string) string {
 func (p *rootlessPodman) cleanup() {
 	p.u.Command(nil, "podman", p.args("rm", "-af", "-t", "0")...).Run()
 	p.u.Command(nil, "podman", p.args("rmi", "-af")...).Run()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	// The pause process outlives every container and takes no SIGTERM.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		pids := userProcesses(p.u.UID)
 		if len(pids) == 0 {
 			break
 		}
-		sig := os.Interrupt
-		if time.Now().After(deadline) {
-			sig = os.Kill
-		}
 		for _, pid := range pids {
 			if pr, err := os.FindProcess(pid); err == nil {
-				pr.Signal(sig)
+				pr.Kill()
 			}
-		}
-		if sig == os.Kill {
-			break
 		}
 	}
 	// podman's runtime dir (the default run root) and its tmp dir
