@@ -29,11 +29,9 @@ const (
 	RuntimeContainerd = "containerd"
 )
 
-// Default containers-storage locations (podman's as root).
-const (
-	DefaultStorageRoot = "/var/lib/containers/storage"
-	DefaultRunRoot     = "/run/containers/storage"
-)
+// DefaultStorageRoots are podman's store and run root when none is named:
+// root's, or the caller's own rootless store (containersstorage.DefaultRoots).
+func DefaultStorageRoots() (root, runRoot string) { return containersstorage.DefaultRoots() }
 
 // detectLockTimeout bounds detectRuntime's wait for the podman store.
 const detectLockTimeout = 2 * time.Second
@@ -103,14 +101,16 @@ func (r ContainerRequest) storageRoot() string {
 	if r.StorageRoot != "" {
 		return r.StorageRoot
 	}
-	return DefaultStorageRoot
+	root, _ := DefaultStorageRoots()
+	return root
 }
 
 func (r ContainerRequest) runRoot() string {
 	if r.RunRoot != "" {
 		return r.RunRoot
 	}
-	return DefaultRunRoot
+	_, run := DefaultStorageRoots()
+	return run
 }
 
 // podmanFrozen, when set (by tests), is called with the container's pid
@@ -233,7 +233,7 @@ func commitPodman(ctx context.Context, r ContainerRequest) (v1.Hash, error) {
 			return v1.Hash{}, fmt.Errorf("pausing container %s: %w", c.ID, err)
 		}
 	}
-	src, err := r.exclude(containersstorage.Changes(c.UpperDir, c.Lowers, r.Compat))
+	src, err := r.exclude(containersstorage.ContainerChanges(c, r.Compat))
 	if err != nil {
 		return v1.Hash{}, err
 	}

@@ -11,7 +11,27 @@ import (
 
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/diff"
+	"github.com/layercommit/layercommit/internal/userns"
 )
+
+// ContainerChanges is Changes of c's upper dir as the store's overlay
+// driver wrote it: in a user namespace (a rootless podman store, read
+// with rootless podman's mapping) the kernel's marks are user.overlay.*
+// (podman mounts with userxattr, and containers/storage reads
+// user.overlay.opaque when rootless), and when the driver mounts through
+// a mount program (c.MountProgram: fuse-overlayfs) the upper dir has that
+// program's marks (diff.WithFuse), which give the changes the kernel's
+// upper dir would hold.
+func ContainerChanges(c *Container, p compat.Profile) diff.Source {
+	var opts []diff.OverlayOption
+	if userns.RunningInUserNS() {
+		opts = append(opts, diff.WithUserXattr())
+	}
+	if c.MountProgram {
+		opts = append(opts, diff.WithFuse())
+	}
+	return Changes(c.UpperDir, c.Lowers, p, opts...)
+}
 
 // Changes is the change set of a container's upper dir over its lowers
 // (top first) as containers/storage's overlay driver diffs it under

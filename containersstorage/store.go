@@ -50,6 +50,10 @@ type Store struct {
 func Open(root, runRoot string) (*Store, error) {
 	for _, f := range []string{"overlay-containers/containers.json", "overlay-layers/layers.json", "overlay-images/images.json"} {
 		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				// A store of another user's, say.
+				return nil, fmt.Errorf("reading the store %s: %w", root, err)
+			}
 			if m, _ := filepath.Glob(filepath.Join(root, "*-layers")); len(m) > 0 && !strings.HasSuffix(m[0], "/overlay-layers") {
 				return nil, fmt.Errorf("%w: %s uses the %s driver, not overlay", ErrLayout, root, strings.TrimSuffix(filepath.Base(m[0]), "-layers"))
 			}
@@ -78,6 +82,11 @@ type Container struct {
 	// Pid is the container's process (the run root's pidfile), 0 when it
 	// is not running.
 	Pid int
+	// MountProgram says the store's overlay driver mounts through a
+	// mount program (fuse-overlayfs, as rootless podman may be set up):
+	// overlay/.has-mount-program, which containers/storage writes, says
+	// "true".
+	MountProgram bool
 }
 
 // Layer is a layer record.
@@ -241,6 +250,9 @@ func (s *Store) Container(ref string) (*Container, error) {
 		return nil, fmt.Errorf("container %s: %w", r.ID, err)
 	}
 	c := &Container{ID: r.ID, Names: r.Names, Image: r.Image, Layer: r.Layer, UpperDir: ls[0].DiffDir, Metadata: r.Metadata}
+	if c.MountProgram, err = s.mountProgram(); err != nil {
+		return nil, err
+	}
 	for _, l := range ls[1:] {
 		c.Lowers = append(c.Lowers, l.DiffDir)
 	}
@@ -253,6 +265,26 @@ func (s *Store) Container(ref string) (*Container, error) {
 		}
 	}
 	return c, nil
+}
+
+// mountProgram reads overlay/.has-mount-program: "true" when the driver
+// mounts through a mount program; a store without the file mounts
+// natively.
+func (s *Store) mountProgram() (bool, error) {
+	b, err := os.ReadFile(filepath.Join(s.Root, "overlay", ".has-mount-program"))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading the overlay driver's mount program flag: %w", err)
+	}
+	switch strings.TrimSpace(string(b)) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: %s/overlay/.has-mount-program says %q", ErrCorrupt, s.Root, b)
 }
 
 // bigDataPath is where the store keeps image id's big-data item key:

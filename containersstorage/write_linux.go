@@ -15,7 +15,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/layercommit/layercommit/internal/atomicfile"
-	"github.com/layercommit/layercommit/internal/tarsplit"
 )
 
 // Destination writes images into the store as containers/storage 1.43
@@ -267,7 +266,7 @@ func (d *Destination) writeLayer(ctx context.Context, l v1.Layer, diffID v1.Hash
 	}
 	defer rc.Close()
 	meta := filepath.Join(s.Root, "overlay-layers", id+".tar-split.gz")
-	size, err := tarsplit.Unpack(ctx, rc, filepath.Join(tmp, "diff"), meta, 0o600, diffID, false)
+	size, err := unpackLayer(ctx, rc, filepath.Join(tmp, "diff"), meta, diffID)
 	if err != nil {
 		os.Remove(meta)
 		return layerRecord{}, nil, err

@@ -297,7 +297,24 @@ oracles_stop() {
 	[ -z "${LC_STARTED_REGISTRY:-}" ] || _oracles_kill_pid "$LC_ORACLE_DIR/registry/registry.pid"
 }
 
+# oracles_dev_modes gives /dev/fuse and /dev/net/tun mode 0666 when they
+# are 0600, as udev's 50-udev-default.rules makes them on a standard
+# Debian host (KERNEL=="fuse" and KERNEL=="tun", MODE="0666"): this VM
+# has no udev, and without it an ordinary user can run neither
+# fuse-overlayfs nor slirp4netns, which the rootless tests run as the
+# test user. Idempotent; a missing node is left missing (the tests that
+# need it then fail under LAYERCOMMIT_REQUIRE_ORACLES=1).
+oracles_dev_modes() {
+	local n
+	for n in /dev/fuse /dev/net/tun; do
+		[ -c "$n" ] || continue
+		if [ "$(stat -c %a "$n")" = 600 ]; then
+			chmod 0666 "$n" || return 1
+		fi
+	done
+}
+
 oracles_up() {
-	oracles_install && oracles_start_dockerd && oracles_base_image && oracles_start_docker29 && oracles_start_docker29c &&
+	oracles_install && oracles_dev_modes && oracles_start_dockerd && oracles_base_image && oracles_start_docker29 && oracles_start_docker29c &&
 		oracles_start_registry && oracles_start_buildkit && oracles_debian_base
 }

@@ -55,8 +55,11 @@ func runCommit(args []string, stdout, stderr io.Writer) error {
 		maxLayer:      fs.String("max-layer-size", "", "split the change set into layers of at most SIZE uncompressed bytes (100MB, 1GiB: binary units, as docker's)"),
 		stateDir:      fs.String("state-dir", statedir.Default, "state dir (--squash unpacks the base's layers there)"),
 	}
+	// podman's own store by default: root's, or an ordinary user's
+	// rootless one (~/.local/share/containers/storage).
+	storageRoot, runRoot := commit.DefaultStorageRoots()
 	f.runtime, f.storageRoot, f.runRoot = fs.String("runtime", "", "with --container: docker, podman or containerd (default: the one whose store holds the container)"),
-		fs.String("storage-root", commit.DefaultStorageRoot, "containers-storage root (--runtime podman)"), fs.String("run-root", commit.DefaultRunRoot, "containers-storage run root (--runtime podman)")
+		fs.String("storage-root", storageRoot, "containers-storage root (--runtime podman)"), fs.String("run-root", runRoot, "containers-storage run root (--runtime podman)")
 	f.containerdRoot, f.containerdState, f.namespace = fs.String("containerd-root", containerdstore.DefaultRoot, "containerd's --root (--runtime containerd)"),
 		fs.String("containerd-state", "/run/containerd", "containerd's --state, where --pause finds a running task (--runtime containerd)"),
 		fs.String("namespace", "default", "containerd namespace (--runtime containerd; containerd: destinations; Kubernetes' is k8s.io)")

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,9 +139,13 @@ func TestRootlessBuild(t *testing.T) {
 // devpts and shm, its own hostname, and a network namespace with only lo
 // (--network none). With --userns=single (its own state dir) the Debian
 // base's files owned by other ids (/etc/shadow, group shadow) are root's
-// and the build succeeds. The default network needs /dev/net/tun open to the user:
-// where the host allows it RUN gets tap0 from slirp4netns, where it does
-// not the build fails in one line naming the node and the fix.
+// and the build succeeds. The default network needs /dev/net/tun open to
+// the user (0666, as udev makes it; scripts/oracles.sh does where there
+// is no udev): RUN then gets tap0 from slirp4netns, reaches an HTTP
+// server on a host address through its NAT, and neither the host's
+// loopback nor slirp's alias for it; where the node is closed the build
+// fails in one line naming the node and the fix (and the test then fails
+// under LAYERCOMMIT_REQUIRE_ORACLES=1).
 func TestRootlessRun(t *testing.T) {
 	u := testuser.New(t)
 	bin := testuser.Executable(t, binary(t))
@@ -166,21 +172,68 @@ func TestRootlessRun(t *testing.T) {
 		})
 	}
 	t.Run("default network", func(t *testing.T) {
-		must(t, os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM "+base+"\nRUN grep -c tap0 /proc/net/dev\n"), 0o644))
-		cmd := u.Command(nil, "sh", "-c", "exec 3<>/dev/net/tun")
-		tunOK := cmd.Run() == nil
-		cmd = u.Command(nil, bin, "build", "--network", "default", "-q", "--no-cache", ctx)
+		oracle.Tool(t, "slirp4netns")
+		// Servers the test runs: one on a host address (the internet,
+		// reached through slirp4netns's NAT), one on the host's loopback
+		// (out of reach, and so is slirp's alias 10.0.2.2 for it).
+		outside := serveHTTP(t, hostIPv4(t), "outside")
+		loop := serveHTTP(t, "127.0.0.1", "loopback")
+		_, loopPort, _ := net.SplitHostPort(loop)
+		alias := "10.0.2.2:" + loopPort
+		probe := func(addr string) string {
+			h, p, _ := net.SplitHostPort(addr)
+			return fmt.Sprintf(`echo "%[1]s=$(timeout 10 bash -c 'exec 3<>/dev/tcp/%[2]s/%[3]s && printf "GET / HTTP/1.0\\r\\n\\r\\n" >&3 && tail -n 1 <&3' 2>/dev/null || echo refused)" >> /probe; `, addr, h, p)
+		}
+		run := probe(outside) + probe(loop) + probe(alias) + `echo "links=$(ls /sys/class/net | tr '\n' ' ')" >> /probe; grep nameserver /etc/resolv.conf >> /probe`
+		must(t, os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM "+base+"\nRUN "+run+"\n"), 0o644))
+		out := filepath.Join(u.Dir(t), "oci")
+		cmd := u.Command(nil, bin, "build", "--network", "default", "-q", "--no-cache", "-o", "oci:"+out+":t", ctx)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		err := cmd.Run()
-		const refusal = "RUN: sandbox: the default RUN network needs /dev/net/tun, which this user cannot open (open /dev/net/tun: permission denied): as root, chmod 0666 /dev/net/tun (udev's mode), or use --network none"
-		switch {
-		case tunOK && err != nil:
+		if u.Command(nil, "sh", "-c", "exec 3<>/dev/net/tun").Run() != nil {
+			// Closed to users (no udev): one line naming the node and the fix.
+			const refusal = "RUN: sandbox: the default RUN network needs /dev/net/tun, which this user cannot open (open /dev/net/tun: permission denied): as root, chmod 0666 /dev/net/tun (udev's mode), or use --network none"
+			if err == nil || !strings.HasSuffix(strings.TrimSpace(stderr.String()), refusal) {
+				t.Fatalf("with /dev/net/tun closed to the user: %v, stderr %q; want it to end with %q", err, stderr.String(), refusal)
+			}
+			requireUserDevice(t, "/dev/net/tun")
+			return
+		}
+		if err != nil {
 			t.Fatalf("with /dev/net/tun open to the user: %v\n%s", err, stderr.String())
-		case !tunOK && (err == nil || !strings.HasSuffix(strings.TrimSpace(stderr.String()), refusal)):
-			t.Fatalf("with /dev/net/tun closed to the user: %v, stderr %q; want it to end with %q", err, stderr.String(), refusal)
+		}
+		want := outside + "=outside\n" + loop + "=refused\n" + alias + "=refused\nlinks=lo tap0 \nnameserver 10.0.2.3\n"
+		if got := readProbe(t, out); got != want {
+			t.Errorf("RUN on the default network saw\n%s\nwant\n%s", got, want)
 		}
 	})
+}
+
+// hostIPv4 is a non-loopback IPv4 address of the host.
+func hostIPv4(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	must(t, err)
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	oracle.Missing(t, "the host has no non-loopback IPv4 address to serve on")
+	return ""
+}
+
+// serveHTTP serves body over HTTP on addr:0 until the test ends and
+// returns its host:port.
+func serveHTTP(t *testing.T, addr, body string) string {
+	t.Helper()
+	l, err := net.Listen("tcp4", addr+":0")
+	must(t, err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, body) })}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
 }
 
 // readProbe reads /probe from the top layer of the image tagged t in
