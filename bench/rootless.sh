@@ -10,7 +10,8 @@
 # /etc/subuid and /etc/subgid) for the run and removes it at the end. The
 # context is bench/build.sh's (N small files, default 2000, a 20 MiB file,
 # RUNs that write N files, delete some, change nothing) on the busybox base
-# of scripts/oracles.sh, saved to a docker-archive. RUNS times (default 3)
+# of scripts/oracles.sh, saved to a docker-archive; every state dir, the
+# user's too, on a fresh journaled ext4. RUNS times (default 3)
 # it times, in this order:
 #   root      layercommit build --no-cache --network none (--overlay native)
 #   rootless  the same, run as the user through setpriv (no sudo)
@@ -42,8 +43,16 @@ docker() { /usr/bin/docker -H "$LAYERCOMMIT_DOCKER_HOST" "$@"; }
 
 user=lcbench$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
 sub=$(( (1 << 20) + (RANDOM % 15000) * 65536 ))
-work=$(mktemp -d /tmp/layercommit-bench-rootless.XXXXXX)
-trap 'rm -rf "$work"; userdel --remove --force "$user" >/dev/null 2>&1 || true' EXIT
+# shellcheck source=/dev/null
+. bench/lib.sh
+top=$(mktemp -d /tmp/layercommit-bench-rootless.XXXXXX)
+trap 'bench_umount_fs; rm -rf "$top"; userdel --remove --force "$user" >/dev/null 2>&1 || true' EXIT
+chmod 755 "$top"
+# Every run's files on a journaled ext4 (lib.sh's bench_journaled_fs):
+# each run removes the state dir before the next build, which on this
+# machine's journal-less root fs would slow the next build's file creation.
+bench_journaled_fs "$top/fs"
+work=$top/fs
 chmod 755 "$work"
 useradd --create-home --user-group -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 "$user"
 usermod --add-subuids "$sub-$((sub + 65535))" --add-subgids "$sub-$((sub + 65535))" "$user"
@@ -69,8 +78,9 @@ RUN true
 CMD ["sh"]
 DF
 chmod -R a+rX "$work"
-uwork=$home/bench
-as_user mkdir -p "$uwork"
+uwork=$work/user
+mkdir -p "$uwork"
+chown "$user:$user" "$uwork"
 
 now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
