@@ -22,9 +22,10 @@ import (
 // new file meta (created exclusively with perm, synced), in one pass. It returns
 // the tar's length and fails with verify.ErrDigestMismatch unless the
 // stream's sha256 is diffID. trailingEmpty appends the empty segment
-// Docker's layerdb has after the trailer. The caller removes dir and meta
-// on error.
-func Unpack(ctx context.Context, r io.Reader, dir, meta string, perm os.FileMode, diffID v1.Hash, trailingEmpty bool) (int64, error) {
+// Docker's layerdb has after the trailer. opts are added to
+// unpack.Apply's (a rootless store's user xattrs, say). The caller removes
+// dir and meta on error.
+func Unpack(ctx context.Context, r io.Reader, dir, meta string, perm os.FileMode, diffID v1.Hash, trailingEmpty bool, opts ...unpack.Option) (int64, error) {
 	f, err := os.OpenFile(meta, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
 	if err != nil {
 		return 0, err
@@ -38,7 +39,7 @@ func Unpack(ctx context.Context, r io.Reader, dir, meta string, perm os.FileMode
 	if err != nil {
 		return 0, err
 	}
-	_, err = unpack.Apply(ctx, dir, its, unpack.WithOverlayForm())
+	_, err = unpack.Apply(ctx, dir, its, append([]unpack.Option{unpack.WithOverlayForm()}, opts...)...)
 	if err == nil {
 		// The trailer and any padding after it are part of the diffID.
 		_, err = io.Copy(io.Discard, its)
