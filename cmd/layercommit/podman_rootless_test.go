@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -201,26 +200,8 @@ func ociTopLayer(t *testing.T, dir, tag string) (string, []tarEntry) {
 // save (docker-archive) tarball.
 func savedTopLayer(t *testing.T, path string) (string, []tarEntry) {
 	t.Helper()
-	f, err := os.Open(path)
-	must(t, err)
-	defer f.Close()
-	files := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		must(t, err)
-		b, err := io.ReadAll(tr)
-		must(t, err)
-		files[h.Name] = b
-	}
-	var man []struct{ Layers []string }
-	if err := json.Unmarshal(files["manifest.json"], &man); err != nil || len(man) != 1 || len(man[0].Layers) == 0 {
-		t.Fatalf("podman save's manifest.json %q: %v", files["manifest.json"], err)
-	}
-	return tarEntries(t, bytes.NewReader(files[man[0].Layers[len(man[0].Layers)-1]]))
+	layers, _ := oracle.SavedImage(t, "podman save", path)
+	return tarEntries(t, bytes.NewReader(layers[len(layers)-1]))
 }
 
 // withoutOverlayMarks is es without the user.overlay.* xattrs

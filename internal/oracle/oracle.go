@@ -135,16 +135,16 @@ func (d *Docker) SavedLayers(t testing.TB, image string) [][]byte {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "save.tar")
 	d.Run(t, "save", "-o", out, image)
-	layers, _ := savedImage(t, "docker save of "+image, out)
+	layers, _ := SavedImage(t, "docker save of "+image, out)
 	return layers
 }
 
-// savedImage reads the single-image archive docker save or podman save
+// SavedImage reads the single-image archive docker save or podman save
 // wrote at path and returns its layer tars, bottom first, and its config,
 // as manifest.json names them (Docker 20.10's <id>/layer.tar, Docker
 // 25+'s blobs/sha256/<diffID>, podman's <digest>.tar). what names the
 // archive in failures.
-func savedImage(t testing.TB, what, path string) ([][]byte, []byte) {
+func SavedImage(t testing.TB, what, path string) ([][]byte, []byte) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {

@@ -85,7 +85,7 @@ func (p *Podman) SavedLayers(t testing.TB, image string) ([][]byte, []byte) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "save.tar")
 	p.Run(t, "save", "-q", "--format", "docker-archive", "-o", out, image)
-	return savedImage(t, "podman save of "+image, out)
+	return SavedImage(t, "podman save of "+image, out)
 }
 
 // cleanup removes the containers and images, then unmounts whatever
