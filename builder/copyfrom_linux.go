@@ -2,6 +2,7 @@ package builder
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -49,8 +50,13 @@ func (b *build) unpacked(img v1.Image) bool {
 // names want, the names themselves and what is below them (whiteouts and
 // opaque markers for those included), so that COPY --from of a few paths
 // of a stage whose layers are only blobs (a cache import) does not unpack
-// them whole. Each layer stream is checked against its diffID to its end.
-// It returns the directory (the caller removes it) or errNeedWholeTree.
+// them whole. The layers are read top first, each filtered into a spool
+// of the tmp dir: once every wanted name is settled (settling), the
+// layers below are not read at all, so a file that a stage's last RUN
+// wrote costs that layer only, not the stage's base and big COPY layers
+// (on a fresh runner: not their download). Each layer read is checked
+// against its diffID to its end. It returns the directory (the caller
+// removes it) or errNeedWholeTree.
 func (b *build) extractPaths(ctx context.Context, img v1.Image, want []string) (string, error) {
 	ls, err := image.LayersWithDiffIDs(img)
 	if err != nil {
@@ -65,8 +71,18 @@ func (b *build) extractPaths(ctx context.Context, img v1.Image, want []string) (
 		os.RemoveAll(tmp)
 		return "", err
 	}
-	for _, l := range ls {
-		if err := applyPaths(ctx, tree, l, want); err != nil {
+	set := newSettling(want)
+	var spools []string
+	for i := len(ls) - 1; i >= 0 && !set.done(); i-- {
+		sp := filepath.Join(tmp, fmt.Sprintf("layer-%d.tar", i))
+		if err := spoolPaths(sp, ls[i], want, set); err != nil {
+			os.RemoveAll(tmp)
+			return "", err
+		}
+		spools = append(spools, sp)
+	}
+	for j := len(spools) - 1; j >= 0; j-- {
+		if err := applySpool(ctx, tree, spools[j]); err != nil {
 			os.RemoveAll(tmp)
 			return "", err
 		}
@@ -74,8 +90,9 @@ func (b *build) extractPaths(ctx context.Context, img v1.Image, want []string) (
 	return tmp, nil
 }
 
-// applyPaths applies the entries of layer l that pathFilter keeps to tree.
-func applyPaths(ctx context.Context, tree string, l v1.Layer, want []string) error {
+// spoolPaths writes the entries of layer l that pathFilter keeps to the
+// new file sp, telling set what the layer holds.
+func spoolPaths(sp string, l v1.Layer, want []string, set *settling) error {
 	diffID, err := l.DiffID()
 	if err != nil {
 		return err
@@ -86,32 +103,102 @@ func applyPaths(ctx context.Context, tree string, l v1.Layer, want []string) err
 	}
 	v := verify.Reader(rc, diffID, verify.UnknownSize)
 	defer v.Close()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := pathFilter(v, pw, want)
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	_, err = unpack.Apply(ctx, tree, pr)
-	// The filter returns once the pipe is closed.
-	pr.CloseWithError(errors.New("unpack stopped"))
-	filterErr := <-done
-	if errors.Is(filterErr, errNeedWholeTree) {
-		return errNeedWholeTree
-	}
+	f, err := os.OpenFile(sp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(f, 1<<16)
+	err = pathFilter(v, bw, want, set)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil && !errors.Is(err, errNeedWholeTree) {
 		return fmt.Errorf("extracting from layer %s: %w", diffID, err)
 	}
-	return filterErr
+	return err
+}
+
+// applySpool unpacks the spooled tar sp into tree.
+func applySpool(ctx context.Context, tree, sp string) error {
+	f, err := os.Open(sp)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := unpack.Apply(ctx, tree, bufio.NewReaderSize(f, 1<<16)); err != nil {
+		return fmt.Errorf("extracting %s: %w", filepath.Base(sp), err)
+	}
+	return nil
+}
+
+// settling tracks, over layers read top first, which wanted names the
+// layers read so far settle: a name whose topmost entry is a plain
+// regular file is settled (no lower layer can change what it is or
+// holds). Any other entry at a name, at an ancestor of it (but a plain
+// directory) or below it (a directory's contents merge with the lower
+// layers'; a whiteout or opaque marker, a hard link) makes that name
+// unsettleable, and every layer is then read, as before.
+type settling struct {
+	want []string
+	// settled: by a layer above; layer: by the layer being read; never:
+	// cannot be told top down.
+	settled, layer, never []bool
+}
+
+func newSettling(want []string) *settling {
+	n := len(want)
+	return &settling{want: want, settled: make([]bool, n), layer: make([]bool, n), never: make([]bool, n)}
+}
+
+// see notes the kept entry h of the layer being read: its clean name
+// and the name it stands for (a whiteout's or opaque marker's target).
+func (s *settling) see(h *tar.Header, name, target string) {
+	for i, w := range s.want {
+		if s.settled[i] || s.never[i] {
+			continue
+		}
+		switch {
+		case name == w && target == w && h.Typeflag == tar.TypeReg:
+			s.layer[i] = true
+		case target != w && strings.HasPrefix(w, target+"/") && name == target && h.Typeflag == tar.TypeDir,
+			target == "." && name == "." && h.Typeflag == tar.TypeDir:
+			// A plain directory on the way: no effect on w.
+		case target == w || target == "." || strings.HasPrefix(w, target+"/") || strings.HasPrefix(target, w+"/"):
+			s.never[i] = true
+		}
+	}
+}
+
+// endLayer closes the layer being read: what it settled stays settled.
+func (s *settling) endLayer() {
+	for i := range s.want {
+		if s.layer[i] && !s.never[i] {
+			s.settled[i] = true
+		}
+		s.layer[i] = false
+	}
+}
+
+// done says whether every wanted name is settled by the layers read.
+func (s *settling) done() bool {
+	for i := range s.want {
+		if !s.settled[i] {
+			return false
+		}
+	}
+	return len(s.want) > 0
 }
 
 // pathFilter copies the layer tar r to w, keeping the entries on the way
 // to the names want (clean, relative), those names and what is below
-// them, and the whiteouts and opaque markers of such entries. A kept
-// symlink on the way to a wanted name or as one, or a kept hard link to
-// a name not kept, is errNeedWholeTree. r is read to its end.
-func pathFilter(r io.Reader, w io.Writer, want []string) error {
+// them, and the whiteouts and opaque markers of such entries, and tells
+// set (if not nil) each one kept. A kept symlink on the way to a wanted
+// name or as one, or a kept hard link to a name not kept, is
+// errNeedWholeTree. r is read to its end.
+func pathFilter(r io.Reader, w io.Writer, want []string, set *settling) error {
 	tr := tar.NewReader(r)
 	tw := tar.NewWriter(w)
 	for {
@@ -153,6 +240,9 @@ func pathFilter(r io.Reader, w io.Writer, want []string) error {
 				return errNeedWholeTree
 			}
 		}
+		if set != nil {
+			set.see(h, name, target)
+		}
 		if err := tw.WriteHeader(h); err != nil {
 			return err
 		}
@@ -162,6 +252,9 @@ func pathFilter(r io.Reader, w io.Writer, want []string) error {
 	}
 	if err := tw.Close(); err != nil {
 		return err
+	}
+	if set != nil {
+		set.endLayer()
 	}
 	// Past the end-of-archive blocks, for the diffID check.
 	_, err := io.Copy(io.Discard, r)
