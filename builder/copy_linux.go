@@ -21,6 +21,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -160,7 +161,8 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 	if in.Link && in.Chmod == "" {
 		into = b.inScratch
 	}
-	return into(ctx, s, key, createdBy, line, func(root *safepath.Root) error {
+	return into(ctx, s, key, createdBy, line, func(files stepFiles) error {
+		root := files.root
 		id := Identity{}
 		if chown != "" {
 			if id, err = chownIdentity(rootFS{root}, chown); err != nil {
@@ -168,6 +170,15 @@ func (b *build) copyStep(ctx context.Context, s *stageState, in *dockerfile.Copy
 			}
 		}
 		cp := &copier{root: root, id: id, chowned: chown != "", chmod: chmod, exclude: exclude, ctx: ctx, buf: make([]byte, 1<<20)}
+		if files.toUpper != nil && directCopy && !in.Parents && treesOnly(srcs) {
+			done, err := cp.copyIntoNewDir(srcs, destAbs, files.toUpper)
+			if err != nil {
+				return lineErr(line, "%s %w", in.Name(), err)
+			}
+			if done {
+				return nil
+			}
+		}
 		for _, src := range srcs {
 			if err := cp.copy(src, destAbs); err != nil {
 				return lineErr(line, "%s %s: %w", in.Name(), src.name, err)
@@ -299,7 +310,7 @@ func (b *build) copySources(ctx context.Context, s *stageState, in *dockerfile.C
 // inScratch is inOverlay for COPY --link: fn writes into the new layer's
 // directory alone (no base below it, no overlay mounted), which becomes
 // the step's layer.
-func (b *build) inScratch(ctx context.Context, s *stageState, key, createdBy string, line int, fn func(*safepath.Root) error) error {
+func (b *build) inScratch(ctx context.Context, s *stageState, key, createdBy string, line int, fn func(stepFiles) error) error {
 	dir, upper, _, err := b.newStepDir()
 	if err != nil {
 		return err
@@ -311,7 +322,7 @@ func (b *build) inScratch(ctx context.Context, s *stageState, key, createdBy str
 			return err
 		}
 		defer root.Close()
-		return fn(root)
+		return fn(stepFiles{root: root})
 	}()
 	if err != nil {
 		return dockerfile.AtLine(line, err)
@@ -703,6 +714,77 @@ func (c *copier) copy(src copySource, dest string) error {
 		return c.writeFile(int(d.Fd()), base, bytes.NewReader(src.data), src.mode, src.mtime)
 	}
 	return c.copyFile(src.fsys, src.rel, int(d.Fd()), base)
+}
+
+// directCopy lets copyIntoNewDir write below a new destination in the
+// upper dir; tests turn it off to compare with the copy through the
+// merged root. directCopies counts the copies it did.
+var (
+	directCopy   = true
+	directCopies atomic.Int64
+)
+
+// treesOnly says whether every source is a directory whose contents are
+// copied (no file, archive, heredoc or URL).
+func treesOnly(srcs []copySource) bool {
+	for _, src := range srcs {
+		if src.fsys == nil || !src.mode.IsDir() || src.archive || src.file != "" {
+			return false
+		}
+	}
+	return len(srcs) > 0
+}
+
+// copyIntoNewDir copies the trees srcs into dest when the root does not
+// have dest yet: it makes dest through the merged root (its missing
+// parents and itself, as copy does, the kernel copying up the parents
+// that exist), then writes below it in the upper dir directly
+// (stepFiles). done is false, with nothing changed, when dest exists
+// (then copy does the work through the merged root).
+func (c *copier) copyIntoNewDir(srcs []copySource, dest string, toUpper func() (*safepath.Root, error)) (done bool, err error) {
+	name, err := c.root.Resolve(rel(dest))
+	if err != nil {
+		return false, err
+	}
+	dir, base := safepath.Split(name)
+	if base == "." {
+		return false, nil
+	}
+	if pd, err := c.root.OpenDir(dir); err == nil {
+		_, serr := safepath.LstatAt(int(pd.Fd()), base)
+		pd.Close()
+		if !errors.Is(serr, unix.ENOENT) {
+			return false, nil
+		}
+	} else if !errors.Is(err, unix.ENOENT) {
+		return false, nil
+	}
+	d, err := c.mkdirAll(name)
+	if err != nil {
+		return false, err
+	}
+	d.Close()
+	up, err := toUpper()
+	if err != nil {
+		return false, err
+	}
+	defer up.Close()
+	// name has no symlink left (Resolve) and the kernel made every
+	// directory on the way in the upper dir when it made name.
+	d, err = up.OpenDir(name)
+	if err != nil {
+		return false, fmt.Errorf("opening %s in the upper dir: %w", name, err)
+	}
+	defer d.Close()
+	cu := *c
+	cu.root = up
+	for _, src := range srcs {
+		if err := cu.copyTree(src.fsys, src.rel, d, src.include); err != nil {
+			return false, fmt.Errorf("%s: %w", src.name, err)
+		}
+	}
+	directCopies.Add(1)
+	return true, nil
 }
 
 // copyTree copies the contents of dir src into the directory dst (whose

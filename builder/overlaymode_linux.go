@@ -124,6 +124,11 @@ type stepRoot struct {
 	// mount or a naive copy): the sandbox binds it, mounting nothing.
 	ready bool
 	src   func() (diff.Source, error)
+	// detach, where not nil (the kernel's overlay, mounted here),
+	// unmounts merged and returns the upper dir, for a step that goes on
+	// writing there directly (see stepFiles); src then diffs it as is.
+	detach   func() (upper string, err error)
+	detached bool
 }
 
 // mountStep makes the root of a step over lowers (top first, at least
@@ -170,14 +175,25 @@ func (b *build) mountStep(ctx context.Context, dir string, lowers []string, moun
 			return nil, err
 		}
 	}
-	return &stepRoot{merged: merged, src: func() (diff.Source, error) {
-		if mount {
+	r := &stepRoot{merged: merged}
+	r.src = func() (diff.Source, error) {
+		if mount && !r.detached {
 			if err := unmount(merged); err != nil {
 				return nil, err
 			}
 		}
 		return diff.Overlay(upper, dopts...), nil
-	}}, nil
+	}
+	if mount {
+		r.detach = func() (string, error) {
+			if err := unmount(merged); err != nil {
+				return "", err
+			}
+			r.detached = true
+			return upper, nil
+		}
+	}
+	return r, nil
 }
 
 // release lets go of a root whose changes are not wanted.
