@@ -68,6 +68,15 @@ type Options struct {
 	// need the kernel to write redirects or metacopy files. Production
 	// callers pass none.
 	Extra []string
+	// Volatile mounts with "volatile" where the kernel has it (Linux
+	// 5.10, HaveVolatile): nothing syncs the upper dir's file system, not
+	// the unmount (which otherwise syncs all of it) nor syncfs, so what
+	// was written there is only in the page cache until writeback. The
+	// caller must treat the upper dir as lost after a crash (statedir
+	// trusts such a dir only in the boot that wrote it); the kernel
+	// leaves work/incompat/volatile in the work dir and refuses to mount
+	// it again. Without an upper dir it does nothing.
+	Volatile bool
 	// Fuse mounts with fuse-overlayfs (FuseProgram) instead of the
 	// kernel's overlayfs: the fallback where the kernel refuses the mount
 	// (a file system it does not take as an upper dir, such as another
@@ -102,6 +111,9 @@ func Mount(target string, o Options) error {
 			return fmt.Errorf("mounting fuse-overlayfs at %s: %w", target, err)
 		}
 		return nil
+	}
+	if o.Volatile && o.Upper != "" && HaveVolatile() {
+		o.Extra = append(o.Extra[:len(o.Extra):len(o.Extra)], "volatile")
 	}
 	var err error
 	if !forceLegacy && haveLowerdirPlus() {
@@ -206,6 +218,31 @@ func haveLowerdirPlus() bool {
 			unix.FsconfigCreate(fd) == nil
 	})
 	return lowerdirPlus.ok
+}
+
+// HaveVolatile says whether the kernel takes overlay's "volatile"
+// option (Linux 5.10 and later), from the running kernel's release.
+var HaveVolatile = sync.OnceValue(func() bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	return kernelAtLeast(unix.ByteSliceToString(u.Release[:]), 5, 10)
+})
+
+// kernelAtLeast says whether the release string rel ("6.1.0-18-amd64")
+// is major.minor or later.
+func kernelAtLeast(rel string, major, minor int) bool {
+	f := strings.FieldsFunc(rel, func(r rune) bool { return r < '0' || r > '9' })
+	if len(f) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(f[0])
+	mi, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 // mountNew mounts through the new mount API: no option string, so no

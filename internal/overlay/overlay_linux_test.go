@@ -302,3 +302,59 @@ func TestEscape(t *testing.T) {
 		}
 	}
 }
+
+// TestMountVolatile: a Volatile mount is the kernel's volatile overlay
+// (listed so in mountinfo, the work dir marked incompat/volatile, which
+// makes the kernel refuse the dir again); without Volatile neither.
+func TestMountVolatile(t *testing.T) {
+	if !HaveVolatile() {
+		oracle.Missing(t, "the kernel has no volatile overlay (Linux 5.10)")
+	}
+	eachPath(t, func(t *testing.T) {
+		for _, volatile := range []bool{false, true} {
+			tmp := t.TempDir()
+			lower, upper, work, m := filepath.Join(tmp, "l"), filepath.Join(tmp, "u"), filepath.Join(tmp, "w"), filepath.Join(tmp, "m")
+			mkdirs(t, lower, upper, work, m)
+			o := Options{Lowers: []string{lower}, Upper: upper, Work: work, Volatile: volatile}
+			if err := Mount(m, o); err != nil {
+				t.Fatal(err)
+			}
+			write(t, filepath.Join(m, "f"), "x")
+			e := mountEntry(t, m)
+			// Newer kernels list it as fsync=volatile.
+			vo := "," + e.VFSOptions + ","
+			listed := strings.Contains(vo, ",volatile,") || strings.Contains(vo, ",fsync=volatile,")
+			if err := unix.Unmount(m, 0); err != nil {
+				t.Fatal(err)
+			}
+			if got := read(t, filepath.Join(upper, "f")); got != "x" {
+				t.Errorf("volatile=%t: upper/f = %q", volatile, got)
+			}
+			_, serr := os.Stat(filepath.Join(work, "work", "incompat", "volatile"))
+			if listed != volatile || (serr == nil) != volatile {
+				t.Errorf("volatile=%t: mountinfo %q, incompat/volatile: %v", volatile, e.VFSOptions, serr)
+			}
+			err := Mount(m, o)
+			if err == nil {
+				unix.Unmount(m, 0)
+			}
+			if (err != nil) != volatile {
+				t.Errorf("volatile=%t: mounting the dirs again: %v", volatile, err)
+			}
+		}
+	})
+}
+
+func TestKernelAtLeast(t *testing.T) {
+	for _, tc := range []struct {
+		rel  string
+		want bool
+	}{
+		{"6.1.0-18-amd64", true}, {"5.10.0", true}, {"5.9.16", false}, {"4.19.0-26-amd64", false},
+		{"5.15.0-1051-azure", true}, {"10.0", true}, {"garbage", false}, {"", false},
+	} {
+		if got := kernelAtLeast(tc.rel, 5, 10); got != tc.want {
+			t.Errorf("kernelAtLeast(%q, 5, 10) = %t, want %t", tc.rel, got, tc.want)
+		}
+	}
+}
