@@ -200,8 +200,8 @@ func (b *build) fromCache(s *stageState, key string) bool {
 		if img, err = mutate.Append(img, mutate.Addendum{Layer: l}); err != nil {
 			return false
 		}
-		if dir := b.st.LayerDir(e.Layer.DiffID); dirExists(dir) {
-			b.dirs[e.Layer.DiffID] = dir
+		if b.st.HasLayer(e.Layer.DiffID) {
+			b.dirs[e.Layer.DiffID] = b.st.LayerDir(e.Layer.DiffID)
 		}
 		s.lowers = nil
 	}
@@ -221,11 +221,6 @@ func (b *build) fromCache(s *stageState, key string) bool {
 	b.record(s, key, e)
 	s.img, s.id, s.cf, s.startInterval = img, id, cf.DeepCopy(), si
 	return true
-}
-
-func dirExists(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
 }
 
 // commit makes the step's image: the stage's config, a history entry and

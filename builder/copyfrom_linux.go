@@ -38,7 +38,7 @@ func (b *build) unpacked(img v1.Image) bool {
 		if err != nil {
 			return false
 		}
-		if _, ok := b.dirs[d]; !ok && !dirExists(b.st.LayerDir(d)) {
+		if _, ok := b.dirs[d]; !ok && !b.st.HasLayer(d) {
 			return false
 		}
 	}

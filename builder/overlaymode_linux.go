@@ -171,7 +171,9 @@ func (b *build) mountStep(ctx context.Context, dir string, lowers []string, moun
 		}}, nil
 	}
 	if mount {
-		if err := overlay.Mount(merged, overlay.Options{Lowers: lowers, Upper: upper, Work: work, Extra: nativeExtra}); err != nil {
+		// Volatile: the state dir trusts the upper dir it adopts only in
+		// this boot (statedir.HasLayer).
+		if err := overlay.Mount(merged, overlay.Options{Lowers: lowers, Upper: upper, Work: work, Extra: nativeExtra, Volatile: true}); err != nil {
 			return nil, err
 		}
 	}

@@ -225,7 +225,8 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	defer releaseMounts()
 	spec := sandbox.Spec{Mounts: mounts, Scratch: scratch,
 		Lowers: append([]string{b.initDir}, lowers...), Upper: upper, Work: work, Merged: root.merged, Ready: root.ready,
-		Binds: binds, Hostname: hostname, Network: network, Insecure: in.Security == "insecure", Args: args, Env: env, User: c.User, Workdir: c.WorkingDir,
+		Volatile: true, // the upper dir is adopted for this boot only (statedir.HasLayer)
+		Binds:    binds, Hostname: hostname, Network: network, Insecure: in.Security == "insecure", Args: args, Env: env, User: c.User, Workdir: c.WorkingDir,
 		Pipes: pipes,
 	}
 	tail := &tailBuffer{max: 4096}

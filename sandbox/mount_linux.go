@@ -113,7 +113,8 @@ func mountSource(s *Spec, i int, mt Mount) (string, error) {
 		if err := os.MkdirAll(scratch, 0o700); err != nil {
 			return "", err
 		}
-		if err := overlay.Mount(scratch, overlay.Options{Lowers: mt.Lowers, Upper: mt.Upper, Work: mt.Work}); err != nil {
+		// Volatile: its writes are discarded anyway.
+		if err := overlay.Mount(scratch, overlay.Options{Lowers: mt.Lowers, Upper: mt.Upper, Work: mt.Work, Volatile: true}); err != nil {
 			return "", err
 		}
 		base = scratch

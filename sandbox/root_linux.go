@@ -35,7 +35,7 @@ func setupFS(s *Spec) error {
 		if err := unix.Mount(s.Merged, s.Merged, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("binding the root %s: %w", s.Merged, err)
 		}
-	} else if err := overlay.Mount(s.Merged, overlay.Options{Lowers: s.Lowers, Upper: s.Upper, Work: s.Work}); err != nil {
+	} else if err := overlay.Mount(s.Merged, overlay.Options{Lowers: s.Lowers, Upper: s.Upper, Work: s.Work, Volatile: s.Volatile}); err != nil {
 		return err
 	}
 	m := s.Merged

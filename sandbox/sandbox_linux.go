@@ -38,6 +38,10 @@ type Spec struct {
 	// Upper and Work are the fresh upper and work dirs; Merged is the
 	// (empty) mount point. All three must exist.
 	Upper, Work, Merged string
+	// Volatile mounts the root's overlay volatile (overlay.Options): its
+	// unmount then does not sync the upper dir's file system, and the
+	// caller must not trust the upper dir after a crash.
+	Volatile bool `json:",omitempty"`
 	// Ready says Merged is already the root, set up by the caller (a
 	// fuse-overlayfs mount, or a copied tree diffed afterwards): the init
 	// binds it on itself and mounts no overlay; Lowers, Upper and Work

@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/layercommit/layercommit/diff"
 	"github.com/layercommit/layercommit/internal/atomicfile"
@@ -27,6 +29,18 @@ type Dir struct {
 	layout
 	lock *flock.Lock
 	warn func(format string, args ...any)
+	// boot is this boot's id (bootID): the mark of the layer dirs
+	// published in it.
+	boot string
+}
+
+// bootID is the running kernel's boot id, "" when it cannot be read.
+var bootID = func() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // Option configures Open.
@@ -63,7 +77,7 @@ func Open(path string, opts ...Option) (*Dir, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Dir{layout: l, lock: lk, warn: func(format string, args ...any) {
+	d := &Dir{layout: l, lock: lk, boot: bootID(), warn: func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "layercommit: warning: "+format+"\n", args...)
 	}}
 	for _, o := range opts {
@@ -88,8 +102,79 @@ func (d *Dir) Path() string { return d.path() }
 func (d *Dir) BlobDir() string { return d.blobDir() }
 
 // LayerDir is where the layer of diffID is kept in overlay form once
-// unpacked or adopted; it may not exist.
+// unpacked or adopted; it may not exist, and is only to be used after
+// HasLayer (or UnpackLayer) says so.
 func (d *Dir) LayerDir(diffID v1.Hash) string { return d.layerDir(diffID) }
+
+// HasLayer says whether LayerDir(diffID) holds the layer. Layer dirs are
+// published without syncing them (unpacks, and step upper dirs that
+// volatile overlays wrote: syncing them is most of a large COPY's time),
+// so each is marked with the boot that published it (layerMark, itself
+// not synced) and is trusted in that boot only: after a crash, or any
+// reboot, a dir whose data may never have reached the disk is removed
+// here and unpacked again from its blob (which is synced). A dir whose
+// mark is missing, unreadable or short (a crash, or an earlier version of
+// layercommit) is not trusted either; one marked markSynced was synced
+// before it was published (no boot id to mark it with).
+func (d *Dir) HasLayer(diffID v1.Hash) bool {
+	if !dirExists(d.layerDir(diffID)) {
+		return false
+	}
+	if d.markTrusted(diffID) {
+		return true
+	}
+	lk, err := d.lockLayers()
+	if err != nil {
+		return false
+	}
+	gone := ""
+	if !d.markTrusted(diffID) {
+		gone = d.discardLocked(diffID)
+	}
+	lk.Unlock()
+	if gone != "" {
+		os.RemoveAll(gone)
+	}
+	return dirExists(d.layerDir(diffID))
+}
+
+// markSynced is the mark of a layer dir synced before it was published.
+const markSynced = "synced"
+
+// markTrusted says whether diffID's layer mark is this boot's or
+// markSynced.
+func (d *Dir) markTrusted(diffID v1.Hash) bool {
+	b, err := os.ReadFile(d.layerMark(diffID))
+	return err == nil && (string(b) == markSynced || d.boot != "" && string(b) == d.boot)
+}
+
+// lockLayers serialises publishing and discarding layer dirs, between
+// goroutines and processes.
+func (d *Dir) lockLayers() (*flock.Lock, error) {
+	return flock.Acquire(d.layersDir(), flock.Exclusive, flock.Wait, "unpacked layers of state dir "+d.path())
+}
+
+// discardLocked moves diffID's layer dir into tmp/ and removes its mark
+// (under lockLayers), returning the moved dir for the caller to remove
+// outside the lock, or "".
+func (d *Dir) discardLocked(diffID v1.Hash) string {
+	tmp, err := d.TempDir("stale-")
+	if err != nil {
+		return ""
+	}
+	gone := filepath.Join(tmp, "layer")
+	if err := os.Rename(d.layerDir(diffID), gone); err != nil {
+		os.RemoveAll(tmp)
+		return ""
+	}
+	os.Remove(d.layerMark(diffID))
+	return tmp
+}
+
+func dirExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
 
 // TempDir makes a scratch dir under tmp/ whose name starts with prefix.
 // The caller removes it; GC removes what a killed build left there
@@ -170,7 +255,7 @@ func (d *Dir) UnpackLayer(ctx context.Context, l v1.Layer) (string, error) {
 		return "", err
 	}
 	dst := d.layerDir(diffID)
-	if _, err := os.Stat(dst); err == nil {
+	if d.HasLayer(diffID) {
 		return dst, nil
 	}
 	tmp, err := d.TempDir("unpack-")
@@ -208,17 +293,62 @@ func (d *Dir) UnpackLayer(ctx context.Context, l v1.Layer) (string, error) {
 }
 
 // Adopt moves the overlay-form dir dir (on the state dir's file system,
-// e.g. a step's upper dir) to LayerDir(diffID); if one is already there,
-// dir is removed instead.
+// e.g. a step's upper dir) to LayerDir(diffID), marked as this boot's
+// (HasLayer); if one is already there, dir is removed instead. Without a
+// boot id to mark it with, the file system is synced first (markSynced).
 func (d *Dir) Adopt(dir string, diffID v1.Hash) error {
 	dst := d.layerDir(diffID)
-	if err := os.Rename(dir, dst); err != nil {
-		if _, serr := os.Stat(dst); serr == nil {
-			return os.RemoveAll(dir)
+	lk, err := d.lockLayers()
+	if err != nil {
+		return fmt.Errorf("storing unpacked layer %s: %w", diffID, err)
+	}
+	gone := ""
+	if dirExists(dst) && !d.markTrusted(diffID) {
+		gone = d.discardLocked(diffID)
+	}
+	err = d.publishLocked(dir, diffID)
+	lk.Unlock()
+	if gone != "" {
+		os.RemoveAll(gone)
+	}
+	if errors.Is(err, os.ErrExist) {
+		return os.RemoveAll(dir)
+	}
+	return err
+}
+
+// publishLocked renames dir to diffID's layer dir under lockLayers,
+// after writing its mark; os.ErrExist when one is there.
+func (d *Dir) publishLocked(dir string, diffID v1.Hash) error {
+	dst := d.layerDir(diffID)
+	if dirExists(dst) {
+		return os.ErrExist
+	}
+	mark := d.boot
+	if mark == "" {
+		if err := syncFS(dir); err != nil {
+			return fmt.Errorf("storing unpacked layer %s: %w", diffID, err)
 		}
+		mark = markSynced
+	}
+	// Not synced: a mark lost in a crash only costs an unpack.
+	if err := os.WriteFile(d.layerMark(diffID), []byte(mark), 0o600); err != nil {
+		return fmt.Errorf("storing unpacked layer %s: %w", diffID, err)
+	}
+	if err := os.Rename(dir, dst); err != nil {
 		return fmt.Errorf("storing unpacked layer %s: %w", diffID, err)
 	}
 	return nil
+}
+
+// syncFS syncs the file system holding dir.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
 }
 
 // CacheEntry is one build step's result, stored as cache/<key>.json: the

@@ -7,6 +7,8 @@
 //
 //	blobs/sha256/<hex>      compressed layer blobs made by builds
 //	layers/<diffID hex>     layers unpacked in overlay form (lowers), by diffID
+//	layers/<diffID hex>.boot the boot id that published it, unsynced: a dir
+//	                        is trusted in that boot only (Dir.HasLayer)
 //	cache/<key>.json        build cache entries (CacheEntry)
 //	tmp/                    scratch space of running builds (step dirs, unpacks)
 //	init/                   the init layer RUN steps put under a container
@@ -25,7 +27,9 @@
 // it keeps what builds made or unpacked so that later steps and later
 // builds reuse it. Every blob reopened from it is size- and
 // digest-checked on read (layer.FromFile); every unpacked layer is
-// checked against its diffID.
+// checked against its diffID, and an unpacked or adopted one is not
+// synced (the builder's overlays are volatile) but trusted only in the
+// boot that wrote it, then unpacked again from its blob.
 //
 // Non-goals: sharing a state dir between hosts, an eviction policy (the
 // cache grows until gc or the user removes it; gc keeps unpacked layers

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"regexp"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/layercommit/layercommit/internal/atomicfile"
 	"github.com/layercommit/layercommit/internal/cleanup"
 	"github.com/layercommit/layercommit/internal/flock"
@@ -19,7 +21,8 @@ var hex64 = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // be unmounted is kept and reported), our temp files, blobs in
 // blobs/sha256 that no cache entry names, and cache entries whose blob is
 // gone. Unpacked layers and the init layer are a cache, not leftovers,
-// and are kept.
+// and are kept, but for the unpacked layers a build would no longer trust
+// (published in an earlier boot, see Dir.HasLayer).
 //
 // It takes the state dir's flock exclusive without waiting and refuses
 // while a build holds it (see Open) unless force. It refuses to remove
@@ -53,6 +56,11 @@ func GC(path string, force bool, rep cleanup.Report) error {
 		if err := rep.Remove(p); err != nil {
 			return err
 		}
+	}
+	// Unpacked layers a build of this boot would not trust (Dir.HasLayer)
+	// would be unpacked again on use: they are leftovers.
+	if err := gcStaleLayers(l, rep); err != nil {
+		return err
 	}
 	for _, dir := range []string{l.path(), l.blobDir(), l.cacheDir(), l.layersDir()} {
 		if err := rep.RemoveTemps(dir, atomicfile.TempPrefix); err != nil {
@@ -92,6 +100,35 @@ func GC(path string, force bool, rep cleanup.Report) error {
 	}
 	for _, p := range stale {
 		if err := rep.Remove(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// gcStaleLayers removes the layer dirs (and marks) of l that this boot
+// does not trust.
+func gcStaleLayers(l layout, rep cleanup.Report) error {
+	ents, err := os.ReadDir(l.layersDir())
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	d := &Dir{layout: l, boot: bootID()}
+	for _, e := range ents {
+		if !e.IsDir() || !hex64.MatchString(e.Name()) {
+			continue
+		}
+		diffID := v1.Hash{Algorithm: "sha256", Hex: e.Name()}
+		if d.markTrusted(diffID) {
+			continue
+		}
+		if err := rep.Remove(d.layerDir(diffID)); err != nil {
+			return err
+		}
+		if err := os.Remove(d.layerMark(diffID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}

@@ -71,6 +71,12 @@ func (l layout) layersDir() string { return filepath.Join(string(l), "layers") }
 func (l layout) layerDir(diffID v1.Hash) string {
 	return filepath.Join(l.layersDir(), diffID.Hex)
 }
+
+// layerMark is the file beside a layer dir that names the boot that
+// published it (Dir.HasLayer).
+func (l layout) layerMark(diffID v1.Hash) string {
+	return filepath.Join(l.layersDir(), diffID.Hex+".boot")
+}
 func (l layout) cacheDir() string            { return filepath.Join(string(l), "cache") }
 func (l layout) cachePath(key string) string { return filepath.Join(l.cacheDir(), key+".json") }
 func (l layout) tmpDir() string              { return filepath.Join(string(l), "tmp") }

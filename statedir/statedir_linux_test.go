@@ -202,6 +202,11 @@ func TestGC(t *testing.T) {
 	namedID, _ := named.DiffID()
 	_, err = d.UnpackLayer(context.Background(), named)
 	must(t, err)
+	// An unpacked layer of an earlier boot is a leftover.
+	staleID, _ := orphan.DiffID()
+	_, err = d.UnpackLayer(context.Background(), orphan)
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(dir, "layers", staleID.Hex+".boot"), []byte("an-earlier-boot"), 0o600))
 	step, err := d.TempDir("step-")
 	must(t, err)
 	must(t, os.MkdirAll(filepath.Join(step, "upper", "x"), 0o755))
@@ -221,7 +226,7 @@ func TestGC(t *testing.T) {
 
 	removed, kept, err := gc(t, dir, false)
 	must(t, err)
-	want := []string{step, temp, topTemp, blob(orphan), filepath.Join(dir, "cache", "b.json")}
+	want := []string{step, temp, topTemp, blob(orphan), filepath.Join(dir, "cache", "b.json"), d.LayerDir(staleID)}
 	sort.Strings(want)
 	if strings.Join(removed, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("gc removed\n%s\nwant\n%s", strings.Join(removed, "\n"), strings.Join(want, "\n"))
@@ -233,6 +238,9 @@ func TestGC(t *testing.T) {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("gc removed %s: %v", p, err)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "layers", staleID.Hex+".boot")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("gc left the stale layer's mark: %v", err)
 	}
 	// What gc kept is still a cache hit.
 	d, err = statedir.Open(dir)
@@ -343,5 +351,74 @@ func TestGCMounted(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(victim, "precious")); err != nil || string(b) != "keep me" {
 		t.Fatalf("gc reached through the mount: %q, %v", b, err)
+	}
+}
+
+// TestLayerBootMarks: an unpacked or adopted layer dir is trusted in the
+// boot that published it only; after a reboot (another boot id) it is
+// removed and unpacked again from its blob, as is one with no mark or a
+// mark a crash cut short; without a boot id the dir is synced and
+// trusted in any boot.
+func TestLayerBootMarks(t *testing.T) {
+	oracle.Root(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		publish string             // boot id when the dir is published
+		mark    func(string) error // what then happens to its mark (nil: nothing)
+		later   string             // boot id when it is used again
+		trusted bool
+	}{
+		{"the same boot", "boot-a", nil, "boot-a", true},
+		{"after a reboot", "boot-a", nil, "boot-b", false},
+		{"no mark", "boot-a", os.Remove, "boot-a", false},
+		{"a mark cut short", "boot-a", func(p string) error { return os.Truncate(p, 3) }, "boot-a", false},
+		{"no boot id: synced", "", nil, "boot-c", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := t.TempDir()
+			statedir.SetBootID(t.Cleanup, tc.publish)
+			d, err := statedir.Open(path)
+			must(t, err)
+			l := writeLayer(t, d, "a")
+			diffID, _ := l.DiffID()
+			dir, err := d.UnpackLayer(ctx, l)
+			must(t, err)
+			d.Close()
+			if tc.mark != nil {
+				must(t, tc.mark(filepath.Join(path, "layers", diffID.Hex+".boot")))
+			}
+			must(t, os.WriteFile(filepath.Join(dir, "was-here"), nil, 0o644))
+
+			statedir.SetBootID(t.Cleanup, tc.later)
+			d, err = statedir.Open(path)
+			must(t, err)
+			defer d.Close()
+			if got := d.HasLayer(diffID); got != tc.trusted {
+				t.Fatalf("HasLayer = %t, want %t", got, tc.trusted)
+			}
+			again, err := d.UnpackLayer(ctx, l)
+			must(t, err)
+			_, serr := os.Stat(filepath.Join(again, "was-here"))
+			if (serr == nil) != tc.trusted {
+				t.Errorf("the dir published first is kept: %v, want %t", serr, tc.trusted)
+			}
+			if b, err := os.ReadFile(filepath.Join(again, "etc", "a")); err != nil || string(b) != "made by a\n" {
+				t.Errorf("etc/a: %q, %v", b, err)
+			}
+			if !d.HasLayer(diffID) {
+				t.Error("HasLayer is false after UnpackLayer")
+			}
+			// Adopt of a dir of the same layer keeps the trusted one.
+			dup, err := d.TempDir("step-")
+			must(t, err)
+			must(t, d.Adopt(dup, diffID))
+			if _, err := os.Stat(filepath.Join(again, "etc", "a")); err != nil {
+				t.Errorf("Adopt replaced a trusted dir: %v", err)
+			}
+			if ents, _ := os.ReadDir(filepath.Join(path, "tmp")); len(ents) != 0 {
+				t.Errorf("left in tmp: %v", ents)
+			}
+		})
 	}
 }
