@@ -68,3 +68,6 @@ func (l *Layer) Descriptor() Descriptor {
 	}
 	return d
 }
+
+// Compression is the compressor of l's blob.
+func (l *Layer) Compression() Compression { return l.compression }

@@ -81,13 +81,75 @@ var _ v1.Layer = (*Layer)(nil)
 // that digest, the old file is kept and the new one dropped. On
 // error nothing is left in dir.
 func Write(ctx context.Context, dir string, src diff.Source, opts ...Option) (*Layer, error) {
-	o := options{compression: Gzip}
+	o := newOptions(opts)
+	return o.write(dir, func(w io.Writer) (v1.Hash, int64, error) {
+		dopts := append(append([]diff.Option(nil), o.diffOpts...),
+			diff.WithProgress(func(diff.Change) { o.counters.Files.Add(1) }))
+		// diff.Write hashes the tar it writes (the diffID) in the same pass.
+		return diff.Write(ctx, w, src, dopts...)
+	})
+}
+
+// Compress writes the blob of l's tar compressed as opts say (gzip, zstd
+// or none; the seekable formats change the tar) into dir, as Write does:
+// l's tar is read once and must hash to l's diffID. With the options a
+// Write of the same change set had, the blob is the one that Write would
+// have made (the compressors are pinned), so a layer kept uncompressed
+// and compressed later has the same digest as one compressed at once.
+func Compress(ctx context.Context, dir string, l v1.Layer, opts ...Option) (*Layer, error) {
+	o := newOptions(opts)
+	if o.compression == Estargz || o.compression == ZstdChunked {
+		return nil, fmt.Errorf("compressing a layer as %s: only a change set can be written so (Write)", o.compression)
+	}
+	want, err := l.DiffID()
+	if err != nil {
+		return nil, fmt.Errorf("compressing a layer: %w", err)
+	}
+	return o.write(dir, func(w io.Writer) (v1.Hash, int64, error) {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			return v1.Hash{}, 0, fmt.Errorf("reading layer %s: %w", want, err)
+		}
+		defer rc.Close()
+		h := sha256.New()
+		n, err := io.Copy(io.MultiWriter(w, h), readerCtx{ctx, rc})
+		if err != nil {
+			return v1.Hash{}, 0, fmt.Errorf("reading layer %s: %w", want, err)
+		}
+		if got := verify.Sum(h); got != want {
+			return v1.Hash{}, 0, fmt.Errorf("reading layer %s: %w: the tar hashes to %s", want, verify.ErrDigestMismatch, got)
+		}
+		return want, n, nil
+	})
+}
+
+// readerCtx stops reading once ctx is done.
+type readerCtx struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r readerCtx) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
+
+func newOptions(opts []Option) *options {
+	o := &options{compression: Gzip}
 	for _, opt := range opts {
-		opt(&o)
+		opt(o)
 	}
 	if o.counters == nil {
 		o.counters = &Counters{}
 	}
+	return o
+}
+
+// write writes the blob of the tar that tarTo writes (returning its
+// diffID and size) into dir.
+func (o *options) write(dir string, tarTo func(io.Writer) (v1.Hash, int64, error)) (*Layer, error) {
 	level := o.compression.DefaultLevel()
 	if o.level != nil {
 		level = *o.level
@@ -114,10 +176,7 @@ func Write(ctx context.Context, dir string, src diff.Source, opts ...Option) (*L
 		return nil, fmt.Errorf("starting %s compressor: %w", o.compression, err)
 	}
 	tarCount := &counter{n: &o.counters.TarBytes}
-	dopts := append(append([]diff.Option(nil), o.diffOpts...),
-		diff.WithProgress(func(diff.Change) { o.counters.Files.Add(1) }))
-	// diff.Write hashes the tar it writes (the diffID) in the same pass.
-	diffID, tarSize, err := diff.Write(ctx, io.MultiWriter(zw, tarCount), src, dopts...)
+	diffID, tarSize, err := tarTo(io.MultiWriter(zw, tarCount))
 	if cerr := zw.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("finishing %s stream: %w", o.compression, cerr)
 	}

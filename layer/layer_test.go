@@ -13,10 +13,12 @@ import (
 	"runtime"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/layercommit/layercommit/compat"
 	"github.com/layercommit/layercommit/diff"
+	"github.com/layercommit/layercommit/internal/verify"
 )
 
 // fixedSource emits a fixed change set whose tar does not depend on who
@@ -329,6 +331,68 @@ func TestZstdLongStream(t *testing.T) {
 		}
 		if got := fmt.Sprintf("sha256:%x", h.Sum(nil)); got != goldenZstdLong {
 			t.Errorf("one-goroutine encoder gives %s, want %s", got, goldenZstdLong)
+		}
+	})
+}
+
+// wrongDiffID is a layer that claims another diffID.
+type wrongDiffID struct{ *Layer }
+
+func (wrongDiffID) DiffID() (v1.Hash, error) {
+	return v1.NewHash("sha256:" + fmt.Sprintf("%064d", 0))
+}
+
+// TestCompress: a layer kept uncompressed and compressed later is the
+// blob a compressed Write of the same change set gives (golden digests,
+// both compressors, both profiles); a tar that does not hash to the
+// layer's diffID is refused and leaves nothing; the seekable formats are
+// refused.
+func TestCompress(t *testing.T) {
+	ctx := context.Background()
+	src := newFixedSource(t)
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		want string
+	}{
+		{"gzip", nil, goldenGzip},
+		{"zstd", []Option{WithCompression(Zstd, nil)}, goldenZstd},
+		{"containerd's gzip", []Option{WithDiffOptions(diff.WithCompat(compat.Containerd))}, goldenGzipStdlib},
+		{"none", []Option{WithCompression(None, nil)}, goldenDiffID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			plain, err := Write(ctx, dir, src, WithCompression(None, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, err := Compress(ctx, dir, plain, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d, _ := l.Digest(); d.String() != tc.want {
+				t.Errorf("digest %s, want %s", d, tc.want)
+			}
+			if d, _ := l.DiffID(); d.String() != goldenDiffID {
+				t.Errorf("diffID %s, want %s", d, goldenDiffID)
+			}
+			checkReadBack(t, l)
+		})
+	}
+	t.Run("a lying layer", func(t *testing.T) {
+		dir, out := t.TempDir(), t.TempDir()
+		plain, err := Write(ctx, dir, src, WithCompression(None, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Compress(ctx, out, wrongDiffID{plain}); !errors.Is(err, verify.ErrDigestMismatch) {
+			t.Fatalf("err %v, want ErrDigestMismatch", err)
+		}
+		if _, err := Compress(ctx, out, plain, WithCompression(Estargz, nil)); err == nil {
+			t.Fatal("estargz accepted")
+		}
+		if ents, _ := os.ReadDir(out); len(ents) != 0 {
+			t.Fatalf("dir holds %d entries after failed compressions", len(ents))
 		}
 	})
 }
