@@ -97,6 +97,14 @@ type Options struct {
 	// types: a Docker-typed base is refused at its FROM.
 	Compression      layer.Compression
 	CompressionLevel *int
+	// CacheAllStages says that a cache export of every stage's steps
+	// (--cache-to mode=max) follows. Without it, when no Compression is
+	// named, the layers of stages the image is not made of (imageStages)
+	// are kept uncompressed: they stay in the local state dir, where
+	// compressing them would buy nothing; a later build whose image or
+	// cache export carries one compresses it then (fromCache), into the
+	// blob it would have had.
+	CacheAllStages bool
 	// Allow are the entitlements granted, as BuildKit's --allow:
 	// "network.host" lets RUN --network=host run, "security.insecure"
 	// lets RUN --security=insecure run; without them such a RUN fails.
@@ -210,6 +218,9 @@ type build struct {
 	viewsMu *sync.Mutex
 	// ovl is the overlay mechanism, chosen once (overlaymode_linux.go).
 	ovl *overlayChoice
+	// imageStages are the stages whose layers the target image holds
+	// (stagesOfImage); read-only once the stages run.
+	imageStages map[int]bool
 }
 
 func newBuild(o Options) (*build, error) {
@@ -320,6 +331,7 @@ func (b *build) run(ctx context.Context) (*stageState, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.imageStages = b.stagesOfImage(target)
 	for i := 0; i <= target; i++ {
 		if need[i] {
 			b.steps += 1 + len(b.df.Stages[i].Instructions)

@@ -127,14 +127,18 @@ func (b *build) lookup(key string) (*statedir.CacheEntry, bool) {
 	return nil, false
 }
 
+// cacheCtx is the build's context, for the cache's own reads.
+func (b *build) cacheCtx() context.Context {
+	if b.cache.ctx == nil {
+		return context.Background()
+	}
+	return b.cache.ctx
+}
+
 func (b *build) importEntry(src CacheSource, key string, e *statedir.CacheEntry) error {
 	if e.Layer != nil {
 		if _, ok := b.st.BlobLayer(*e.Layer); !ok {
-			ctx := b.cache.ctx
-			if ctx == nil {
-				ctx = context.Background()
-			}
-			rc, err := src.OpenBlob(ctx, *e.Layer)
+			rc, err := src.OpenBlob(b.cacheCtx(), *e.Layer)
 			if err != nil {
 				return fmt.Errorf("fetching layer %s: %w", e.Layer.Digest, err)
 			}
@@ -195,6 +199,21 @@ func (b *build) fromCache(s *stageState, key string) bool {
 		l, ok := b.st.BlobLayer(*e.Layer)
 		if !ok {
 			return false
+		}
+		if l.Compression() == layer.None && b.o.Compression == "" && b.o.CompressionLevel == nil && b.compressed(s) {
+			// Kept uncompressed by a build whose image did not carry
+			// it (Options.CacheAllStages); this one's does.
+			cl, err := layer.Compress(b.cacheCtx(), b.st.BlobDir(), l, b.layerOptions(s)...)
+			if err != nil {
+				fmt.Fprintf(b.progress, "[WARNING]: cache entry %.12s not used: compressing its layer: %v\n", key, err)
+				return false
+			}
+			desc := cl.Descriptor()
+			e = &statedir.CacheEntry{Config: e.Config, Layer: &desc}
+			if err := b.st.Store(key, e); err != nil {
+				fmt.Fprintf(b.progress, "[WARNING]: cache entry %.12s: %v\n", key, err)
+			}
+			l = cl
 		}
 		var err error
 		if img, err = mutate.Append(img, mutate.Addendum{Layer: l}); err != nil {

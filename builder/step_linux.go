@@ -69,10 +69,40 @@ func (b *build) layerOptions(s *stageState) []layer.Option {
 		dopts = append(dopts, diff.WithMtimeClamp(*e))
 	}
 	opts := []layer.Option{layer.WithDockerMediaTypes(s.docker), layer.WithDiffOptions(dopts...)}
-	if b.o.Compression != "" || b.o.CompressionLevel != nil {
+	switch {
+	case b.o.Compression != "" || b.o.CompressionLevel != nil:
 		opts = append(opts, layer.WithCompression(b.o.Compression, b.o.CompressionLevel))
+	case !b.compressed(s):
+		opts = append(opts, layer.WithCompression(layer.None, nil))
 	}
 	return opts
+}
+
+// compressed says whether the layers of s leave the state dir in this
+// build (Options.CacheAllStages): s is one the image is made of, or a
+// cache export of every stage follows.
+func (b *build) compressed(s *stageState) bool {
+	return b.o.CacheAllStages || b.imageStages == nil || b.imageStages[s.stage.Index]
+}
+
+// stagesOfImage are the stages whose layers the image of stage target
+// holds: target and the stages it is FROM, transitively. A FROM that
+// cannot be expanded here counts every stage.
+func (b *build) stagesOfImage(target int) map[int]bool {
+	out := map[int]bool{}
+	for i := target; !out[i]; {
+		out[i] = true
+		img, err := b.lex.ProcessWord(b.df.Stages[i].From.Image, b.metaEnv())
+		if err != nil {
+			return nil
+		}
+		j, ok := b.stageIndex(img, i)
+		if !ok {
+			break
+		}
+		i = j
+	}
+	return out
 }
 
 // newUpper makes a step's upper and work dirs and returns the step dir.

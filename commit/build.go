@@ -142,6 +142,11 @@ func Build(ctx context.Context, r BuildRequest) (*BuildResult, error) {
 	}
 	o := r.Build
 	o.Resolve = Resolver(r.Options...)
+	for _, sp := range cacheTo {
+		if sp.Max {
+			o.CacheAllStages = true // their layers leave the state dir
+		}
+	}
 	o.OCIMediaTypes = dests[0].PrefersOCI() || o.Compression.NeedsOCI()
 	// Annotations are checked against the target platform before the build.
 	plat := o.Platform
