@@ -21,6 +21,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -556,6 +557,7 @@ func (b *build) digestSourcesTimes(srcs []copySource, fromContext, times bool) (
 		if !top.IsDir() {
 			continue
 		}
+		th := newTreeHasher(h)
 		err = walkTree(src.fsys, src.rel, func(e *srcEntry) error {
 			if fromContext && b.bctx.ignored(e.p) {
 				if e.fi.IsDir() && !b.bctx.ignore.Exclusions() {
@@ -563,31 +565,133 @@ func (b *build) digestSourcesTimes(srcs []copySource, fromContext, times bool) (
 				}
 				return nil
 			}
-			fmt.Fprintf(h, "%q %s %d", e.p, e.fi.Mode(), mt(e.fi.ModTime()))
+			line := fmt.Sprintf("%q %s %d", e.p, e.fi.Mode(), mt(e.fi.ModTime()))
 			switch {
 			case e.fi.Mode()&fs.ModeSymlink != 0:
 				t, _ := readlinkEntry(e)
-				fmt.Fprintf(h, " -> %q", t)
+				th.text(fmt.Sprintf("%s -> %q\n", line, t))
 			case e.fi.Mode().IsRegular():
 				f, err := openEntry(e)
 				if err != nil {
 					return err
 				}
-				h.Write([]byte(" "))
-				_, err = io.Copy(h, f)
-				f.Close()
-				if err != nil {
-					return err
-				}
+				th.file(line+" sha256:", f)
+			default:
+				th.text(line + "\n")
 			}
-			h.Write([]byte("\n"))
 			return nil
 		})
+		if cerr := th.close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
 			return "", err
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// treeHasher writes into h, in the order given, lines of text and, for
+// each file, a line prefix and the hex sha256 of the file's content,
+// which GOMAXPROCS workers compute meanwhile: a tree's files are hashed
+// on every core, as the walk opens them, never more than a window of
+// them ahead of h, so memory stays flat whatever the tree's size.
+type treeHasher struct {
+	h     hash.Hash
+	jobs  chan hashJob
+	order chan hashSlot
+	done  chan error
+	wg    sync.WaitGroup
+}
+
+// hashSlot is one line of h: text, then the file's digest and a newline
+// when sum is not nil.
+type hashSlot struct {
+	text string
+	sum  chan hashResult
+}
+
+type hashResult struct {
+	sum []byte
+	err error
+}
+
+type hashJob struct {
+	f   *os.File
+	out chan hashResult
+}
+
+// hashWindow is how many lines may wait for their file's digest.
+const hashWindow = 64
+
+func newTreeHasher(h hash.Hash) *treeHasher {
+	t := &treeHasher{h: h, jobs: make(chan hashJob), order: make(chan hashSlot, hashWindow), done: make(chan error, 1)}
+	for range max(runtime.GOMAXPROCS(0), 1) {
+		t.wg.Add(1)
+		go t.work()
+	}
+	go t.write()
+	return t
+}
+
+func (t *treeHasher) work() {
+	defer t.wg.Done()
+	buf := make([]byte, 256<<10)
+	for j := range t.jobs {
+		s := sha256.New()
+		var err error
+		for {
+			n, rerr := j.f.Read(buf)
+			s.Write(buf[:n])
+			if rerr == io.EOF {
+				break
+			}
+			if rerr != nil {
+				err = rerr
+				break
+			}
+		}
+		j.f.Close()
+		j.out <- hashResult{s.Sum(nil), err}
+	}
+}
+
+func (t *treeHasher) write() {
+	var first error
+	hexSum := make([]byte, 2*sha256.Size)
+	for s := range t.order {
+		t.h.Write([]byte(s.text))
+		if s.sum == nil {
+			continue
+		}
+		r := <-s.sum
+		if r.err != nil && first == nil {
+			first = r.err
+		}
+		hex.Encode(hexSum, r.sum)
+		t.h.Write(hexSum)
+		t.h.Write([]byte("\n"))
+	}
+	t.done <- first
+}
+
+// text adds a line (s ends in a newline).
+func (t *treeHasher) text(s string) { t.order <- hashSlot{text: s} }
+
+// file adds prefix and the digest of f's content; f is closed.
+func (t *treeHasher) file(prefix string, f *os.File) {
+	ch := make(chan hashResult, 1)
+	t.order <- hashSlot{text: prefix, sum: ch}
+	t.jobs <- hashJob{f, ch}
+}
+
+// close waits for every line to be written and returns the first error
+// reading a file.
+func (t *treeHasher) close() error {
+	close(t.jobs)
+	close(t.order)
+	t.wg.Wait()
+	return <-t.done
 }
 
 func hashFile(h hash.Hash, fsys fs.FS, p string) error {
