@@ -720,6 +720,13 @@ type copier struct {
 	chmod   *dockerfile.Chmod
 	exclude *patternmatcher.PatternMatcher // --exclude, matched below each source
 	buf     []byte
+	// fresh says the tree copied into is new and holds nothing the copy
+	// could replace (copyIntoNewDir's first source): creates are not
+	// preceded by removes, and a name met twice fails (O_EXCL).
+	fresh bool
+	// files, within copyTree, writes the regular files' contents and
+	// attributes on other goroutines (fileWriters).
+	files *fileWriters
 }
 
 // rel turns a destination into a name in the root: lexically cleaned, as
@@ -882,7 +889,8 @@ func (c *copier) copyIntoNewDir(srcs []copySource, dest string, toUpper func() (
 	defer d.Close()
 	cu := *c
 	cu.root = up
-	for _, src := range srcs {
+	for i, src := range srcs {
+		cu.fresh = i == 0
 		if err := cu.copyTree(src.fsys, src.rel, d, src.include); err != nil {
 			return false, fmt.Errorf("%s: %w", src.name, err)
 		}
@@ -901,10 +909,19 @@ func (c *copier) copyIntoNewDir(srcs []copySource, dest string, toUpper func() (
 // bring back something under it, and a directory that is neither
 // included nor excluded is made (with its source's attributes) only when
 // something under it is copied.
-func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File, include *patternmatcher.PatternMatcher) error {
+func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File, include *patternmatcher.PatternMatcher) (err error) {
 	dstfd := int(dst.Fd())
 	below := safepath.NewDirCache(dstfd)
 	defer below.Close()
+	fw := newFileWriters(c)
+	cw := *c
+	cw.files = fw
+	c = &cw
+	defer func() {
+		if werr := fw.wait(); err == nil {
+			err = werr
+		}
+	}()
 	var dirs []madeDir
 	var pending []pendingDir
 	mkdir := func(r string, fi *statInfo) error {
@@ -933,8 +950,11 @@ func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File, include *pattern
 	// mkdirAll gave it (0755 or an octal --chmod, the --chown owner), as
 	// BuildKit's copy of a directory's contents leaves it: the source
 	// directory's attributes are not copied onto it.
-	err := walkTree(fsys, src, func(e *srcEntry) error {
+	err = walkTree(fsys, src, func(e *srcEntry) error {
 		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+		if err := fw.failed(); err != nil {
 			return err
 		}
 		r := e.r
@@ -986,7 +1006,10 @@ func (c *copier) copyTree(fsys fs.FS, src string, dst *os.File, include *pattern
 	if err != nil {
 		return err
 	}
-	// Directory times last, deepest first.
+	// Directory times last, deepest first (the writers create nothing).
+	if err := fw.wait(); err != nil {
+		return err
+	}
 	for i := len(dirs) - 1; i >= 0; i-- {
 		dir, base := safepath.Split(dirs[i].r)
 		pfd, err := below.Open(dir)
@@ -1022,10 +1045,112 @@ func (c *copier) copyEntryAt(e *srcEntry, dirfd int, base string) error {
 		if err != nil {
 			return err
 		}
+		if c.files != nil {
+			return c.files.write(f, dirfd, base, mode, mtime)
+		}
 		defer f.Close()
 		return c.writeFile(dirfd, base, f, mode, mtime)
 	}
 	return fmt.Errorf("%s: unsupported file type %s", e.p, mode.Type())
+}
+
+// fileWriters copy the contents and attributes of the files copyTree
+// creates, on GOMAXPROCS goroutines: the walk makes each name (in the
+// directory's order, so the tree is the same) and hands the two open
+// files over, so the data copy (copy_file_range) and fchown, fchmod and
+// futimens of one file overlap the creates of the next. The first error
+// stops the walk at its next entry.
+type fileWriters struct {
+	c    *copier
+	jobs chan fileJob
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	err  error
+	once sync.Once
+}
+
+type fileJob struct {
+	src, dst *os.File
+	mode     os.FileMode
+	mtime    time.Time
+}
+
+func newFileWriters(c *copier) *fileWriters {
+	w := &fileWriters{c: c, jobs: make(chan fileJob, 16)}
+	for range max(runtime.GOMAXPROCS(0), 1) {
+		w.wg.Add(1)
+		go w.work()
+	}
+	return w
+}
+
+func (w *fileWriters) work() {
+	defer w.wg.Done()
+	for j := range w.jobs {
+		if w.failed() != nil {
+			j.src.Close()
+			j.dst.Close()
+			continue
+		}
+		err := w.finish(j)
+		if err != nil {
+			w.mu.Lock()
+			if w.err == nil {
+				w.err = err
+			}
+			w.mu.Unlock()
+		}
+	}
+}
+
+// finish copies j's content, owner, mode and mtime, in that order (chown
+// clears set-id bits; writing sets the mtime), and closes both files.
+func (w *fileWriters) finish(j fileJob) error {
+	defer j.src.Close()
+	_, err := io.Copy(j.dst, j.src)
+	if err == nil {
+		err = w.c.fileAttrs(j.dst, j.mode)
+	}
+	if err == nil {
+		err = safepath.Futimes(int(j.dst.Fd()), j.dst.Name(), safepath.Timespec(j.mtime))
+	}
+	if cerr := j.dst.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// write creates base in dirfd (replacing a non-directory there unless
+// the tree is fresh) and hands src over; both are closed by a writer.
+func (w *fileWriters) write(src *os.File, dirfd int, base string, mode os.FileMode, mtime time.Time) error {
+	if !w.c.fresh {
+		if err := safepath.RemoveNonDirAt(dirfd, base); err != nil {
+			src.Close()
+			return err
+		}
+	}
+	dst, err := safepath.CreateAt(dirfd, base, 0o600)
+	if err != nil {
+		src.Close()
+		return err
+	}
+	w.jobs <- fileJob{src, dst, mode, mtime}
+	return nil
+}
+
+func (w *fileWriters) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// wait lets the writers finish and returns their first error.
+func (w *fileWriters) wait() error {
+	w.once.Do(func() {
+		close(w.jobs)
+		w.wg.Wait()
+	})
+	return w.failed()
 }
 
 // symlink makes base in dirfd a symlink to t (replacing a non-directory
