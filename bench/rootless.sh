@@ -4,7 +4,7 @@
 # namespace, userxattr overlays), without cache, each run with a fresh
 # state dir (so base layers are unpacked every time).
 #
-#   bench/rootless.sh [-n RUNS] [--files N]
+#   bench/rootless.sh [-n RUNS] [--files N] [--naive-ci]
 #
 # Run as root: it makes a user (useradd, a subordinate range in
 # /etc/subuid and /etc/subgid) for the run and removes it at the end. The
@@ -21,15 +21,22 @@
 #   unaive    as the user, --overlay naive
 # and prints every run, the medians, the ratio rootless/root (target
 # <= 1.2) and the fallbacks' costs as ratios to root's native overlay.
+# Then the same for bench/build.sh's two-stage Dockerfile (the Debian
+# base of $LAYERCOMMIT_DEBIAN_TAR, docker-imported and saved to a
+# docker-archive; COPY of the Go source tree, a RUN reading it, a stage
+# with useradd and two COPYs), root, rootless and fuse (naive copies of a
+# Debian root per step take minutes: --naive-ci adds them).
 set -euo pipefail
 
 runs=3
 files=2000
+naive_ci=
 while [ $# -gt 0 ]; do
 	case $1 in
 	-n) runs=$2; shift 2 ;;
 	--files) files=$2; shift 2 ;;
-	*) echo "usage: bench/rootless.sh [-n RUNS] [--files N]" >&2; exit 2 ;;
+	--naive-ci) naive_ci=1; shift ;;
+	*) echo "usage: bench/rootless.sh [-n RUNS] [--files N] [--naive-ci]" >&2; exit 2 ;;
 	esac
 done
 case $runs in '' | *[!0-9]* | 0) echo "bench/rootless.sh: -n wants a positive number" >&2; exit 2 ;; esac
@@ -82,15 +89,33 @@ uwork=$work/user
 mkdir -p "$uwork"
 chown "$user:$user" "$uwork"
 
+# The CI scenario: bench/build.sh's Dockerfile over the Debian base.
+docker import "$LAYERCOMMIT_DEBIAN_TAR" lc-bench-rootless-debian:bookworm >/dev/null
+docker save -o "$work/debian.tar" lc-bench-rootless-debian:bookworm
+docker rmi lc-bench-rootless-debian:bookworm >/dev/null
+cictx=$work/cictx
+mkdir -p "$cictx"
+cp -a "$(go env GOROOT)/src" "$cictx/src"
+echo config >"$cictx/app.conf"
+cat >"$cictx/Dockerfile" <<'DF'
+FROM debian AS build
+COPY src/ /src/
+RUN find /src -type f -exec cat {} + | wc -c > /count
+FROM debian
+RUN useradd -m -u 1000 app
+COPY --from=build /count /count
+COPY app.conf /etc/app.conf
+DF
+chmod -R a+rX "$work"
+
 now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-build() { # build MODE CMD...: CMD build with --overlay MODE
+build() { # build MODE CMD...: CMD build of $bctx with --overlay MODE
 	local mode=$1
 	shift
 	"$@" build -q --no-cache --network none --overlay "$mode" --state-dir "$state" \
-		--build-context "$LAYERCOMMIT_BASE_IMAGE=docker-archive:$work/base.tar" -o "oci:$out" "$ctx" >/dev/null
+		--build-context "$bname=docker-archive:$btar" -o "oci:$out" "$bctx" >/dev/null
 }
-declare -a troot tu tfuse tnaive tunaive
 timed() { # timed VAR CMD...: runs CMD, sets VAR to its seconds
 	local v=$1 t0 t1
 	shift
@@ -100,31 +125,51 @@ timed() { # timed VAR CMD...: runs CMD, sets VAR to its seconds
 	t1=$(now)
 	printf -v "$v" '%s' "$(echo "$t1 - $t0" | bc)"
 }
-for r in $(seq 1 "$runs"); do
-	state=$work/state-$r out=$work/out-$r
-	timed a build native "$work/layercommit"
-	rm -rf "$state" "$out"
-	state=$uwork/state-$r out=$uwork/out-$r
-	timed b build native as_user "$work/layercommit"
-	as_user rm -rf "$state" "$out"
-	state=$work/state-f$r out=$work/out-f$r
-	timed c build fuse "$work/layercommit"
-	rm -rf "$state" "$out"
-	state=$work/state-n$r out=$work/out-n$r
-	timed d build naive "$work/layercommit"
-	rm -rf "$state" "$out"
-	state=$uwork/state-n$r out=$uwork/out-n$r
-	timed e build naive as_user "$work/layercommit"
-	as_user rm -rf "$state" "$out"
-	troot[r]=$a tu[r]=$b tfuse[r]=$c tnaive[r]=$d tunaive[r]=$e
-	printf 'run %d: root %.2fs  rootless %.2fs  fuse %.2fs  naive %.2fs  rootless naive %.2fs\n' "$r" "$a" "$b" "$c" "$d" "$e"
-done
-mr=$(printf '%s\n' "${troot[@]}" | median)
-mu=$(printf '%s\n' "${tu[@]}" | median)
-mf=$(printf '%s\n' "${tfuse[@]}" | median)
-mn=$(printf '%s\n' "${tnaive[@]}" | median)
-mun=$(printf '%s\n' "${tunaive[@]}" | median)
-printf 'median: root %.2fs  rootless %.2fs  fuse %.2fs  naive %.2fs  rootless naive %.2fs\n' "$mr" "$mu" "$mf" "$mn" "$mun"
-printf 'ratio rootless/root %.2f (target <= 1.2)\n' "$(echo "$mu / $mr" | bc -l)"
-printf 'fallback cost: fuse-overlayfs/native %.2f, naive/native %.2f (root), rootless naive/rootless native %.2f\n' \
-	"$(echo "$mf / $mr" | bc -l)" "$(echo "$mn / $mr" | bc -l)" "$(echo "$mun / $mu" | bc -l)"
+# scenario NAME NAIVE: the runs over $bctx; naive ones only when NAIVE.
+scenario() {
+	local name=$1 naive=$2 r a b c d e
+	local -a troot=() tu=() tfuse=() tnaive=() tunaive=()
+	echo "$name:"
+	for r in $(seq 1 "$runs"); do
+		state=$work/state-$r out=$work/out-$r
+		timed a build native "$work/layercommit"
+		rm -rf "$state" "$out"
+		state=$uwork/state-$r out=$uwork/out-$r
+		timed b build native as_user "$work/layercommit"
+		rm -rf "$state" "$out" # as root: files of subordinate ids are there
+		state=$work/state-f$r out=$work/out-f$r
+		timed c build fuse "$work/layercommit"
+		rm -rf "$state" "$out"
+		d=0 e=0
+		if [ -n "$naive" ]; then
+			state=$work/state-n$r out=$work/out-n$r
+			timed d build naive "$work/layercommit"
+			rm -rf "$state" "$out"
+			state=$uwork/state-n$r out=$uwork/out-n$r
+			timed e build naive as_user "$work/layercommit"
+			rm -rf "$state" "$out" # as root: files of subordinate ids are there
+		fi
+		troot[r]=$a tu[r]=$b tfuse[r]=$c tnaive[r]=$d tunaive[r]=$e
+		printf 'run %d: root %.2fs  rootless %.2fs  fuse %.2fs' "$r" "$a" "$b" "$c"
+		if [ -n "$naive" ]; then printf '  naive %.2fs  rootless naive %.2fs' "$d" "$e"; fi
+		echo
+	done
+	local mr mu mf mn mun
+	mr=$(printf '%s\n' "${troot[@]}" | median)
+	mu=$(printf '%s\n' "${tu[@]}" | median)
+	mf=$(printf '%s\n' "${tfuse[@]}" | median)
+	mn=$(printf '%s\n' "${tnaive[@]}" | median)
+	mun=$(printf '%s\n' "${tunaive[@]}" | median)
+	printf 'median: root %.2fs  rootless %.2fs  fuse %.2fs' "$mr" "$mu" "$mf"
+	if [ -n "$naive" ]; then printf '  naive %.2fs  rootless naive %.2fs' "$mn" "$mun"; fi
+	echo
+	printf 'ratio rootless/root %.2f (target <= 1.2)\n' "$(echo "$mu / $mr" | bc -l)"
+	printf 'fallback cost: fuse-overlayfs/native %.2f' "$(echo "$mf / $mr" | bc -l)"
+	if [ -n "$naive" ]; then
+		printf ', naive/native %.2f (root), rootless naive/rootless native %.2f' \
+			"$(echo "$mn / $mr" | bc -l)" "$(echo "$mun / $mu" | bc -l)"
+	fi
+	echo
+}
+bctx=$ctx bname=$LAYERCOMMIT_BASE_IMAGE btar=$work/base.tar scenario "small files on busybox" 1
+bctx=$cictx bname=debian btar=$work/debian.tar scenario "bench/build.sh's Dockerfile on Debian" "$naive_ci"
