@@ -278,8 +278,6 @@ func (b *build) runStep(ctx context.Context, s *stageState, in *dockerfile.RunIn
 	return b.commit(s, key, createdBy, l, upper)
 }
 
-// inOverlay mounts s's layers with a fresh upper, calls fn with the
-// merged root, unmounts and commits the upper as the step's layer.
 // stepFiles is what a COPY or WORKDIR step writes through: root, the
 // step's merged root, and toUpper, where not nil, which ends the merged
 // view and gives the step's upper dir as a root instead. A directory the
@@ -295,6 +293,9 @@ type stepFiles struct {
 	toUpper func() (*safepath.Root, error)
 }
 
+// inOverlay mounts s's layers with a fresh upper, calls fn with the
+// merged root (and the way to its upper dir), unmounts and commits the
+// upper as the step's layer.
 func (b *build) inOverlay(ctx context.Context, s *stageState, key, createdBy string, line int, fn func(stepFiles) error) error {
 	lowers, err := b.lowerDirs(ctx, s)
 	if err != nil {
