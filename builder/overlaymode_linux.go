@@ -159,7 +159,7 @@ func (b *build) mountStep(ctx context.Context, dir string, lowers []string, moun
 			return diff.Naive(pristine, merged, func(string, ...any) {}), nil
 		}}, nil
 	case OverlayFuse:
-		if err := overlay.Mount(merged, overlay.Options{Lowers: lowers, Upper: upper, Work: work, Fuse: true}); err != nil {
+		if err := overlay.Mount(merged, overlay.Options{Lowers: lowers, Upper: upper, Work: work, Fuse: true, Volatile: true}); err != nil {
 			return nil, err
 		}
 		dopts = append(dopts, diff.WithFuse(), diff.WithLowers(lowers...))
@@ -315,7 +315,7 @@ func (b *build) readyMounts(ctx context.Context, dir string, mounts []sandbox.Mo
 		if mech == OverlayNaive {
 			err = b.flatten(ctx, m.Lowers, target)
 		} else {
-			o := overlay.Options{Lowers: m.Lowers, Upper: m.Upper, Work: m.Work, Fuse: true}
+			o := overlay.Options{Lowers: m.Lowers, Upper: m.Upper, Work: m.Work, Fuse: true, Volatile: true}
 			if o.Upper == "" && len(o.Lowers) < 2 {
 				empty := target + "-empty"
 				if err = os.Mkdir(empty, 0o755); err == nil {

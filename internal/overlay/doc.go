@@ -21,12 +21,13 @@
 // fallback where the kernel refuses: its upper dirs mark whiteouts and
 // opaque dirs their own ways, which diff reads WithFuse.
 //
-// Options.Volatile mounts with "volatile" (Linux 5.10): the unmount then
-// does not sync the upper dir's whole file system, which for a build's
-// steps is most of their time after a large COPY (the data is written
-// back by the kernel meanwhile); the builder's step and RUN roots use it,
-// and statedir does not trust what they leave after a crash.
+// Options.Volatile mounts with "volatile" (Linux 5.10; fuse-overlayfs:
+// fsync=0): the unmount then does not sync the upper dir's whole file
+// system, which for a build's steps is most of their time after a large
+// COPY (the data is written back by the kernel meanwhile), and fsync in
+// the mount does nothing; the builder's step and RUN roots use it, and
+// statedir does not trust what they leave after a crash.
 //
 // Non-goals: unmounting (a plain umount2, fuse-overlayfs's too), data-only
-// lowers, fuse-overlayfs's own fsync=0.
+// lowers.
 package overlay

@@ -43,6 +43,10 @@ func mountFuse(target string, o Options) error {
 	if o.ReadOnly {
 		opts += ",ro"
 	}
+	if o.Volatile && o.Upper != "" {
+		// fuse-overlayfs's volatile: fsync calls are not passed on.
+		opts += ",fsync=0"
+	}
 	var out bytes.Buffer
 	cmd := exec.Command(prog, "-o", opts, target)
 	cmd.Stdout, cmd.Stderr = &out, &out

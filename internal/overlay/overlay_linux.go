@@ -75,7 +75,9 @@ type Options struct {
 	// caller must treat the upper dir as lost after a crash (statedir
 	// trusts such a dir only in the boot that wrote it); the kernel
 	// leaves work/incompat/volatile in the work dir and refuses to mount
-	// it again. Without an upper dir it does nothing.
+	// it again. Without an upper dir it does nothing. With Fuse it is
+	// fuse-overlayfs's fsync=0: fsync calls in the mount (dpkg's, say)
+	// are not passed on to the upper dir's file system.
 	Volatile bool
 	// Fuse mounts with fuse-overlayfs (FuseProgram) instead of the
 	// kernel's overlayfs: the fallback where the kernel refuses the mount

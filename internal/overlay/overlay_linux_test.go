@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -357,4 +358,51 @@ func TestKernelAtLeast(t *testing.T) {
 			t.Errorf("kernelAtLeast(%q, 5, 10) = %t, want %t", tc.rel, got, tc.want)
 		}
 	}
+}
+
+// TestMountFuseVolatile: a Volatile fuse-overlayfs mount runs with
+// fsync=0 (read off the fuse-overlayfs process of the mount), one
+// without Volatile does not.
+func TestMountFuseVolatile(t *testing.T) {
+	oracle.Root(t)
+	if _, err := exec.LookPath(FuseProgram); err != nil {
+		oracle.Missing(t, "fuse-overlayfs not installed")
+	}
+	for _, volatile := range []bool{false, true} {
+		tmp := t.TempDir()
+		lower, upper, work, m := filepath.Join(tmp, "l"), filepath.Join(tmp, "u"), filepath.Join(tmp, "w"), filepath.Join(tmp, "m")
+		mkdirs(t, lower, upper, work, m)
+		if err := Mount(m, Options{Lowers: []string{lower}, Upper: upper, Work: work, Fuse: true, Volatile: volatile}); err != nil {
+			t.Fatal(err)
+		}
+		args := fuseArgs(t, m)
+		if err := unix.Unmount(m, 0); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(args, ",fsync=0"); got != volatile {
+			t.Errorf("volatile=%t: fuse-overlayfs runs as %q", volatile, args)
+		}
+	}
+}
+
+// fuseArgs is the command line of the fuse-overlayfs process serving
+// the mount at target.
+func fuseArgs(t *testing.T, target string) string {
+	t.Helper()
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) > 0 && filepath.Base(args[0]) == FuseProgram && args[len(args)-1] == target {
+			return strings.Join(args, " ")
+		}
+	}
+	t.Fatalf("no fuse-overlayfs process serves %s", target)
+	return ""
 }
