@@ -421,4 +421,29 @@ func TestLayerBootMarks(t *testing.T) {
 			}
 		})
 	}
+	// Adopt over a dir of an earlier boot replaces it.
+	path := t.TempDir()
+	statedir.SetBootID(t.Cleanup, "boot-a")
+	d, err := statedir.Open(path)
+	must(t, err)
+	l := writeLayer(t, d, "a")
+	diffID, _ := l.DiffID()
+	old, err := d.UnpackLayer(ctx, l)
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(old, "was-here"), nil, 0o644))
+	d.Close()
+	statedir.SetBootID(t.Cleanup, "boot-b")
+	d, err = statedir.Open(path)
+	must(t, err)
+	defer d.Close()
+	step, err := d.TempDir("step-")
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(step, "new"), nil, 0o644))
+	must(t, d.Adopt(step, diffID))
+	if _, err := os.Stat(filepath.Join(d.LayerDir(diffID), "new")); err != nil || !d.HasLayer(diffID) {
+		t.Errorf("Adopt kept the dir of an earlier boot: %v, HasLayer %t", err, d.HasLayer(diffID))
+	}
+	if b, err := os.ReadFile(filepath.Join(path, "layers", diffID.Hex+".boot")); err != nil || string(b) != "boot-b" {
+		t.Errorf("mark %q, %v; want boot-b", b, err)
+	}
 }
