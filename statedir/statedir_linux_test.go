@@ -354,6 +354,21 @@ func TestGCMounted(t *testing.T) {
 	}
 }
 
+// unpackedIn unpacks a layer into the state dir at path as the boot
+// boot would (then closes it) and returns the layer, its diffID and dir.
+func unpackedIn(t *testing.T, path, boot string) (*layer.Layer, v1.Hash, string) {
+	t.Helper()
+	statedir.SetBootID(t.Cleanup, boot)
+	d, err := statedir.Open(path)
+	must(t, err)
+	defer d.Close()
+	l := writeLayer(t, d, "a")
+	diffID, _ := l.DiffID()
+	dir, err := d.UnpackLayer(context.Background(), l)
+	must(t, err)
+	return l, diffID, dir
+}
+
 // TestLayerBootMarks: an unpacked or adopted layer dir is trusted in the
 // boot that published it only; after a reboot (another boot id) it is
 // removed and unpacked again from its blob, as is one with no mark or a
@@ -377,21 +392,14 @@ func TestLayerBootMarks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := t.TempDir()
-			statedir.SetBootID(t.Cleanup, tc.publish)
-			d, err := statedir.Open(path)
-			must(t, err)
-			l := writeLayer(t, d, "a")
-			diffID, _ := l.DiffID()
-			dir, err := d.UnpackLayer(ctx, l)
-			must(t, err)
-			d.Close()
+			l, diffID, dir := unpackedIn(t, path, tc.publish)
 			if tc.mark != nil {
 				must(t, tc.mark(filepath.Join(path, "layers", diffID.Hex+".boot")))
 			}
 			must(t, os.WriteFile(filepath.Join(dir, "was-here"), nil, 0o644))
 
 			statedir.SetBootID(t.Cleanup, tc.later)
-			d, err = statedir.Open(path)
+			d, err := statedir.Open(path)
 			must(t, err)
 			defer d.Close()
 			if got := d.HasLayer(diffID); got != tc.trusted {
@@ -423,17 +431,9 @@ func TestLayerBootMarks(t *testing.T) {
 	}
 	// Adopt over a dir of an earlier boot replaces it.
 	path := t.TempDir()
-	statedir.SetBootID(t.Cleanup, "boot-a")
-	d, err := statedir.Open(path)
-	must(t, err)
-	l := writeLayer(t, d, "a")
-	diffID, _ := l.DiffID()
-	old, err := d.UnpackLayer(ctx, l)
-	must(t, err)
-	must(t, os.WriteFile(filepath.Join(old, "was-here"), nil, 0o644))
-	d.Close()
+	_, diffID, _ := unpackedIn(t, path, "boot-a")
 	statedir.SetBootID(t.Cleanup, "boot-b")
-	d, err = statedir.Open(path)
+	d, err := statedir.Open(path)
 	must(t, err)
 	defer d.Close()
 	step, err := d.TempDir("step-")
