@@ -108,8 +108,6 @@ COPY app.conf /etc/app.conf
 DF
 chmod -R a+rX "$work"
 
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 build() { # build MODE CMD...: CMD build of $bctx with --overlay MODE
 	local mode=$1
 	shift
@@ -120,9 +118,9 @@ timed() { # timed VAR CMD...: runs CMD, sets VAR to its seconds
 	local v=$1 t0 t1
 	shift
 	sync
-	t0=$(now)
+	t0=$(bench_now)
 	"$@"
-	t1=$(now)
+	t1=$(bench_now)
 	printf -v "$v" '%s' "$(echo "$t1 - $t0" | bc)"
 }
 # scenario NAME NAIVE: the runs over $bctx; naive ones only when NAIVE.
@@ -155,11 +153,11 @@ scenario() {
 		echo
 	done
 	local mr mu mf mn mun
-	mr=$(printf '%s\n' "${troot[@]}" | median)
-	mu=$(printf '%s\n' "${tu[@]}" | median)
-	mf=$(printf '%s\n' "${tfuse[@]}" | median)
-	mn=$(printf '%s\n' "${tnaive[@]}" | median)
-	mun=$(printf '%s\n' "${tunaive[@]}" | median)
+	mr=$(printf '%s\n' "${troot[@]}" | bench_median)
+	mu=$(printf '%s\n' "${tu[@]}" | bench_median)
+	mf=$(printf '%s\n' "${tfuse[@]}" | bench_median)
+	mn=$(printf '%s\n' "${tnaive[@]}" | bench_median)
+	mun=$(printf '%s\n' "${tunaive[@]}" | bench_median)
 	printf 'median: root %.2fs  rootless %.2fs  fuse %.2fs' "$mr" "$mu" "$mf"
 	if [ -n "$naive" ]; then printf '  naive %.2fs  rootless naive %.2fs' "$mn" "$mun"; fi
 	echo

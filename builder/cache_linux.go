@@ -32,7 +32,7 @@ func (b *build) stepKey(s *stageState, createdBy string, files string) string {
 	}
 	// The layer's compressor is part of its identity (digest, media
 	// type); keys of builds that name none are as before.
-	if b.o.Compression != "" || b.o.CompressionLevel != nil {
+	if b.compressionNamed() {
 		level := b.o.Compression.DefaultLevel()
 		if b.o.CompressionLevel != nil {
 			level = *b.o.CompressionLevel
@@ -200,7 +200,7 @@ func (b *build) fromCache(s *stageState, key string) bool {
 		if !ok {
 			return false
 		}
-		if l.Compression() == layer.None && b.o.Compression == "" && b.o.CompressionLevel == nil && b.compressed(s) {
+		if l.Compression() == layer.None && !b.compressionNamed() && b.compressed(s) {
 			// Kept uncompressed by a build whose image did not carry
 			// it (Options.CacheAllStages); this one's does.
 			cl, err := layer.Compress(b.cacheCtx(), b.st.BlobDir(), l, b.layerOptions(s)...)

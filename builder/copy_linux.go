@@ -724,8 +724,8 @@ type copier struct {
 	// could replace (copyIntoNewDir's first source): creates are not
 	// preceded by removes, and a name met twice fails (O_EXCL).
 	fresh bool
-	// files, within copyTree, writes the regular files' contents and
-	// attributes on other goroutines (fileWriters).
+	// files, within copyTree (copyEntryAt), writes the regular files'
+	// contents and attributes on other goroutines (fileWriters).
 	files *fileWriters
 }
 
@@ -1045,11 +1045,7 @@ func (c *copier) copyEntryAt(e *srcEntry, dirfd int, base string) error {
 		if err != nil {
 			return err
 		}
-		if c.files != nil {
-			return c.files.write(f, dirfd, base, mode, mtime)
-		}
-		defer f.Close()
-		return c.writeFile(dirfd, base, f, mode, mtime)
+		return c.files.write(f, dirfd, base, mode, mtime)
 	}
 	return fmt.Errorf("%s: unsupported file type %s", e.p, mode.Type())
 }
@@ -1092,8 +1088,7 @@ func (w *fileWriters) work() {
 			j.dst.Close()
 			continue
 		}
-		err := w.finish(j)
-		if err != nil {
+		if err := w.finish(j); err != nil {
 			w.mu.Lock()
 			if w.err == nil {
 				w.err = err
@@ -1103,21 +1098,11 @@ func (w *fileWriters) work() {
 	}
 }
 
-// finish copies j's content, owner, mode and mtime, in that order (chown
-// clears set-id bits; writing sets the mtime), and closes both files.
+// finish copies j's content, owner, mode and mtime (FinishFile; chown
+// before chmod, as writeFile) and closes both files.
 func (w *fileWriters) finish(j fileJob) error {
 	defer j.src.Close()
-	_, err := io.Copy(j.dst, j.src)
-	if err == nil {
-		err = w.c.fileAttrs(j.dst, j.mode)
-	}
-	if err == nil {
-		err = safepath.Futimes(int(j.dst.Fd()), j.dst.Name(), safepath.Timespec(j.mtime))
-	}
-	if cerr := j.dst.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return safepath.FinishFile(j.dst, j.src, nil, func(f *os.File) error { return w.c.fileAttrs(f, j.mode) }, j.mtime)
 }
 
 // write creates base in dirfd (replacing a non-directory there unless

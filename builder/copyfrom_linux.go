@@ -142,54 +142,59 @@ func applySpool(ctx context.Context, tree, sp string) error {
 // layers'; a whiteout or opaque marker, a hard link) makes that name
 // unsettleable, and every layer is then read, as before.
 type settling struct {
-	want []string
-	// settled: by a layer above; layer: by the layer being read; never:
-	// cannot be told top down.
-	settled, layer, never []bool
+	want  []string
+	state []settleState // by want
 }
 
+type settleState uint8
+
+const (
+	unsettled    settleState = iota
+	settledHere              // by the layer being read, unless it also says more
+	settled                  // by a layer above
+	unsettleable             // cannot be told top down
+)
+
 func newSettling(want []string) *settling {
-	n := len(want)
-	return &settling{want: want, settled: make([]bool, n), layer: make([]bool, n), never: make([]bool, n)}
+	return &settling{want: want, state: make([]settleState, len(want))}
 }
 
 // see notes the kept entry h of the layer being read: its clean name
 // and the name it stands for (a whiteout's or opaque marker's target).
 func (s *settling) see(h *tar.Header, name, target string) {
 	for i, w := range s.want {
-		if s.settled[i] || s.never[i] {
+		if s.state[i] == settled || s.state[i] == unsettleable {
 			continue
 		}
 		switch {
 		case name == w && target == w && h.Typeflag == tar.TypeReg:
-			s.layer[i] = true
+			s.state[i] = settledHere
 		case target != w && strings.HasPrefix(w, target+"/") && name == target && h.Typeflag == tar.TypeDir,
 			target == "." && name == "." && h.Typeflag == tar.TypeDir:
 			// A plain directory on the way: no effect on w.
 		case target == w || target == "." || strings.HasPrefix(w, target+"/") || strings.HasPrefix(target, w+"/"):
-			s.never[i] = true
+			s.state[i] = unsettleable
 		}
 	}
 }
 
 // endLayer closes the layer being read: what it settled stays settled.
 func (s *settling) endLayer() {
-	for i := range s.want {
-		if s.layer[i] && !s.never[i] {
-			s.settled[i] = true
+	for i, st := range s.state {
+		if st == settledHere {
+			s.state[i] = settled
 		}
-		s.layer[i] = false
 	}
 }
 
 // done says whether every wanted name is settled by the layers read.
 func (s *settling) done() bool {
-	for i := range s.want {
-		if !s.settled[i] {
+	for _, st := range s.state {
+		if st != settled {
 			return false
 		}
 	}
-	return len(s.want) > 0
+	return len(s.state) > 0
 }
 
 // pathFilter copies the layer tar r to w, keeping the entries on the way

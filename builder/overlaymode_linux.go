@@ -127,8 +127,7 @@ type stepRoot struct {
 	// detach, where not nil (the kernel's overlay, mounted here),
 	// unmounts merged and returns the upper dir, for a step that goes on
 	// writing there directly (see stepFiles); src then diffs it as is.
-	detach   func() (upper string, err error)
-	detached bool
+	detach func() (upper string, err error)
 }
 
 // mountStep makes the root of a step over lowers (top first, at least
@@ -177,21 +176,21 @@ func (b *build) mountStep(ctx context.Context, dir string, lowers []string, moun
 			return nil, err
 		}
 	}
-	r := &stepRoot{merged: merged}
-	r.src = func() (diff.Source, error) {
-		if mount && !r.detached {
+	mounted := mount
+	r := &stepRoot{merged: merged, src: func() (diff.Source, error) {
+		if mounted {
 			if err := unmount(merged); err != nil {
 				return nil, err
 			}
 		}
 		return diff.Overlay(upper, dopts...), nil
-	}
+	}}
 	if mount {
 		r.detach = func() (string, error) {
 			if err := unmount(merged); err != nil {
 				return "", err
 			}
-			r.detached = true
+			mounted = false
 			return upper, nil
 		}
 	}

@@ -70,12 +70,19 @@ func (b *build) layerOptions(s *stageState) []layer.Option {
 	}
 	opts := []layer.Option{layer.WithDockerMediaTypes(s.docker), layer.WithDiffOptions(dopts...)}
 	switch {
-	case b.o.Compression != "" || b.o.CompressionLevel != nil:
+	case b.compressionNamed():
 		opts = append(opts, layer.WithCompression(b.o.Compression, b.o.CompressionLevel))
 	case !b.compressed(s):
 		opts = append(opts, layer.WithCompression(layer.None, nil))
 	}
 	return opts
+}
+
+// compressionNamed says whether the build names its layers' compressor
+// (Options.Compression, CompressionLevel) rather than taking gzip's
+// default.
+func (b *build) compressionNamed() bool {
+	return b.o.Compression != "" || b.o.CompressionLevel != nil
 }
 
 // compressed says whether the layers of s leave the state dir in this

@@ -123,17 +123,8 @@ func (d *Dir) HasLayer(diffID v1.Hash) bool {
 	if d.markTrusted(diffID) {
 		return true
 	}
-	lk, err := d.lockLayers()
-	if err != nil {
+	if d.withLayer(diffID, nil) != nil {
 		return false
-	}
-	gone := ""
-	if !d.markTrusted(diffID) {
-		gone = d.discardLocked(diffID)
-	}
-	lk.Unlock()
-	if gone != "" {
-		os.RemoveAll(gone)
 	}
 	return dirExists(d.layerDir(diffID))
 }
@@ -148,16 +139,33 @@ func (d *Dir) markTrusted(diffID v1.Hash) bool {
 	return err == nil && (string(b) == markSynced || d.boot != "" && string(b) == d.boot)
 }
 
-// lockLayers serialises publishing and discarding layer dirs, between
-// goroutines and processes.
-func (d *Dir) lockLayers() (*flock.Lock, error) {
-	return flock.Acquire(d.layersDir(), flock.Exclusive, flock.Wait, "unpacked layers of state dir "+d.path())
+// withLayer takes the lock that serialises publishing and discarding
+// layer dirs (between goroutines and processes), discards diffID's dir
+// if it is there untrusted, calls fn (if not nil) and lets go; the
+// discarded dir is removed after, outside the lock.
+func (d *Dir) withLayer(diffID v1.Hash, fn func() error) error {
+	lk, err := flock.Acquire(d.layersDir(), flock.Exclusive, flock.Wait, "unpacked layers of state dir "+d.path())
+	if err != nil {
+		return err
+	}
+	gone := ""
+	if dirExists(d.layerDir(diffID)) && !d.markTrusted(diffID) {
+		gone = d.discard(diffID)
+	}
+	if fn != nil {
+		err = fn()
+	}
+	lk.Unlock()
+	if gone != "" {
+		os.RemoveAll(gone)
+	}
+	return err
 }
 
-// discardLocked moves diffID's layer dir into tmp/ and removes its mark
-// (under lockLayers), returning the moved dir for the caller to remove
+// discard moves diffID's layer dir into tmp/ and removes its mark (under
+// withLayer's lock), returning the moved dir for the caller to remove
 // outside the lock, or "".
-func (d *Dir) discardLocked(diffID v1.Hash) string {
+func (d *Dir) discard(diffID v1.Hash) string {
 	tmp, err := d.TempDir("stale-")
 	if err != nil {
 		return ""
@@ -297,29 +305,19 @@ func (d *Dir) UnpackLayer(ctx context.Context, l v1.Layer) (string, error) {
 // (HasLayer); if one is already there, dir is removed instead. Without a
 // boot id to mark it with, the file system is synced first (markSynced).
 func (d *Dir) Adopt(dir string, diffID v1.Hash) error {
-	dst := d.layerDir(diffID)
-	lk, err := d.lockLayers()
-	if err != nil {
-		return fmt.Errorf("storing unpacked layer %s: %w", diffID, err)
-	}
-	gone := ""
-	if dirExists(dst) && !d.markTrusted(diffID) {
-		gone = d.discardLocked(diffID)
-	}
-	err = d.publishLocked(dir, diffID)
-	lk.Unlock()
-	if gone != "" {
-		os.RemoveAll(gone)
-	}
+	err := d.withLayer(diffID, func() error { return d.publish(dir, diffID) })
 	if errors.Is(err, os.ErrExist) {
 		return os.RemoveAll(dir)
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("storing unpacked layer %s: %w", diffID, err)
+	}
+	return nil
 }
 
-// publishLocked renames dir to diffID's layer dir under lockLayers,
+// publish renames dir to diffID's layer dir (under withLayer's lock),
 // after writing its mark; os.ErrExist when one is there.
-func (d *Dir) publishLocked(dir string, diffID v1.Hash) error {
+func (d *Dir) publish(dir string, diffID v1.Hash) error {
 	dst := d.layerDir(diffID)
 	if dirExists(dst) {
 		return os.ErrExist
@@ -327,18 +325,15 @@ func (d *Dir) publishLocked(dir string, diffID v1.Hash) error {
 	mark := d.boot
 	if mark == "" {
 		if err := syncFS(dir); err != nil {
-			return fmt.Errorf("storing unpacked layer %s: %w", diffID, err)
+			return err
 		}
 		mark = markSynced
 	}
 	// Not synced: a mark lost in a crash only costs an unpack.
 	if err := os.WriteFile(d.layerMark(diffID), []byte(mark), 0o600); err != nil {
-		return fmt.Errorf("storing unpacked layer %s: %w", diffID, err)
+		return err
 	}
-	if err := os.Rename(dir, dst); err != nil {
-		return fmt.Errorf("storing unpacked layer %s: %w", diffID, err)
-	}
-	return nil
+	return os.Rename(dir, dst)
 }
 
 // syncFS syncs the file system holding dir.

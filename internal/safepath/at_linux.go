@@ -129,7 +129,7 @@ func Futimes(fd int, name string, ts unix.Timespec) error {
 // WriteFileAt replaces a non-directory base in dirfd by a new file with
 // r's content (copied through buf, which may be nil), then calls attrs
 // on the open file (owner and mode, in the caller's order) and sets its
-// mtime.
+// mtime (FinishFile).
 func WriteFileAt(dirfd int, base string, r io.Reader, buf []byte, attrs func(*os.File) error, mtime time.Time) error {
 	if err := RemoveNonDirAt(dirfd, base); err != nil {
 		return err
@@ -138,18 +138,24 @@ func WriteFileAt(dirfd int, base string, r io.Reader, buf []byte, attrs func(*os
 	if err != nil {
 		return err
 	}
-	if _, err := io.CopyBuffer(f, r, buf); err != nil {
-		f.Close()
-		return err
+	return FinishFile(f, r, buf, attrs, mtime)
+}
+
+// FinishFile writes r's content (through buf, which may be nil) into
+// the new file f, calls attrs on it, sets its mtime through the
+// descriptor (writing sets it, closing does not) and closes it.
+func FinishFile(f *os.File, r io.Reader, buf []byte, attrs func(*os.File) error, mtime time.Time) error {
+	_, err := io.CopyBuffer(f, r, buf)
+	if err == nil {
+		err = attrs(f)
 	}
-	if err := attrs(f); err != nil {
-		f.Close()
-		return err
+	if err == nil {
+		err = Futimes(int(f.Fd()), f.Name(), Timespec(mtime))
 	}
-	if err := f.Close(); err != nil {
-		return err
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	return UtimesAt(dirfd, base, Timespec(mtime))
+	return err
 }
 
 // DirCache opens directories below a top directory with O_NOFOLLOW, one
